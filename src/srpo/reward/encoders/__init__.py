@@ -1,0 +1,1 @@
+"""srpo.reward.encoders."""
