@@ -95,6 +95,37 @@ class Trajectory:
 
 
 @dataclass
+class Demo:
+    """One demonstration episode (from an HDF5 file or a scripted controller).
+
+    Attributes:
+        images: (T, H, W, 3) uint8 policy camera images, upright, one per step before the action.
+        states: (T, S) float32 proprioception (S may be 0).
+        actions: (T, 7) float32 env actions in [-1, 1].
+        instruction: Task language.
+        task_id: Task index within its suite.
+        suite: Suite / env family name.
+        success: Whether the demonstration reached the goal.
+    """
+
+    images: np.ndarray
+    states: np.ndarray
+    actions: np.ndarray
+    instruction: str
+    task_id: int
+    suite: str
+    success: bool = True
+
+    def __post_init__(self) -> None:
+        t = self.actions.shape[0]
+        if self.images.shape[0] != t or self.states.shape[0] != t:
+            raise ValueError(
+                f"Demo of task {self.task_id}: images {self.images.shape[0]}, states {self.states.shape[0]} and "
+                f"actions {t} must have one row per step"
+            )
+
+
+@dataclass
 class RewardDiagnostics:
     """Per-trajectory diagnostics of the progress reward. All arrays have shape (N,), in input order.
 

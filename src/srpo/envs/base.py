@@ -65,3 +65,15 @@ class Env(Protocol):
     def close(self) -> None:
         """Release simulator and render resources."""
         ...
+
+
+class EnvFactory(Protocol):
+    """Builds envs inside rollout worker processes; must be picklable (a dataclass of plain config)."""
+
+    def task_specs(self) -> list[TaskSpec]:
+        """All tasks this factory can build, indexed by position == TaskSpec.task_id."""
+        ...
+
+    def make(self, task_id: int) -> Env:
+        """Construct the env of one task (expensive for LIBERO: do it once per worker and task)."""
+        ...
