@@ -1,0 +1,171 @@
+"""Policy losses: token-level PPO-clip (clip-higher, dual-clip), KL to a reference policy, entropy bonus, and
+advantage-weighted regression weights. Pure torch functions; tensors in, tensors out.
+
+Shapes: B trajectories' chunks (or any batch of sequences), L tokens per sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+
+Aggregation = Literal["token-mean", "seq-mean-token-mean"]
+KLEstimator = Literal["k1", "k3"]
+
+
+class PPOLossOutput(NamedTuple):
+    """Scalar tensors: the loss to minimise, and detached metrics."""
+
+    loss: torch.Tensor
+    clip_fraction: torch.Tensor
+    approx_kl: torch.Tensor
+    ratio_mean: torch.Tensor
+
+
+def masked_aggregate(values: torch.Tensor, mask: torch.Tensor, mode: Aggregation = "token-mean") -> torch.Tensor:
+    """Aggregate per-token values over the masked tokens.
+
+    Args:
+        values: (B, L) per-token values.
+        mask: (B, L) bool or {0, 1}; True for tokens that count.
+        mode: "token-mean": mean over all masked tokens of the batch (official). "seq-mean-token-mean": mean over
+            each sequence's masked tokens, then over sequences that have at least one.
+
+    Returns:
+        Scalar tensor; 0 when no token is masked in (gradients still flow, with zero value).
+    """
+    if values.shape != mask.shape:
+        raise ValueError(f"values {tuple(values.shape)} and mask {tuple(mask.shape)} must have the same shape")
+    m = mask.to(values.dtype)
+    if mode == "token-mean":
+        return (values * m).sum() / m.sum().clamp(min=1.0)
+    if mode == "seq-mean-token-mean":
+        per_seq_count = m.sum(dim=-1)
+        per_seq = (values * m).sum(dim=-1) / per_seq_count.clamp(min=1.0)
+        has_tokens = (per_seq_count > 0).to(values.dtype)
+        return (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
+    raise ValueError(f"unknown aggregation {mode!r}: choose 'token-mean' or 'seq-mean-token-mean'")
+
+
+def ppo_clip_loss(
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    dual_clip: float | None = None,
+    log_ratio_clamp: float = 20.0,
+    aggregation: Aggregation = "token-mean",
+) -> PPOLossOutput:
+    """Token-level PPO clipped surrogate with clip-higher (DAPO) and optional dual-clip.
+
+    ratio = exp(clamp(logπ − logπ_old, −c, c))                                        [official clamp c = 20]
+    L_tok = −min(ratio·A, clip(ratio, 1 − ε_low, 1 + ε_high)·A)                       [PPO eq., clip-higher]
+    dual-clip (A < 0 only): L_tok = min(L_tok, −dual_clip·A)                          [Ye et al. 2020]
+
+    Args:
+        log_probs: (B, L) current policy log-probs (differentiable).
+        old_log_probs: (B, L) behaviour policy log-probs.
+        advantages: (B,) per-sequence or (B, L) per-token advantages.
+        mask: (B, L) bool, True for executed action tokens.
+        clip_low: ε_low (official 0.2).
+        clip_high: ε_high (official 0.28).
+        dual_clip: c > 1 for dual-clip, None to turn it off (the official 10000 is effectively off).
+        log_ratio_clamp: Clamp of the log-ratio before exp.
+        aggregation: See masked_aggregate.
+
+    Returns:
+        PPOLossOutput(loss, clip_fraction, approx_kl, ratio_mean); the metrics are over masked tokens.
+    """
+    if log_probs.shape != old_log_probs.shape or log_probs.shape != mask.shape:
+        raise ValueError(
+            f"log_probs {tuple(log_probs.shape)}, old_log_probs {tuple(old_log_probs.shape)} and mask "
+            f"{tuple(mask.shape)} must have the same (B, L) shape"
+        )
+    if advantages.dim() == 1:
+        if advantages.shape[0] != log_probs.shape[0]:
+            raise ValueError(f"advantages {tuple(advantages.shape)} must be (B,) with B={log_probs.shape[0]}")
+        advantages = advantages[:, None].expand_as(log_probs)
+    elif advantages.shape != log_probs.shape:
+        raise ValueError(f"advantages {tuple(advantages.shape)} must be (B,) or (B, L) = {tuple(log_probs.shape)}")
+    if clip_low < 0 or clip_high < 0:
+        raise ValueError(f"clip ranges must be >= 0, got clip_low={clip_low}, clip_high={clip_high}")
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1 (or None), got {dual_clip}")
+
+    log_ratio = torch.clamp(log_probs - old_log_probs, -log_ratio_clamp, log_ratio_clamp)
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    per_token = torch.maximum(unclipped, clipped)
+    if dual_clip is not None:
+        per_token = torch.where(advantages < 0, torch.minimum(per_token, -dual_clip * advantages), per_token)
+    loss = masked_aggregate(per_token, mask, aggregation)
+
+    with torch.no_grad():
+        was_clipped = (clipped > unclipped).to(log_probs.dtype)
+        clip_fraction = masked_aggregate(was_clipped, mask, "token-mean")
+        # k3-style estimate of KL(π_old || π): E[(r − 1) − log r], low variance and >= 0.
+        approx_kl = masked_aggregate((ratio - 1.0) - log_ratio, mask, "token-mean")
+        ratio_mean = masked_aggregate(ratio, mask, "token-mean")
+    return PPOLossOutput(loss, clip_fraction, approx_kl, ratio_mean)
+
+
+def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, estimator: KLEstimator = "k3") -> torch.Tensor:
+    """Per-token estimate of KL(π_θ || π_ref) from samples of π_θ (the paper's β·D_KL term).
+
+    k1 = logπ − logπ_ref (unbiased, high variance, can be negative).
+    k3 = exp(logπ_ref − logπ) − (logπ_ref − logπ) − 1 (unbiased, low variance, >= 0; Schulman 2020).
+
+    Args:
+        log_probs: (B, L) current policy log-probs (differentiable).
+        ref_log_probs: (B, L) reference policy log-probs (no gradient).
+        estimator: "k1" or "k3".
+
+    Returns:
+        (B, L) per-token KL estimates.
+    """
+    if log_probs.shape != ref_log_probs.shape:
+        raise ValueError(f"log_probs {tuple(log_probs.shape)} and ref_log_probs {tuple(ref_log_probs.shape)} differ")
+    diff = ref_log_probs - log_probs
+    if estimator == "k1":
+        return -diff
+    if estimator == "k3":
+        # Clamp as verl does: exp of a large positive difference would overflow in low precision.
+        diff = torch.clamp(diff, -20.0, 20.0)
+        return torch.exp(diff) - diff - 1.0
+    raise ValueError(f"unknown KL estimator {estimator!r}: choose 'k1' or 'k3'")
+
+
+def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, aggregation: Aggregation = "token-mean") -> torch.Tensor:
+    """Mean entropy over masked tokens (subtract coef · this from the loss to encourage exploration).
+
+    Args:
+        entropy: (B, L) per-token entropies.
+        mask: (B, L) bool.
+        aggregation: See masked_aggregate.
+    """
+    return masked_aggregate(entropy, mask, aggregation)
+
+
+def awr_weights(advantages: torch.Tensor, beta: float, max_weight: float = 20.0) -> torch.Tensor:
+    """Advantage-weighted regression weights w = min(exp(A / β), max_weight) (Peng et al. 2019).
+
+    Args:
+        advantages: (N,) advantages.
+        beta: Temperature β > 0.
+        max_weight: Clip for the weights (> 0).
+
+    Returns:
+        (N,) weights, no gradient.
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if max_weight <= 0:
+        raise ValueError(f"max_weight must be > 0, got {max_weight}")
+    with torch.no_grad():
+        # Clamp the exponent so exp never overflows before the clip applies.
+        exponent = torch.clamp(advantages / beta, max=float(torch.log(torch.tensor(max_weight))))
+        return torch.exp(exponent)

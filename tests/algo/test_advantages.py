@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from srpo.algo.advantages import dynamic_sampling_mask, group_advantages
+
+
+def test_hand_computed_unbiased_and_biased():
+    rewards = np.asarray([1.0, 0.0, 0.0, 0.5, 0.25])
+    groups = np.asarray([0, 0, 0, 1, 1])
+    adv = group_advantages(rewards, groups, eps=0.0)
+    # Group 0: mean 1/3, unbiased std sqrt(((2/3)² + 2·(1/3)²)/2) = sqrt(1/3).
+    s0 = math.sqrt(1 / 3)
+    # Group 1: mean 0.375, unbiased std sqrt(2·0.125²/1) = 0.125·sqrt(2).
+    s1 = 0.125 * math.sqrt(2)
+    np.testing.assert_allclose(adv, [(2 / 3) / s0, (-1 / 3) / s0, (-1 / 3) / s0, 0.125 / s1, -0.125 / s1])
+    biased = group_advantages(rewards, groups, eps=0.0, std="biased")
+    b0 = math.sqrt(((2 / 3) ** 2 + 2 * (1 / 3) ** 2) / 3)
+    np.testing.assert_allclose(biased[:3], [(2 / 3) / b0, (-1 / 3) / b0, (-1 / 3) / b0])
+    np.testing.assert_allclose(biased[3:], [1.0, -1.0])
+
+
+def test_eps_in_denominator():
+    adv = group_advantages(np.asarray([1.0, 0.0]), np.asarray([0, 0]), eps=1e-6)
+    s = math.sqrt(0.5)
+    np.testing.assert_allclose(adv, [0.5 / (s + 1e-6), -0.5 / (s + 1e-6)], rtol=1e-12)
+
+
+def test_group_of_one_and_zero_spread_get_zero():
+    adv = group_advantages(np.asarray([0.7, 1.0, 1.0, 0.2]), np.asarray([5, 6, 6, 7]))
+    np.testing.assert_array_equal(adv, [0.0, 0.0, 0.0, 0.0])
+
+
+def test_batch_whitening_rescales_to_unit_std():
+    rng = np.random.default_rng(0)
+    rewards = rng.random(12)
+    groups = np.repeat(np.arange(3), 4)
+    plain = group_advantages(rewards, groups)
+    white = group_advantages(rewards, groups, whiten_batch=True)
+    assert white.std() == pytest.approx(1.0)
+    np.testing.assert_allclose(white * plain.std(), plain)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="must both be"):
+        group_advantages(np.zeros(3), np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match="rows \\[1\\]"):
+        group_advantages(np.asarray([0.0, np.nan]), np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match="unbiased"):
+        group_advantages(np.zeros(2), np.zeros(2, dtype=int), std="sample")  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rewards=st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=40),
+    num_groups=st.integers(1, 5),
+    seed=st.integers(0, 1000),
+)
+def test_advantages_sum_to_zero_per_group(rewards, num_groups, seed):
+    r = np.asarray(rewards)
+    groups = np.random.default_rng(seed).integers(0, num_groups, size=r.size)
+    adv = group_advantages(r, groups)
+    assert np.isfinite(adv).all()
+    for g in np.unique(groups):
+        assert abs(adv[groups == g].sum()) < 1e-6 * max(1, (groups == g).sum())
+
+
+def test_dynamic_sampling_mask_hand_computed():
+    success = np.concatenate([[1, 1, 1, 1], [1, 0, 0, 0], [0, 0, 0, 0], [1] + [0] * 9]).astype(bool)
+    groups = np.asarray([0] * 4 + [1] * 4 + [2] * 4 + [3] * 10)
+    keep = dynamic_sampling_mask(success, groups, low=0.1, high=0.9)
+    # Rates: 1.0 (drop), 0.25 (keep), 0.0 (drop), 0.1 (keep: inclusive edge).
+    np.testing.assert_array_equal(keep, np.repeat([False, True, False, True], [4, 4, 4, 10]))
+    with pytest.raises(ValueError, match="low"):
+        dynamic_sampling_mask(success, groups, low=0.9, high=0.1)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from srpo.algo.losses import awr_weights, entropy_bonus, kl_penalty, masked_aggregate, ppo_clip_loss
+
+
+def test_ppo_three_trajectories_by_hand():
+    # Three sequences of two tokens; ratios chosen to hit: inside the range, clipped high, clipped low.
+    ratios = torch.tensor([[1.1, 0.9], [1.5, 1.0], [0.5, 0.7]])
+    old = torch.zeros(3, 2)
+    new = torch.log(ratios).requires_grad_(True)
+    adv = torch.tensor([1.0, 2.0, -1.0])
+    mask = torch.tensor([[True, True], [True, False], [True, True]])
+    out = ppo_clip_loss(new, old, adv, mask, clip_low=0.2, clip_high=0.28)
+    # Per token −min(r·A, clip(r)·A):
+    #   seq0 (A=1): 1.1 → −1.1; 0.9 → −0.9
+    #   seq1 (A=2): 1.5 → clip 1.28 → −2.56; (masked)
+    #   seq2 (A=−1): 0.5 → max(0.5, 0.8) = 0.8; 0.7 → max(0.7, 0.8) = 0.8
+    expected = (-1.1 - 0.9 - 2.56 + 0.8 + 0.8) / 5
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+    # Clipped (gradient-free) tokens: 1.5 with A>0, 0.5 and 0.7 with A<0 → 3 of 5.
+    assert out.clip_fraction.item() == pytest.approx(3 / 5)
+    kl = [r - 1 - math.log(r) for r in (1.1, 0.9, 1.5, 0.5, 0.7)]
+    assert out.approx_kl.item() == pytest.approx(sum(kl) / 5, rel=1e-5)
+    out.loss.backward()
+    # Only unclipped, unmasked tokens get gradient: d(−r·A)/d log r = −r·A.
+    expected_grad = torch.tensor([[-1.1, -0.9], [0.0, 0.0], [0.0, 0.0]]) / 5
+    torch.testing.assert_close(new.grad, expected_grad)
+
+
+def test_seq_mean_token_mean_aggregation():
+    values = torch.tensor([[1.0, 3.0], [10.0, 0.0], [5.0, 5.0]])
+    mask = torch.tensor([[True, True], [True, False], [False, False]])
+    assert masked_aggregate(values, mask, "token-mean").item() == pytest.approx(14 / 3)
+    assert masked_aggregate(values, mask, "seq-mean-token-mean").item() == pytest.approx((2 + 10) / 2)
+    with pytest.raises(ValueError, match="aggregation"):
+        masked_aggregate(values, mask, "sum")  # type: ignore[arg-type]
+
+
+def test_dual_clip_bounds_negative_advantage_loss():
+    new = torch.log(torch.tensor([[5.0]]))
+    old = torch.zeros(1, 1)
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    adv = torch.tensor([-1.0])
+    plain = ppo_clip_loss(new, old, adv, mask)
+    assert plain.loss.item() == pytest.approx(5.0)
+    dual = ppo_clip_loss(new, old, adv, mask, dual_clip=3.0)
+    assert dual.loss.item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="dual_clip"):
+        ppo_clip_loss(new, old, adv, mask, dual_clip=0.5)
+
+
+def test_log_ratio_clamp_keeps_loss_finite():
+    new = torch.tensor([[100.0]])
+    out = ppo_clip_loss(new, torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1, dtype=torch.bool))
+    assert torch.isfinite(out.loss)
+    assert out.loss.item() == pytest.approx(math.exp(20.0), rel=1e-4)
+
+
+def test_fully_masked_batch_gives_zero_loss():
+    new = torch.zeros(2, 3, requires_grad=True)
+    out = ppo_clip_loss(new, torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3, dtype=torch.bool))
+    assert out.loss.item() == 0.0
+    out.loss.backward()
+    assert new.grad is not None and torch.all(new.grad == 0)
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="same"):
+        ppo_clip_loss(torch.zeros(2, 3), torch.zeros(2, 2), torch.zeros(2), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="advantages"):
+        ppo_clip_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_kl_estimators_by_hand():
+    logp = torch.log(torch.tensor([[0.5, 0.2]]))
+    ref = torch.log(torch.tensor([[0.25, 0.4]]))
+    k1 = kl_penalty(logp, ref, "k1")
+    torch.testing.assert_close(k1, torch.log(torch.tensor([[2.0, 0.5]])))
+    k3 = kl_penalty(logp, ref, "k3")
+    # ρ = π_ref/π: 0.5 and 2 → ρ − log ρ − 1.
+    expected = torch.tensor([[0.5 - math.log(0.5) - 1, 2.0 - math.log(2.0) - 1]])
+    torch.testing.assert_close(k3, expected)
+    assert (k3 >= 0).all()
+    with pytest.raises(ValueError, match="estimator"):
+        kl_penalty(logp, ref, "k2")  # type: ignore[arg-type]
+
+
+def test_k3_is_unbiased_estimate_of_kl():
+    torch.manual_seed(0)
+    p = torch.tensor([0.7, 0.2, 0.1])
+    q = torch.tensor([0.4, 0.4, 0.2])
+    samples = torch.multinomial(p, 200_000, replacement=True)
+    est = kl_penalty(torch.log(p[samples])[None], torch.log(q[samples])[None], "k3").mean().item()
+    exact = float((p * (p / q).log()).sum())
+    assert est == pytest.approx(exact, abs=5e-3)
+
+
+def test_entropy_bonus_masks():
+    ent = torch.tensor([[1.0, 2.0, 100.0]])
+    mask = torch.tensor([[True, True, False]])
+    assert entropy_bonus(ent, mask).item() == pytest.approx(1.5)
+
+
+def test_awr_weights_clip():
+    w = awr_weights(torch.tensor([0.0, 1.0, 100.0, -2.0]), beta=0.5, max_weight=20.0)
+    torch.testing.assert_close(w, torch.tensor([1.0, math.exp(2.0), 20.0, math.exp(-4.0)]))
+    with pytest.raises(ValueError, match="beta"):
+        awr_weights(torch.zeros(1), beta=0.0)
