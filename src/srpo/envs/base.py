@@ -41,12 +41,15 @@ class Observation:
             None when not rendered this step.
         state: (S,) float32 proprioception (may be empty).
         success: Whether the task goal holds now.
+        wrist_image: (H, W, 3) uint8 wrist-camera image, upright, rendered together with `image` by envs that
+            have a wrist camera and have it enabled; None otherwise.
     """
 
     image: np.ndarray | None
     embed_frame: np.ndarray | None
     state: np.ndarray
     success: bool
+    wrist_image: np.ndarray | None = None
 
 
 class Env(Protocol):
