@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from srpo.algo.advantages import group_advantages
 from srpo.config import ConfigError, RewardConfig
-from srpo.reward.progress import SuccessMemory, compute_centres, compute_progress_rewards
+from srpo.reward.progress import SuccessMemory, compute_centres, compute_progress_rewards, standard_scale
 
 OFFICIAL = RewardConfig.preset("official")
 PAPER = RewardConfig.preset("paper")
@@ -67,6 +67,15 @@ def test_dbscan_two_clusters_nearest_centre():
     assert out.diagnostics.num_clusters[0] == 2
     # The failure nearer its centre gets the higher reward.
     assert out.rewards[4] > out.rewards[5]
+
+
+def test_standard_scale_matches_scikit_learn():
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(7, 5)) * [1.0, 1e3, 1e-3, 0.0, 1.0]
+    x[:, 4] = 2.5  # a constant feature keeps scale 1
+    np.testing.assert_allclose(standard_scale(x), StandardScaler().fit_transform(x), rtol=1e-12, atol=1e-12)
 
 
 def test_all_successes_noise_fall_back_to_mean():

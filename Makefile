@@ -1,0 +1,37 @@
+# Fresh-machine entry points: `make run` (the main job on CPU defaults) and `make test` (the test suite).
+# Both create .venv with Python >= 3.10 and install what they need; torch comes from `pip install torch==2.13.0`
+# first so that no CUDA build is pulled in on CPU machines.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip -q --disable-pip-version-check
+TEST_EXTRAS := dev,vjepa,openvla,logging
+
+.PHONY: run test venv lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+
+$(VENV)/.test-deps: $(BIN)/python pyproject.toml
+	$(PIP) install -e ".[$(TEST_EXTRAS)]"
+	touch $@
+
+venv: $(VENV)/.test-deps
+
+run: $(VENV)/.test-deps
+	$(BIN)/srpo score
+
+test: $(VENV)/.test-deps
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(VENV)/.test-deps
+	$(BIN)/python benchmarks/reward_step.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
