@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -113,7 +114,7 @@ class ConvImageEncoder(nn.Module):
         super().__init__()
         widths = [3, 32, 64, 128, channels]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GELU()]
         self.net = nn.Sequential(*layers)
         self.out_channels = channels

@@ -15,8 +15,9 @@ Out-of-range actions are clipped to [q01, q99] (that is what the percentile norm
 1 % of demonstration actions saturate the first/last bin); a NaN or infinite action raises ValueError because
 no bin can represent it and silently mapping it to a bin would train on garbage.
 
-Gripper (dimension `GRIPPER_DIM`): never percentile-normalised (OpenVLA's stats mask it out too), and always
-binarised on decode. Two conventions:
+Gripper (dimension `GRIPPER_DIM`): never percentile-normalised (OpenVLA's stats mask it out too), binarised
+before encoding (so a demonstration's gripper is always one of two bins) and again on decode (a sampled bin
+anywhere in between still yields a valid open/close command). Two conventions:
     "env":     the token value is the env command itself in [−1, 1]: −1 open, +1 close (LIBERO / robosuite).
                Used by the compact model trained on our own demos, which are recorded in env convention.
     "openvla": the token value is OpenVLA's training-data gripper in [0, 1] with 1 = open, 0 = close (the
@@ -39,7 +40,7 @@ from srpo.types import ACTION_DIM, DEFAULT_NUM_BINS, GRIPPER_DIM, Demo
 
 GripperConvention = Literal["env", "openvla"]
 TOKENIZER_FILE = "action_tokenizer.json"
-# Guards q99 == q01 (a dimension the demonstrations never move); same epsilon as OpenVLA.
+# Guards q99 == q01 (a dimension the demonstrations never move).
 _NORM_EPS = 1e-8
 
 
@@ -133,12 +134,13 @@ class ActionTokenizer:
         if actions.shape[-1] != self.action_dim:
             raise ValueError(f"actions have {actions.shape[-1]} dimensions, tokenizer has {self.action_dim}")
         _check_finite(actions)
-        span = self.q99 - self.q01
-        x = 2.0 * (actions - self.q01) / (span + _NORM_EPS) - 1.0
+        span = np.maximum(self.q99 - self.q01, _NORM_EPS)
+        x = 2.0 * (actions - self.q01) / span - 1.0
         x = np.where(self._norm_mask, x, actions)
-        if self.gripper_dim is not None and self.gripper_convention == "openvla":
+        if self.gripper_dim is not None:
+            g = _binarize(actions[..., self.gripper_dim])
             # env −1 open / +1 close → OpenVLA data 1 open / 0 close.
-            x[..., self.gripper_dim] = (1.0 - actions[..., self.gripper_dim]) / 2.0
+            x[..., self.gripper_dim] = (1.0 - g) / 2.0 if self.gripper_convention == "openvla" else g
         return np.clip(x, -1.0, 1.0)
 
     def unnormalize(self, x: np.ndarray) -> np.ndarray:
