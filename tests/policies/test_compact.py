@@ -83,7 +83,8 @@ def test_action_queries_attend_bidirectionally(tiny_policy: CompactVLA) -> None:
     batch = make_batch(2)
     before = tiny_policy.action_logits(batch).detach()
     with torch.no_grad():
-        tiny_policy.action_queries[-1] += 1.0  # perturb only the LAST action query
+        # Perturb only the LAST action query (a random direction: LayerNorm would cancel a constant shift).
+        tiny_policy.action_queries[-1] += torch.randn(tiny_policy.config.d_model)
     after = tiny_policy.action_logits(batch).detach()
     # A causal decoder would leave token 0 untouched by a later token.
     assert (after[:, 0] - before[:, 0]).abs().max() > 1e-4
