@@ -246,19 +246,24 @@ class TabletopEnv:
     def _render(self, size: int) -> np.ndarray:
         """(size, size, 3) uint8 top-down view of the current state."""
         img = self._background(size).copy()
-        order = [i for i in range(len(BLOCK_NAMES)) if i != self._held]
-        for i in order:
-            _fill_rect(img, self._blocks[i], BLOCK_HALF, BLOCK_HALF, _BLOCK_RGB[i])
-        if self._held is not None:
-            lifted = BLOCK_HALF * (1.0 + 0.4 * self._z)  # closer to the camera when lifted
-            _fill_rect(img, self._blocks[self._held], lifted, lifted, _BLOCK_RGB[self._held])
-        # Gripper: two fingers and a palm, shaded by height (dark when low), fingers apart when open.
-        shade = np.full(3, int(40 + 200 * self._z), dtype=np.uint8)
-        gap = 0.02 if self._closed else 0.055
+        for i in range(len(BLOCK_NAMES)):
+            if i != self._held:
+                _fill_rect(img, self._blocks[i], BLOCK_HALF, BLOCK_HALF, _BLOCK_RGB[i])
+        # Gripper: two fingers and a palm, shaded by height (dark when low). Open fingers stand apart; closed
+        # ones touch, or clasp the sides of a held block, which is drawn larger (lifted towards the camera) and
+        # left unoccluded so that grasp and carry are visible.
         centre = np.array([self._x, self._y])
+        finger_half = 0.045
+        if self._held is not None:
+            lifted = BLOCK_HALF * (1.25 + 0.5 * self._z)
+            _fill_rect(img, centre, lifted, lifted, _BLOCK_RGB[self._held])
+            gap, finger_half = lifted + 0.012, lifted
+        else:
+            gap = 0.015 if self._closed else 0.055
+        shade = np.full(3, int(40 + 200 * self._z), dtype=np.uint8)
         for side in (-1.0, 1.0):
-            _fill_rect(img, centre + np.array([side * gap, 0.0]), 0.012, 0.045, shade)
-        _fill_rect(img, centre + np.array([0.0, -0.045]), gap + 0.012, 0.01, shade)
+            _fill_rect(img, centre + np.array([side * gap, 0.0]), 0.012, finger_half, shade)
+        _fill_rect(img, centre + np.array([0.0, -finger_half - 0.01]), gap + 0.012, 0.01, shade)
         return img
 
     def _background(self, size: int) -> np.ndarray:

@@ -1,0 +1,689 @@
+"""The rollout engine: turns (policy, episode requests) into `Trajectory` records, fast and fault-tolerant.
+
+Design (issue 4):
+- Persistent worker processes own the envs. A worker constructs an env once per task and reuses it across
+  episodes (reset from a numbered initial state); LIBERO needs ~5 s to build an env and ~0.2 s to reset one.
+- The policy runs batched in the driver: each round it samples one action chunk for every active episode in
+  one call, sends each episode its chunk, and the workers execute their chunks in parallel.
+- Only what is consumed is rendered: the policy image once per chunk (at the chunk's last step, i.e. the start
+  of the next chunk), embedding frames every `embed_stride` env steps plus the first frame after reset and the
+  final frame.
+- Faults: an env that raises is closed and rebuilt in its worker; a worker that dies or exceeds the step
+  timeout is killed and restarted. Every episode that was running on the lost env or worker is re-run from
+  the same initial state, so no trajectory is lost or duplicated; the counts go into `EpisodeStats`.
+
+Every trajectory owns its arrays: they are stacked afresh from that episode's own lists (the official code let
+the 8 rollouts of a prompt share one frame list).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import itertools
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import signal
+import time
+import traceback
+from collections import Counter, defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from srpo.config.rollout import RolloutConfig
+from srpo.envs.base import Env, EnvFactory, Observation, TaskSpec
+from srpo.types import ACTION_DIM, EpisodeStats, Trajectory
+
+if TYPE_CHECKING:
+    # Only for annotations: worker processes import this module, and they should not pay for loading torch.
+    from srpo.policies.base import Policy
+
+
+class EpisodeRequest(NamedTuple):
+    """One episode to roll out.
+
+    Attributes:
+        task_id: Task index (TaskSpec.task_id of the engine's factory).
+        init_state_id: Fixed initial state to start from.
+        group_id: GRPO group the rollout belongs to (copied into the Trajectory).
+        rollout_id: Id of the rollout within the batch (copied into the Trajectory; must be unique).
+    """
+
+    task_id: int
+    init_state_id: int
+    group_id: int
+    rollout_id: int
+
+
+def make_group_requests(
+    task_ids: Sequence[int], init_state_ids: Sequence[int], group_size: int, first_rollout_id: int = 0
+) -> list[EpisodeRequest]:
+    """GRPO requests: the prompt (task_ids[g], init_state_ids[g]) repeated `group_size` times as group g.
+
+    Args:
+        task_ids: (G,) task of each group.
+        init_state_ids: (G,) initial state of each group.
+        group_size: Rollouts per group (the official runs use 8).
+        first_rollout_id: Rollout ids run consecutively from here.
+
+    Returns:
+        G · group_size requests, group-major.
+    """
+    if len(task_ids) != len(init_state_ids):
+        raise ValueError(f"{len(task_ids)} task_ids but {len(init_state_ids)} init_state_ids: give one per group")
+    if group_size < 1:
+        raise ValueError(f"group_size={group_size} must be >= 1")
+    rollout_ids = itertools.count(first_rollout_id)
+    return [
+        EpisodeRequest(int(task), int(init), group, next(rollout_ids))
+        for group, (task, init) in enumerate(zip(task_ids, init_state_ids, strict=True))
+        for _ in range(group_size)
+    ]
+
+
+class RolloutError(RuntimeError):
+    """An episode kept failing (or workers kept dying) beyond the configured retry limits."""
+
+
+@runtime_checkable
+class RenderableEnv(Protocol):
+    """Optional env capability: observe the current state without stepping.
+
+    With it, an episode that succeeds between two strided embedding frames still records its final frame;
+    without it, the last recorded frame of such an episode is the last strided one.
+    """
+
+    def render(self, render_policy: bool, render_embed: bool) -> Observation:
+        """Render the images asked for at the current state."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Messages between the driver and the env hosts (plain picklable records).
+
+
+@dataclass
+class _ResetJob:
+    key: int  # unique per episode attempt, so a result can never land on a re-run of its episode
+    task_id: int
+    init_state_id: int
+
+
+@dataclass
+class _ChunkJob:
+    key: int
+    actions: np.ndarray  # (k, 7) float32
+    start_step: int  # env steps the episode has executed before this chunk
+    max_steps: int
+    embed_stride: int
+
+
+@dataclass
+class _StepResult:
+    key: int
+    image: np.ndarray | None  # policy image for the next chunk; None once the episode is done
+    state: np.ndarray
+    frames: list[np.ndarray]  # embedding frames recorded by this job, in time order
+    num_steps: int  # env steps executed by this job (0 for a reset)
+    success: bool
+    done: bool
+    constructed: bool = False  # the reset had to construct a new env
+
+
+@dataclass
+class _JobError:
+    key: int
+    message: str
+
+
+_Job = _ResetJob | _ChunkJob
+_Result = _StepResult | _JobError
+
+
+class _EnvHost:
+    """Owns envs and executes jobs; lives in a worker process (or in the driver when num_workers=0)."""
+
+    def __init__(self, factory: EnvFactory, max_envs: int) -> None:
+        self._factory = factory
+        self._max_envs = max_envs
+        self._idle: list[tuple[int, Env]] = []  # (task_id, env), least recently used first
+        self._in_use: dict[int, tuple[int, Env]] = {}
+
+    def begin(self) -> None:
+        """A new collect call: envs left in use by an aborted one become idle (every episode resets)."""
+        self._idle.extend(self._in_use.values())
+        self._in_use.clear()
+
+    def run(self, job: _Job) -> _Result:
+        """Execute one job; an env exception becomes a _JobError and that env is closed and dropped."""
+        try:
+            if isinstance(job, _ResetJob):
+                return self._reset(job)
+            return self._chunk(job)
+        except Exception:
+            self._discard(job.key)
+            return _JobError(job.key, traceback.format_exc())
+
+    def close(self) -> None:
+        for _, env in [*self._idle, *self._in_use.values()]:
+            with contextlib.suppress(Exception):  # best effort: a broken env must not block shutdown
+                env.close()
+        self._idle.clear()
+        self._in_use.clear()
+
+    def _reset(self, job: _ResetJob) -> _StepResult:
+        env, constructed = self._take_env(job.task_id)
+        self._in_use[job.key] = (job.task_id, env)
+        obs = env.reset(job.init_state_id)
+        if obs.image is None or obs.embed_frame is None:
+            raise RuntimeError(f"task {job.task_id}: reset must render both the policy image and the embed frame")
+        return _StepResult(job.key, obs.image, obs.state, [obs.embed_frame], 0, False, False, constructed)
+
+    def _chunk(self, job: _ChunkJob) -> _StepResult:
+        task_id, env = self._in_use[job.key]
+        frames: list[np.ndarray] = []
+        step = job.start_step
+        num_actions = len(job.actions)
+        obs: Observation | None = None
+        done = False
+        for i in range(num_actions):
+            step += 1
+            at_horizon = step >= job.max_steps
+            obs = env.step(
+                job.actions[i],
+                render_policy=i == num_actions - 1 and not at_horizon,
+                render_embed=step % job.embed_stride == 0 or at_horizon,
+            )
+            if obs.embed_frame is not None:
+                frames.append(obs.embed_frame)
+            if obs.success or at_horizon:
+                done = True
+                if obs.embed_frame is None and isinstance(env, RenderableEnv):
+                    final = env.render(False, True).embed_frame
+                    if final is not None:
+                        frames.append(final)
+                break
+        assert obs is not None  # chunks are never empty
+        if done:
+            del self._in_use[job.key]
+            self._idle.append((task_id, env))
+            return _StepResult(job.key, None, obs.state, frames, step - job.start_step, obs.success, True)
+        if obs.image is None:
+            raise RuntimeError(f"task {task_id}: step(render_policy=True) returned no policy image")
+        return _StepResult(job.key, obs.image, obs.state, frames, step - job.start_step, False, False)
+
+    def _take_env(self, task_id: int) -> tuple[Env, bool]:
+        for pos in range(len(self._idle) - 1, -1, -1):  # most recently used first
+            if self._idle[pos][0] == task_id:
+                return self._idle.pop(pos)[1], False
+        while self._max_envs and self._idle and len(self._idle) + len(self._in_use) >= self._max_envs:
+            self._idle.pop(0)[1].close()
+        return self._factory.make(task_id), True
+
+    def _discard(self, key: int) -> None:
+        entry = self._in_use.pop(key, None)
+        if entry is not None:
+            with contextlib.suppress(Exception):  # the env already failed; closing it is best effort
+                entry[1].close()
+
+
+def _worker_main(conn: Connection, factory: EnvFactory, max_envs: int) -> None:
+    """Worker process loop: receive (collect_id, jobs), answer one result per job, in order."""
+    # Ctrl-C reaches the whole process group; the driver decides how to shut workers down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    host = _EnvHost(factory, max_envs)
+    collect_id = None
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break  # the driver is gone
+            if message is None:
+                break
+            new_collect_id, jobs = message
+            if new_collect_id != collect_id:
+                host.begin()
+                collect_id = new_collect_id
+            for job in jobs:
+                conn.send(host.run(job))
+    finally:
+        host.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Driver side.
+
+
+@dataclass
+class _Worker:
+    """The driver's view of one env host: its process (None in-process), its episodes and its jobs."""
+
+    index: int
+    process: Any = None  # multiprocessing Process (context-specific type)
+    conn: Connection | None = None
+    host: _EnvHost | None = None  # only in-process
+    active: set[int] = field(default_factory=set)  # episode indices running here
+    idle_tasks: Counter[int] = field(default_factory=Counter)  # heuristic mirror of idle envs per task
+    queued: list[_Job] = field(default_factory=list)  # jobs of the coming round
+    outstanding: deque[_Job] = field(default_factory=deque)  # sent, not answered, in execution order
+    deadline: float = 0.0  # when the head of `outstanding` must have answered
+
+
+@dataclass
+class _Episode:
+    """Driver-side state of one request while it runs."""
+
+    index: int
+    request: EpisodeRequest
+    spec: TaskSpec
+    key: int = -1
+    worker: int = -1
+    num_restarts: int = 0
+    num_faults: int = 0
+    last_error: str = ""
+    image: np.ndarray | None = None  # policy input for the next chunk
+    state: np.ndarray | None = None
+    chunk: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # sent, unanswered
+    frames: list[np.ndarray] = field(default_factory=list)
+    policy_images: list[np.ndarray] = field(default_factory=list)
+    policy_states: list[np.ndarray] = field(default_factory=list)
+    tokens: list[np.ndarray] = field(default_factory=list)
+    log_probs: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
+    num_steps: int = 0
+
+    def clear(self) -> None:
+        """Forget everything of the current attempt (before a re-run)."""
+        self.key = self.worker = -1
+        self.image = self.state = None
+        self.chunk = None
+        for buffer in (self.frames, self.policy_images, self.policy_states, self.tokens, self.log_probs,
+                       self.masks, self.actions):
+            buffer.clear()
+        self.num_steps = 0
+
+
+class RolloutEngine:
+    """Rolls out batches of episodes with a batched policy and persistent env workers.
+
+    Usage:
+        with RolloutEngine(TabletopEnvFactory(), RolloutConfig(num_workers=2)) as engine:
+            trajectories, stats = engine.collect(policy, make_group_requests([0, 1], [3, 7], 8), 1.0)
+    """
+
+    def __init__(self, env_factory: EnvFactory, config: RolloutConfig | None = None) -> None:
+        self.factory = env_factory
+        self.config = config or RolloutConfig()
+        self.specs = env_factory.task_specs()
+        self._keys = itertools.count()
+        self._collect_id = 0
+        self._closed = False
+        self._num_worker_restarts = 0
+        # State of the collect call in progress (reset by each call).
+        self._episodes: list[_Episode] = []
+        self._pending: list[int] = []  # episode indices awaiting a (re-)start, kept sorted
+        self._out: list[Trajectory | None] = []
+        self._stats = EpisodeStats()
+        self._counts: defaultdict[str, float] = defaultdict(float)  # counts and seconds for stats.extra
+        if self.config.num_workers == 0:
+            self._workers = [_Worker(0, host=_EnvHost(env_factory, self.config.max_envs_per_worker))]
+        else:
+            self._context: Any = mp.get_context(self.config.start_method)
+            self._workers = [_Worker(i) for i in range(self.config.num_workers)]
+            for worker in self._workers:
+                self._start_process(worker)
+
+    def __enter__(self) -> RolloutEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (empty when num_workers=0)."""
+        return [w.process.pid for w in self._workers if w.process is not None]
+
+    def collect(
+        self,
+        policy: Policy,
+        requests: Sequence[EpisodeRequest],
+        temperature: float,
+        greedy: bool = False,
+    ) -> tuple[list[Trajectory], EpisodeStats]:
+        """Roll out every request to success or horizon.
+
+        Args:
+            policy: Sampled once per round for all episodes awaiting an action chunk.
+            requests: Episodes to run; see `make_group_requests`.
+            temperature: Sampling temperature passed to the policy.
+            greedy: Take the arg-max bins (evaluation).
+
+        Returns:
+            The trajectories in request order, and the batch's counts. `stats.extra` holds
+            rollout/success_rate, rollout/num_policy_calls, rollout/num_env_constructions,
+            rollout/num_env_errors, rollout/num_worker_timeouts, rollout/num_worker_crashes,
+            rollout/num_discarded_env_steps, time/rollout_policy_s and time/rollout_env_s.
+
+        Raises:
+            RolloutError: an episode faulted more than `max_episode_retries` times, or workers were restarted
+                more than `max_worker_restarts` times in this call.
+        """
+        # Imported here, not at module level: worker processes import this module and should not load torch.
+        from srpo.policies.base import PolicyInput
+
+        if self._closed:
+            raise RuntimeError("RolloutEngine.collect called after close()")
+        if policy.action_dim != ACTION_DIM:
+            raise ValueError(f"policy.action_dim={policy.action_dim}, but envs take {ACTION_DIM}-D actions")
+        self._validate(requests)
+        self._collect_id += 1
+        self._num_worker_restarts = 0
+        stride = self.config.embed_stride or policy.chunk_size
+        stats = EpisodeStats(num_episodes=len(requests))
+        self._counts = defaultdict(float)
+        episodes = [_Episode(i, r, self.specs[r.task_id]) for i, r in enumerate(requests)]
+        self._episodes = episodes
+        self._pending = list(range(len(episodes)))
+        self._stats = stats
+        out: list[Trajectory | None] = [None] * len(episodes)
+        self._out = out
+        if self._workers[0].host is not None:
+            self._workers[0].host.begin()
+        try:
+            while self._pending or any(w.active for w in self._workers):
+                self._assign()
+                running = sorted(i for w in self._workers for i in w.active)
+                ready = [episodes[i] for i in running if episodes[i].image is not None and episodes[i].chunk is None]
+                if ready:
+                    batch = PolicyInput(
+                        images=np.stack([ep.image for ep in ready]),  # type: ignore[misc]
+                        states=np.stack([ep.state for ep in ready]),  # type: ignore[misc]
+                        instructions=[ep.spec.instruction for ep in ready],
+                    )
+                    start = time.perf_counter()
+                    sample = policy.sample(batch, temperature, greedy)
+                    self._counts["time/rollout_policy_s"] += time.perf_counter() - start
+                    self._counts["rollout/num_policy_calls"] += 1
+                    expected = (len(ready), policy.chunk_size, ACTION_DIM)
+                    if sample.actions.shape != expected or sample.tokens.shape != sample.log_probs.shape:
+                        raise ValueError(
+                            f"policy.sample returned actions {sample.actions.shape} (expected {expected}), "
+                            f"tokens {sample.tokens.shape}, log_probs {sample.log_probs.shape}"
+                        )
+                    for j, ep in enumerate(ready):
+                        assert ep.image is not None and ep.state is not None
+                        actions = np.asarray(sample.actions[j], dtype=np.float32)
+                        ep.chunk = (ep.image, ep.state, sample.tokens[j], sample.log_probs[j], actions)
+                        self._workers[ep.worker].queued.append(
+                            _ChunkJob(ep.key, actions, ep.num_steps, ep.spec.max_steps, stride)
+                        )
+                start = time.perf_counter()
+                self._run_round()
+                self._counts["time/rollout_env_s"] += time.perf_counter() - start
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self._episodes, self._out, self._pending = [], [], []  # drop the batch's frames
+        trajectories = [t for t in out if t is not None]
+        assert len(trajectories) == len(requests)
+        stats.num_env_steps = sum(t.finish_step for t in trajectories)
+        stats.extra = {
+            "rollout/success_rate": float(np.mean([t.success for t in trajectories])) if trajectories else 0.0,
+            **{k: float(self._counts[k]) for k in (
+                "rollout/num_policy_calls", "rollout/num_env_constructions", "rollout/num_env_errors",
+                "rollout/num_worker_timeouts", "rollout/num_worker_crashes", "rollout/num_discarded_env_steps",
+                "time/rollout_policy_s", "time/rollout_env_s")},
+        }
+        return trajectories, stats
+
+    def close(self) -> None:
+        """Shut the workers down and close every env. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self._workers:
+            if worker.host is not None:
+                worker.host.close()
+            if worker.process is not None:
+                try:
+                    assert worker.conn is not None
+                    worker.conn.send(None)
+                except (OSError, ValueError):
+                    pass
+                worker.process.join(timeout=5.0)
+                self._kill(worker)
+
+    # -- scheduling ----------------------------------------------------------------------------------------
+
+    def _validate(self, requests: Sequence[EpisodeRequest]) -> None:
+        seen: set[int] = set()
+        for r in requests:
+            if not 0 <= r.task_id < len(self.specs):
+                raise ValueError(f"request {r}: task_id outside [0, {len(self.specs)})")
+            if not 0 <= r.init_state_id < self.specs[r.task_id].num_init_states:
+                raise ValueError(
+                    f"request {r}: init_state_id outside [0, {self.specs[r.task_id].num_init_states})"
+                )
+            if r.rollout_id in seen:
+                raise ValueError(f"request {r}: rollout_id {r.rollout_id} is not unique in the batch")
+            seen.add(r.rollout_id)
+
+    def _assign(self) -> None:
+        """Give pending episodes to workers with free capacity, one per worker per pass (load balance),
+        preferring an episode whose task already has an idle env on that worker (no construction)."""
+        capacity = self.config.num_envs_per_worker
+        progress = True
+        while self._pending and progress:
+            progress = False
+            for worker in self._workers:
+                if not self._pending:
+                    break
+                if len(worker.active) >= capacity:
+                    continue
+                pick = next((i for i in self._pending if worker.idle_tasks[self._episodes[i].request.task_id] > 0),
+                            self._pending[0])
+                self._pending.remove(pick)
+                ep = self._episodes[pick]
+                task_id = ep.request.task_id
+                if worker.idle_tasks[task_id] > 0:
+                    worker.idle_tasks[task_id] -= 1
+                ep.key = next(self._keys)
+                ep.worker = worker.index
+                worker.active.add(pick)
+                worker.queued.append(_ResetJob(ep.key, task_id, ep.request.init_state_id))
+                progress = True
+
+    # -- one round of jobs ---------------------------------------------------------------------------------
+
+    def _run_round(self) -> None:
+        """Send every worker its queued jobs, then take results until all are answered or their worker faulted."""
+        for worker in self._workers:
+            jobs, worker.queued = worker.queued, []
+            if not jobs:
+                continue
+            if worker.host is not None:
+                for job in jobs:
+                    self._handle(worker, worker.host.run(job))
+                continue
+            worker.outstanding = deque(jobs)
+            worker.deadline = time.monotonic() + self._budget(jobs[0])
+            try:
+                assert worker.conn is not None
+                worker.conn.send((self._collect_id, jobs))
+            except (OSError, ValueError):
+                self._fault(worker, None, "its pipe broke (the process died)", "rollout/num_worker_crashes")
+        while True:
+            busy = [w for w in self._workers if w.outstanding]
+            if not busy:
+                return
+            timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            waitables: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+            mpc.wait(waitables, timeout=timeout)
+            for worker in busy:
+                self._drain(worker)
+
+    def _drain(self, worker: _Worker) -> None:
+        """Take every available result of `worker`; detect its death or a missed deadline."""
+        assert worker.conn is not None
+        while worker.outstanding:
+            try:
+                if not worker.conn.poll():
+                    break
+                result = worker.conn.recv()
+            except (EOFError, OSError):
+                break  # died mid-message; handled below as a crash
+            job = worker.outstanding.popleft()
+            if result.key != job.key:
+                raise RuntimeError(f"worker {worker.index} answered job {result.key}, expected {job.key}")
+            if worker.outstanding:
+                worker.deadline = time.monotonic() + self._budget(worker.outstanding[0])
+            self._handle(worker, result)
+        if not worker.outstanding:
+            return
+        culprit = worker.outstanding[0].key
+        if not worker.process.is_alive():
+            self._fault(worker, culprit, f"its process died (exit code {worker.process.exitcode})",
+                        "rollout/num_worker_crashes")
+        elif time.monotonic() > worker.deadline:
+            job = worker.outstanding[0]
+            what = "reset" if isinstance(job, _ResetJob) else f"{len(job.actions)}-step chunk"
+            self._fault(worker, culprit, f"it exceeded the timeout of a {what} ({self._budget(job):.1f} s)",
+                        "rollout/num_worker_timeouts")
+
+    def _budget(self, job: _Job) -> float:
+        if isinstance(job, _ResetJob):
+            return self.config.reset_timeout_s
+        return self.config.step_timeout_s * len(job.actions)
+
+    def _handle(self, worker: _Worker, result: _Result) -> None:
+        ep = next((self._episodes[i] for i in worker.active if self._episodes[i].key == result.key), None)
+        if ep is None:
+            return  # the episode was already re-queued (its worker faulted); a stale answer
+        if isinstance(result, _JobError):
+            self._counts["rollout/num_env_errors"] += 1
+            worker.active.discard(ep.index)
+            self._requeue(ep, culprit=True, reason=f"its env raised:\n{result.message}")
+            return
+        if result.constructed:
+            self._counts["rollout/num_env_constructions"] += 1
+        ep.frames.extend(result.frames)
+        if ep.chunk is not None:
+            image, state, tokens, log_probs, actions = ep.chunk
+            ep.chunk = None
+            mask = np.zeros(tokens.shape, dtype=bool)
+            mask[: result.num_steps * ACTION_DIM] = True  # tokens are step-major
+            ep.policy_images.append(image)
+            ep.policy_states.append(state)
+            ep.tokens.append(tokens)
+            ep.log_probs.append(log_probs)
+            ep.masks.append(mask)
+            ep.actions.append(actions[: result.num_steps])
+            ep.num_steps += result.num_steps
+        ep.image, ep.state = result.image, result.state
+        if result.done:
+            worker.active.discard(ep.index)
+            worker.idle_tasks[ep.request.task_id] += 1
+            self._out[ep.index] = self._trajectory(ep, result.success)
+
+    def _trajectory(self, ep: _Episode, success: bool) -> Trajectory:
+        r = ep.request
+        # np.stack / np.concatenate copy: the trajectory owns its arrays, shared with no other rollout.
+        return Trajectory(
+            task_id=r.task_id,
+            instruction=ep.spec.instruction,
+            init_state_id=r.init_state_id,
+            group_id=r.group_id,
+            rollout_id=r.rollout_id,
+            frames=np.stack(ep.frames),
+            policy_images=np.stack(ep.policy_images),
+            policy_states=np.stack(ep.policy_states).astype(np.float32),
+            action_tokens=np.stack(ep.tokens).astype(np.int64),
+            log_probs=np.stack(ep.log_probs).astype(np.float32),
+            token_mask=np.stack(ep.masks),
+            actions=np.concatenate(ep.actions).astype(np.float32),
+            success=bool(success),
+            finish_step=ep.num_steps,
+            suite=ep.spec.suite,
+            num_restarts=ep.num_restarts,
+        )
+
+    # -- faults --------------------------------------------------------------------------------------------
+
+    def _requeue(self, ep: _Episode, culprit: bool, reason: str) -> None:
+        """Re-run `ep` from its initial state; only faults it caused count against max_episode_retries."""
+        r = ep.request
+        self._stats.num_episode_retries += 1
+        self._counts["rollout/num_discarded_env_steps"] += ep.num_steps
+        ep.num_restarts += 1
+        if culprit:
+            ep.num_faults += 1
+            ep.last_error = reason
+            if ep.num_faults > self.config.max_episode_retries:
+                raise RolloutError(
+                    f"episode task_id={r.task_id} init_state_id={r.init_state_id} rollout_id={r.rollout_id} "
+                    f"faulted {ep.num_faults} times (rollout.max_episode_retries="
+                    f"{self.config.max_episode_retries}); last fault: {reason}"
+                )
+        ep.clear()
+        bisect.insort(self._pending, ep.index)
+
+    def _fault(self, worker: _Worker, culprit: int | None, reason: str, counter: str) -> None:
+        """Kill and restart `worker`; re-run every episode it was running."""
+        self._counts[counter] += 1
+        self._num_worker_restarts += 1
+        self._stats.num_worker_restarts += 1
+        self._kill(worker)
+        lost = sorted(worker.active)
+        worker.active.clear()
+        worker.outstanding.clear()
+        worker.idle_tasks.clear()
+        if self._num_worker_restarts > self.config.max_worker_restarts:
+            raise RolloutError(
+                f"worker {worker.index} faulted ({reason}); {self._num_worker_restarts} worker restarts in one "
+                f"collect exceed rollout.max_worker_restarts={self.config.max_worker_restarts}"
+            )
+        self._start_process(worker)
+        for i in lost:
+            ep = self._episodes[i]
+            self._requeue(ep, culprit=ep.key == culprit, reason=f"worker {worker.index}: {reason}")
+
+    def _abort(self) -> None:
+        """After an exception in collect: workers with unanswered jobs would answer into the next collect, so
+        replace them."""
+        for worker in self._workers:
+            worker.queued.clear()
+            worker.active.clear()
+            if worker.outstanding and worker.process is not None:
+                worker.outstanding.clear()
+                self._kill(worker)
+                worker.idle_tasks.clear()
+                if not self._closed:
+                    self._start_process(worker)
+
+    def _start_process(self, worker: _Worker) -> None:
+        parent, child = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(child, self.factory, self.config.max_envs_per_worker),
+            name=f"srpo-rollout-{worker.index}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        worker.process, worker.conn = process, parent
+
+    @staticmethod
+    def _kill(worker: _Worker) -> None:
+        if worker.process is not None and worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(timeout=5.0)
+        if worker.conn is not None:
+            worker.conn.close()
+            worker.conn = None
