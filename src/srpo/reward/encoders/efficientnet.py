@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from srpo.config.encoder import EncoderConfig
-from srpo.reward.frames import batches, preprocess_frames, resolve_device, sample_videos
+from srpo.reward.frames import (
+    batches,
+    check_video,
+    preprocess_frames,
+    resolve_device,
+    sample_frame_indices,
+    sample_videos,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -107,6 +114,26 @@ class EfficientNetEncoder:
             features = self.model.extract_features(frames)  # type: ignore[operator]
         return features.float().mean(dim=(2, 3))
 
+    def _features(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 1280) float32 features of (N, H, W, 3) uint8 frames (already sampled and rotated), in chunks."""
+        import torch
+
+        per_batch = (self.config.batch_size * self.config.num_frames) or CPU_FRAMES_PER_BATCH
+        out = np.empty((frames.shape[0], FEATURE_DIM), dtype=np.float32)
+        with torch.inference_mode():
+            for chunk in batches(frames.shape[0], per_batch):
+                x = preprocess_frames(
+                    torch.from_numpy(frames[chunk]).to(self.device), self.crop_size, mean=LITE_MEAN, std=LITE_STD
+                )
+                out[chunk] = self.frame_features(x).cpu().numpy()
+        return out
+
+    def _pool(self, features: np.ndarray) -> np.ndarray:
+        """(K, 1280) frame features → (1280 · segments,): the mean of each of `segments` consecutive parts."""
+        # np.array_split's parts: sizes differ by at most one frame.
+        parts = np.array_split(features, self.config.segments, axis=0)
+        return np.concatenate([p.mean(axis=0) for p in parts]).astype(np.float32)
+
     def encode(self, videos: Sequence[np.ndarray]) -> np.ndarray:
         """Embed B videos.
 
@@ -116,25 +143,39 @@ class EfficientNetEncoder:
         Returns:
             (B, 1280 · segments) float32.
         """
-        import torch
-
         k = self.config.num_frames
         sampled = sample_videos(videos, k, self.config.rotate_180)
-        videos_per_batch = self.config.batch_size or max(1, CPU_FRAMES_PER_BATCH // k)
-        # Segment s covers frames bounds[s]:bounds[s+1], np.array_split's parts (sizes differ by at most 1).
-        bounds = np.concatenate([[0], np.cumsum([len(p) for p in np.array_split(np.arange(k), self.config.segments)])])
-        out = np.empty((len(sampled.frames), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for batch in batches(len(sampled.frames), videos_per_batch):
-                x = torch.cat(
-                    [
-                        preprocess_frames(
-                            torch.from_numpy(f).to(self.device), self.crop_size, mean=LITE_MEAN, std=LITE_STD
-                        )
-                        for f in sampled.frames[batch]
-                    ]
-                )
-                feats = self.frame_features(x).view(-1, k, FEATURE_DIM)
-                parts = [feats[:, bounds[s] : bounds[s + 1]].mean(dim=1) for s in range(self.config.segments)]
-                out[batch] = torch.cat(parts, dim=1).cpu().numpy()
-        return out
+        if len({f.shape for f in sampled.frames}) == 1:
+            # One pass over all frames of the batch (same frame size): fewer, fuller forward passes.
+            feats = self._features(np.concatenate(sampled.frames)).reshape(len(sampled.frames), k, FEATURE_DIM)
+            return np.stack([self._pool(f) for f in feats])
+        return np.stack([self._pool(self._features(f)) for f in sampled.frames])
+
+    def encode_prefixes(self, video: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+        """Embeddings of the prefixes video[:L] for each L in `lengths`, equal to encode([video[:L], ...]).
+
+        Frame features do not depend on the other frames, so each distinct frame any prefix samples is run through
+        the network once (a 10-cut progress curve costs about one trajectory's worth of frames, not ten).
+
+        Args:
+            video: (T, H, W, 3) uint8.
+            lengths: C prefix lengths, each in [1, T].
+
+        Returns:
+            (C, 1280 · segments) float32.
+        """
+        check_video(video)
+        k = self.config.num_frames
+        index_sets = []
+        for length in lengths:
+            if not 1 <= length <= video.shape[0]:
+                raise ValueError(f"prefix length {length} is outside [1, {video.shape[0]}]")
+            index_sets.append(sample_frame_indices(int(length), k))
+        needed = np.unique(np.concatenate(index_sets))
+        frames = video[needed]
+        if self.config.rotate_180:
+            frames = np.ascontiguousarray(frames[:, ::-1, ::-1])
+        feats = self._features(frames)
+        row_of = np.full(video.shape[0], -1, dtype=np.int64)
+        row_of[needed] = np.arange(needed.size)
+        return np.stack([self._pool(feats[row_of[idx]]) for idx in index_sets])
