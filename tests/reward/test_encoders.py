@@ -143,7 +143,7 @@ def test_unknown_width_asks_for_the_head_count(tiny: tuple[transformers.VJEPA2Mo
     from srpo.reward.encoders.vjepa2 import CheckpointKeyError
 
     _, directory = tiny
-    with pytest.raises(CheckpointKeyError, match="encoder.vjepa2_num_heads"):
+    with pytest.raises(CheckpointKeyError, match=r"encoder\.vjepa2_num_heads"):
         make_encoder(_vjepa2_config(str(directory / "original.pt"), crop_size=CROP))
 
 
@@ -152,22 +152,22 @@ def test_missing_weights_say_where_to_get_them(tmp_path: Path) -> None:
         make_encoder(_vjepa2_config(str(tmp_path / "nowhere")))
     with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
         make_encoder(_vjepa2_config(str(tmp_path / "missing.pt"), weights_format="original"))
-    with pytest.raises(ConfigError, match="encoder.weights"):
+    with pytest.raises(ConfigError, match=r"encoder\.weights"):
         EncoderConfig(name="vjepa2")
 
 
 def test_crop_size_must_match_the_model(tiny: tuple[transformers.VJEPA2Model, Path]) -> None:
     _, directory = tiny
-    with pytest.raises(ValueError, match="encoder.crop_size=64"):
+    with pytest.raises(ValueError, match=r"encoder\.crop_size=64"):
         make_encoder(_vjepa2_config(str(directory / "hf"), crop_size=64))
 
 
 def test_config_validation_names_the_field() -> None:
-    with pytest.raises(ConfigError, match="encoder.name"):
+    with pytest.raises(ConfigError, match=r"encoder\.name"):
         EncoderConfig(name="imagebind")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="encoder.segments"):
+    with pytest.raises(ConfigError, match=r"encoder\.segments"):
         EncoderConfig(segments=5, num_frames=4)
-    with pytest.raises(ConfigError, match="encoder.device"):
+    with pytest.raises(ConfigError, match=r"encoder\.device"):
         EncoderConfig(device="tpu")
 
 
