@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from srpo.config.policy import PolicyConfig
 from srpo.policies.base import PolicyInput
-from srpo.policies.compact import CompactVLA
 
 
 def tiny_config(**overrides: object) -> PolicyConfig:

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from policy_helpers import make_batch, tiny_config
 from safetensors.torch import load_file, save_file
 
 from srpo.policies.compact import CheckpointError, CompactVLA, categorical_log_probs
 from srpo.policies.tokenizer import ActionTokenizer
-from policy_helpers import make_batch, tiny_config
 
 
 def test_sample_shapes_and_decoded_actions(tiny_policy: CompactVLA) -> None:
@@ -131,7 +131,7 @@ def test_shape_mismatch_and_missing_file_are_errors(tiny_policy: CompactVLA, tmp
     with pytest.raises(CheckpointError, match=r"head.bias: \(3,\) vs model \(256,\)"):
         CompactVLA.from_pretrained(out)
     (out / "action_tokenizer.json").unlink()
-    with pytest.raises(CheckpointError, match="action_tokenizer.json is missing"):
+    with pytest.raises(CheckpointError, match=r"action_tokenizer\.json is missing"):
         CompactVLA.from_pretrained(out)
 
 

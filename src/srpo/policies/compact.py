@@ -242,7 +242,7 @@ class CompactVLA(nn.Module):
             self.vision.requires_grad_(False)
         d = config.d_model
         self.num_context_tokens = num_image_tokens + 1 + (1 if config.state_dim > 0 else 0)
-        self.image_proj = nn.Linear(int(self.vision.out_channels), d)  # type: ignore[arg-type]
+        self.image_proj = nn.Linear(int(self.vision.out_channels), d)
         self.text_proj = nn.Linear(TEXT_DIM, d)
         self.state_proj = nn.Linear(config.state_dim, d) if config.state_dim > 0 else None
         self.context_pos = nn.Parameter(torch.randn(self.num_context_tokens, d) * 0.02)

@@ -1,0 +1,83 @@
+"""SFT: chunk padding, demo selection, augmentation, and a short real run on tabletop demos."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from policy_helpers import tiny_config
+
+from srpo.config.env import TabletopConfig
+from srpo.config.sft import SFTConfig
+from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
+from srpo.policies.compact import CompactVLA
+from srpo.sft import action_chunks, add_sft_parser, augment_images, imitation_accuracy, run_sft, select_demos, train_sft
+from srpo.types import Demo
+
+
+def _demo(task_id: int, success: bool = True, steps: int = 3) -> Demo:
+    return Demo(np.zeros((steps, 8, 8, 3), np.uint8), np.zeros((steps, 2), np.float32),
+                np.zeros((steps, 7), np.float32), f"task {task_id}", task_id, "s", success)
+
+
+def test_action_chunks_pad_by_repeating_the_final_action() -> None:
+    actions = np.arange(4, dtype=np.float32)[:, None].repeat(7, 1)  # rows 0, 1, 2, 3
+    chunks = action_chunks(actions, chunk_size=3)
+    assert chunks.shape == (4, 3, 7)
+    assert chunks[:, :, 0].tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 3], [3, 3, 3]]
+
+
+def test_select_demos_takes_first_successful_per_task() -> None:
+    demos = [_demo(0, success=False), _demo(0), _demo(1), _demo(0), _demo(1)]
+    chosen = select_demos(demos, num_per_task=1)
+    assert [(d.task_id, d is demos[i]) for d, i in zip(chosen, [1, 2], strict=True)] == [(0, True), (1, True)]
+    expected = r"task \('s', 0\) has 2 usable demos \(1 unsuccessful skipped\).*num_demos_per_task=3"
+    with pytest.raises(ValueError, match=expected):
+        select_demos(demos, num_per_task=3)
+
+
+def test_augment_images_is_identity_when_off_and_random_when_on() -> None:
+    x = torch.rand(4, 3, 16, 16)
+    same = augment_images(x, crop_scale=1.0, jitter=0.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(same, x)
+    a = augment_images(x, 0.8, 0.3, torch.Generator().manual_seed(0))
+    b = augment_images(x, 0.8, 0.3, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert (a - x).abs().mean() > 0.01
+
+
+def test_sft_on_tabletop_demos_lowers_loss_and_imitates(tmp_path: Path) -> None:
+    demos = record_tabletop_demos(TabletopEnvFactory(TabletopConfig(image_size=32)), [0, 1], 1, seed=0)
+    assert all(d.success for d in demos)
+    policy = CompactVLA(tiny_config(state_dim=4))
+    before = imitation_accuracy(policy, demos)
+    config = SFTConfig(num_steps=100, batch_size=16, learning_rate=3e-3, augment=False, progress=False,
+                       log_every=20, checkpoint_dir=str(tmp_path / "sft"), checkpoint_every=50)
+    result = train_sft(policy, demos, config)
+    losses = [h["loss/sft"] for h in result.history]
+    assert losses[-1] < 0.3 * losses[0], losses
+    after = imitation_accuracy(policy, demos)
+    assert after > 0.75 and after > before + 0.5, (before, after)
+    acts = np.concatenate([d.actions for d in demos])
+    np.testing.assert_allclose(policy.tokenizer.q99, np.quantile(acts, 0.99, axis=0), rtol=1e-6)
+    # Checkpoints: one intermediate, the final one, and the metrics; the final one reproduces the policy.
+    assert sorted(p.name for p in (tmp_path / "sft").iterdir()) == ["final", "sft_metrics.json", "step_000050"]
+    loaded = CompactVLA.from_pretrained(result.checkpoint)  # type: ignore[arg-type]
+    assert imitation_accuracy(loaded, demos) == pytest.approx(after)
+
+
+def test_run_sft_through_its_parser(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser(prog="srpo")
+    add_sft_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "sft", "--env", "tabletop", "--tasks", "0", "--steps", "3", "--batch-size", "4", "--vision-encoder",
+        "conv", "--text-encoder", "hashed", "--image-size", "32", "--out", str(tmp_path / "run"), "--no-progress",
+    ])
+    result = run_sft(args)
+    assert result.checkpoint == tmp_path / "run" / "final"
+    loaded = CompactVLA.from_pretrained(tmp_path / "run" / "final")
+    assert loaded.config.state_dim == 4 and loaded.config.image_size == 32
