@@ -321,6 +321,39 @@ def test_successes_end_mid_chunk_with_their_final_frame():
     assert any(t.finish_step % CHUNK for t in trajectories)  # some ended mid-chunk: partial token masks
 
 
+@dataclass(frozen=True)
+class PlainTabletopFactory:
+    """Tabletop envs without the optional `render` method (like an env that can only render when stepping)."""
+
+    config: TabletopConfig
+
+    def task_specs(self) -> list[Any]:
+        return TabletopEnvFactory(self.config).task_specs()
+
+    def make(self, task_id: int) -> PlainEnv:
+        return PlainEnv(TabletopEnv(self.config, task_id))
+
+
+class PlainEnv:
+    def __init__(self, env: TabletopEnv) -> None:
+        self.env, self.spec = env, env.spec
+
+    def reset(self, init_state_id: int) -> Observation:
+        return self.env.reset(init_state_id)
+
+    def step(self, action: np.ndarray, render_policy: bool, render_embed: bool) -> Observation:
+        return self.env.step(action, render_policy, render_embed)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def test_env_without_render_still_records_the_horizon_frame(reference: list[Trajectory]):
+    with RolloutEngine(PlainTabletopFactory(CONFIG), RolloutConfig(num_envs_per_worker=5)) as engine:
+        trajectories, _ = engine.collect(HashPolicy(), requests_batch(), temperature=1.0)
+    assert_same(trajectories, reference)  # the horizon (20) is off the stride (8): its frame is asked for
+
+
 def test_embed_stride_one_records_every_step(reference: list[Trajectory]):
     with RolloutEngine(FACTORY, RolloutConfig(num_envs_per_worker=5, embed_stride=1)) as engine:
         trajectories, _ = engine.collect(HashPolicy(), requests_batch()[:5], temperature=1.0)
