@@ -232,7 +232,16 @@ class LiberoEnv:
         self._check_open()
         return bool(self._env.check_success())
 
-    def render(self, camera: str, size: int) -> np.ndarray:
+    def render(self, render_policy: bool, render_embed: bool) -> Observation:
+        """Observe the current state without stepping, rendering only the images asked for.
+
+        This is the rollout engine's optional `RenderableEnv` capability (the final frame of an episode that
+        succeeds between two strided embedding frames).
+        """
+        self._check_open()
+        return self._observe(bool(self._env.check_success()), render_policy=render_policy, render_embed=render_embed)
+
+    def render_camera(self, camera: str, size: int) -> np.ndarray:
         """Render one camera now, upright.
 
         Args:
@@ -263,11 +272,11 @@ class LiberoEnv:
 
     def _observe(self, success: bool, render_policy: bool, render_embed: bool) -> Observation:
         size, embed_size = self.config.image_size, self.config.embed_image_size
-        image = self.render(AGENTVIEW_CAMERA, size) if render_policy else None
-        wrist = self.render(WRIST_CAMERA, size) if render_policy and self.config.use_wrist_camera else None
+        image = self.render_camera(AGENTVIEW_CAMERA, size) if render_policy else None
+        wrist = self.render_camera(WRIST_CAMERA, size) if render_policy and self.config.use_wrist_camera else None
         if render_embed:
             # Same camera as the policy image: reuse it when the sizes agree instead of rendering twice.
-            embed = image.copy() if image is not None and embed_size == size else self.render(AGENTVIEW_CAMERA,
+            embed = image.copy() if image is not None and embed_size == size else self.render_camera(AGENTVIEW_CAMERA,
                                                                                             embed_size)
         else:
             embed = None
