@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -46,6 +47,76 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_train_config(args: argparse.Namespace) -> Any:
+    from srpo.config.train import load_config
+
+    overrides = list(args.set or [])
+    if getattr(args, "algo", None):
+        overrides.append(f"algo_name={args.algo}")
+    if getattr(args, "run_dir", None):
+        overrides.append(f"run_dir={args.run_dir}")
+    if getattr(args, "steps", None) is not None:
+        overrides.append(f"num_steps={args.steps}")
+    return load_config(args.config, preset=args.preset, overrides=overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from srpo.trainer import Trainer, resume_config
+
+    if args.resume:
+        overrides = list(args.set or [])
+        if args.steps is not None:
+            overrides.append(f"num_steps={args.steps}")
+        cfg = resume_config(args.resume, overrides)
+    else:
+        cfg = _load_train_config(args)
+    with Trainer(cfg, resume=bool(args.resume)) as trainer:
+        history = trainer.train()
+    if history:
+        last = history[-1]
+        print(f"finished {cfg.num_steps} steps in {cfg.run_dir}: rollout success {last['rollout/success_rate']:.3f}"
+              + (f", eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
+    if args.report:
+        from srpo.report import build_report
+
+        print(f"report: {build_report(cfg.run_dir)}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from srpo.evaluate import evaluate_checkpoint
+
+    cfg = _load_train_config(args)
+    result = evaluate_checkpoint(cfg, args.checkpoint, args.episodes, args.videos, args.out)
+    print(result.table())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from srpo.report import build_report
+
+    print(build_report(args.run_dir, args.out))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from srpo.compare import run_compare
+
+    cfg = _load_train_config(args)
+    result = run_compare(cfg, args.out, seeds=args.seeds, target=args.target, metric=args.metric)
+    print(result.table())
+    print(f"plot: {Path(args.out) / 'compare.png'}, data: {Path(args.out) / 'compare.json'}")
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=["cpu", "tabletop", "paper"], default=None,
+                   help="starting config (default: cpu, the README's main job)")
+    p.add_argument("--config", help="YAML file of config fields, applied over the preset")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one field, e.g. --set algo.lr=1e-5 --set env.libero.task_ids=[0,1] (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srpo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +137,39 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int, default=0, help="seed of the synthetic batch")
     score.add_argument("--save-batch", help="also write the synthetic batch to this .npz")
     score.set_defaults(func=_score)
+
+    train = sub.add_parser("train", help="online SRPO (or GRPO) training", description=(
+        "Rollout groups, embed, reward, advantages, PPO-clip update, evaluate, checkpoint. Ctrl-C or kill at any "
+        "time and continue with --resume RUN_DIR."))
+    _add_config_args(train)
+    train.add_argument("--algo", choices=["srpo", "grpo"], help="reward: world-model progress or binary outcome")
+    train.add_argument("--run-dir", help="output directory (config, metrics, checkpoints, videos)")
+    train.add_argument("--steps", type=int, help="number of training steps (num_steps)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest complete checkpoint")
+    train.add_argument("--report", action="store_true", help="write the HTML report at the end")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="greedy per-task success on held-out init states, with videos")
+    _add_config_args(ev)
+    ev.add_argument("--checkpoint", help="policy checkpoint directory (default: policy.checkpoint of the config)")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    ev.add_argument("--videos", type=int, default=2, help="videos per task")
+    ev.add_argument("--out", default="runs/eval", help="directory for eval.json and videos")
+    ev.set_defaults(func=_eval)
+
+    rep = sub.add_parser("report", help="HTML report (+ PNGs) of a run directory")
+    rep.add_argument("run_dir")
+    rep.add_argument("--out", help="output directory (default RUN_DIR/report)")
+    rep.set_defaults(func=_report)
+
+    cmp_ = sub.add_parser("compare", help="SRPO vs GRPO from the same initial policy, seeds and tasks")
+    _add_config_args(cmp_)
+    cmp_.add_argument("--steps", type=int, help="training steps per run")
+    cmp_.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    cmp_.add_argument("--target", type=float, default=0.5, help="success level for 'steps to target'")
+    cmp_.add_argument("--metric", default="eval/success_rate")
+    cmp_.add_argument("--out", default="runs/compare")
+    cmp_.set_defaults(func=_compare)
     return parser
 
 
@@ -74,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ValueError as err:  # bad input and config errors: one clear line, non-zero exit, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        # Bad input, config and path errors: one clear line, non-zero exit, no traceback.
         print(f"srpo {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,121 @@
+"""`srpo compare`: SRPO and GRPO from the same initial policy, seeds and tasks; success against step for both,
+and the number of steps each needs to reach a target success."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from srpo.config.train import TrainConfig
+from srpo.report import plot_success_curves
+from srpo.trainer import Trainer, list_checkpoints, read_metrics
+
+
+@dataclass
+class CompareResult:
+    """Per algorithm: per seed, the (step, value) curve, steps to target (None = not reached), final value."""
+
+    metric: str
+    target: float
+    curves: dict[str, list[list[tuple[int, float]]]] = field(default_factory=dict)
+    steps_to_target: dict[str, list[int | None]] = field(default_factory=dict)
+    final: dict[str, list[float]] = field(default_factory=dict)
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for algo, finals in self.final.items():
+            reached = [s for s in self.steps_to_target[algo] if s is not None]
+            rows.append({
+                "algo": algo,
+                "num_seeds": len(finals),
+                "final_mean": float(np.mean(finals)),
+                "final_std": float(np.std(finals)),
+                "final_min": float(np.min(finals)),
+                "final_max": float(np.max(finals)),
+                "num_reached_target": len(reached),
+                "steps_to_target_mean": float(np.mean(reached)) if reached else None,
+                "steps_to_target": self.steps_to_target[algo],
+            })
+        return rows
+
+    def table(self) -> str:
+        lines = [f"metric {self.metric}, target {self.target:g}",
+                 f"{'algo':<6} {'seeds':>5} {'final mean ± std':>18} {'[min, max]':>14} {'reached':>8} "
+                 f"{'steps to target (per seed)':>28}"]
+        for r in self.summary_rows():
+            steps = ", ".join("–" if s is None else str(s) for s in r["steps_to_target"])
+            lines.append(
+                f"{r['algo']:<6} {r['num_seeds']:>5} {r['final_mean']:>10.3f} ± {r['final_std']:.3f} "
+                f"[{r['final_min']:.2f}, {r['final_max']:.2f}] {r['num_reached_target']:>4}/{r['num_seeds']:<3} "
+                f"{steps:>28}"
+            )
+        return "\n".join(lines)
+
+
+def steps_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
+    """First step at which the curve reaches the target (step 0 = the initial policy)."""
+    for step, value in curve:
+        if value >= target:
+            return step
+    return None
+
+
+def metric_curve(run_dir: str | Path, metric: str) -> list[tuple[int, float]]:
+    return [(int(m["step"]), float(m[metric])) for m in read_metrics(run_dir) if metric in m]
+
+
+def run_compare(
+    base: TrainConfig,
+    out_dir: str | Path,
+    seeds: list[int],
+    algos: tuple[str, ...] = ("srpo", "grpo"),
+    target: float = 0.5,
+    metric: str = "eval/success_rate",
+    show_progress: bool = True,
+    policy_factory: Any = None,
+) -> CompareResult:
+    """Train every (algo, seed) pair from the same initial policy and collect the metric curves.
+
+    Args:
+        base: Config shared by all runs (same tasks, initial policy checkpoint, hyper-parameters).
+        out_dir: Runs go to out_dir/<algo>/seed<k>; compare.json and compare.png beside them.
+        seeds: Training seeds (rollout sampling, prompt order); the initial policy is the same for all.
+        algos: Which reward variants to run.
+        target: Success level for "steps to target".
+        metric: Metric key to compare (evaluation success on held-out states by default).
+        show_progress: Progress bars of each run.
+        policy_factory: Optional callable returning a fresh copy of the initial policy (else base.policy).
+    """
+    out = Path(out_dir)
+    result = CompareResult(metric=metric, target=target)
+    for algo in algos:
+        for seed in seeds:
+            run_dir = out / algo / f"seed{seed}"
+            cfg = replace(base, algo_name=algo, seed=seed, run_dir=str(run_dir))  # type: ignore[arg-type]
+            done = [m["step"] for m in read_metrics(run_dir)]
+            if not done or max(done) < cfg.num_steps:
+                # Fresh, or resumed after an interruption (a finished run is reused as it is).
+                resume = bool(list_checkpoints(run_dir))
+                policy = policy_factory() if policy_factory is not None and not resume else None
+                with Trainer(cfg, resume=resume, policy=policy, show_progress=show_progress) as trainer:
+                    trainer.train()
+            curve = metric_curve(run_dir, metric)
+            if not curve:
+                raise ValueError(f"run {run_dir} logged no {metric!r}; is evaluation enabled (eval_every, "
+                                 "num_eval_episodes_per_task)?")
+            result.curves.setdefault(algo, []).append(curve)
+            result.steps_to_target.setdefault(algo, []).append(steps_to_reach(curve, target))
+            result.final.setdefault(algo, []).append(curve[-1][1])
+    plot_success_curves(result.curves, out / "compare.png", target, ylabel=metric)
+    (out / "compare.json").write_text(json.dumps({
+        "metric": metric,
+        "target": target,
+        "seeds": seeds,
+        "rows": result.summary_rows(),
+        "curves": result.curves,
+    }, indent=2))
+    return result

@@ -1,0 +1,388 @@
+"""The root of the typed config tree for online SRPO training, its presets, YAML loading and CLI overrides.
+
+    cfg = TrainConfig.preset("cpu")                          # the README's main job
+    cfg = load_config("run.yaml", overrides=["algo.lr=1e-5", "env.libero.task_ids=[0,1]"])
+    save_config(cfg, run_dir / "config.yaml")               # what the run used, reloadable
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from srpo.config.base import ConfigError, require, require_choice
+from srpo.config.encoder import EncoderConfig
+from srpo.config.env import TabletopConfig
+from srpo.config.libero import LiberoConfig
+from srpo.config.policy import PolicyConfig
+from srpo.config.reward import RewardConfig
+from srpo.config.rollout import RolloutConfig
+
+Algo = Literal["srpo", "grpo"]
+EnvKind = Literal["tabletop", "libero"]
+TrainPreset = Literal["cpu", "tabletop", "paper"]
+Aggregation = Literal["token-mean", "seq-mean-token-mean"]
+KLEstimator = Literal["k1", "k3"]
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which simulator the run uses, and its settings."""
+
+    kind: EnvKind = "tabletop"
+    """"libero" (the benchmark; needs `pip install 'srpo[libero]'`) or "tabletop" (built-in, fast, for tests
+    and quick learning-efficiency experiments)."""
+    tabletop: TabletopConfig = field(default_factory=TabletopConfig)
+    """Settings of the built-in env (used when kind = "tabletop")."""
+    libero: LiberoConfig = field(default_factory=LiberoConfig)
+    """Settings of LIBERO (used when kind = "libero")."""
+    tabletop_num_eval_init_states: int = 10
+    """Tabletop only: the last this many init states of every task are held out for evaluation (LIBERO has its
+    own split in env.libero)."""
+
+    def __post_init__(self) -> None:
+        require_choice(self.kind, "env.kind", ["tabletop", "libero"])
+        require(
+            0 < self.tabletop_num_eval_init_states < self.tabletop.num_init_states,
+            "env.tabletop_num_eval_init_states",
+            self.tabletop_num_eval_init_states,
+            f"an int in [1, env.tabletop.num_init_states - 1 = {self.tabletop.num_init_states - 1}]",
+        )
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """The policy-optimisation settings (official SRPO values in brackets)."""
+
+    group_size: int = 8
+    """Rollouts per (task, init state) prompt: the GRPO group [8]."""
+    num_prompts_per_step: int = 64
+    """Prompts (groups) kept per training step after dynamic sampling [64 → 512 trajectories]."""
+    dynamic_sampling: bool = True
+    """Keep only groups whose success rate lies in [filter_low, filter_high], refilling the batch with more
+    rollouts until full or `max_sampling_rounds` is reached [on]."""
+    filter_low: float = 0.1
+    """Lowest group success rate kept by dynamic sampling [0.1]."""
+    filter_high: float = 0.9
+    """Highest group success rate kept by dynamic sampling [0.9]."""
+    max_sampling_rounds: int = 3
+    """Rollout rounds per step at most when refilling; the step trains on what it has after them (and logs how
+    many groups it kept) rather than stalling when a policy succeeds on everything or nothing."""
+    temperature: float = 1.6
+    """Sampling temperature in rollout and in the training log-probs [1.6]; evaluation is greedy."""
+    lr: float = 5e-6
+    """AdamW learning rate, constant [5e-6]."""
+    weight_decay: float = 0.0
+    """AdamW weight decay [0]."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip [1.0]."""
+    ppo_epochs: int = 1
+    """Passes over the batch per step [1]."""
+    num_minibatches: int = 16
+    """Optimiser steps per epoch: the batch's chunks are split into this many mini-batches [16]."""
+    clip_low: float = 0.2
+    """PPO ε_low [0.2]."""
+    clip_high: float = 0.28
+    """PPO ε_high, clip-higher [0.28]."""
+    dual_clip: float | None = None
+    """Dual-clip constant c > 1, None for off [10000, effectively off]."""
+    aggregation: Aggregation = "token-mean"
+    """Loss aggregation over tokens ["token-mean"]."""
+    kl_coef: float = 0.0
+    """β of the KL term to the reference (initial) policy; 0 turns it off and skips the reference pass
+    [the code: 0; the paper: KL regularisation]."""
+    kl_estimator: KLEstimator = "k3"
+    """KL estimator: "k1" or the low-variance "k3"."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus [0]."""
+    adv_eps: float = 1e-6
+    """ε in (r − mean) / (std + ε) [1e-6]."""
+    adv_std: Literal["unbiased", "biased"] = "unbiased"
+    """Group std estimator ["unbiased"]."""
+
+    def __post_init__(self) -> None:
+        require(self.group_size >= 2, "algo.group_size", self.group_size, "an int >= 2 (GRPO needs a group), e.g. 8")
+        require(self.num_prompts_per_step >= 1, "algo.num_prompts_per_step", self.num_prompts_per_step,
+                "an int >= 1, e.g. 64")
+        require(0.0 <= self.filter_low <= self.filter_high <= 1.0, "algo.filter_low", self.filter_low,
+                f"a value in [0, algo.filter_high={self.filter_high}], e.g. 0.1")
+        require(self.max_sampling_rounds >= 1, "algo.max_sampling_rounds", self.max_sampling_rounds, "an int >= 1")
+        require(self.temperature > 0, "algo.temperature", self.temperature, "a float > 0, e.g. 1.6")
+        require(self.lr > 0, "algo.lr", self.lr, "a float > 0, e.g. 5e-6")
+        require(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "a float >= 0")
+        require(self.grad_clip > 0, "algo.grad_clip", self.grad_clip, "a float > 0, e.g. 1.0")
+        require(self.ppo_epochs >= 1, "algo.ppo_epochs", self.ppo_epochs, "an int >= 1")
+        require(self.num_minibatches >= 1, "algo.num_minibatches", self.num_minibatches, "an int >= 1, e.g. 16")
+        require(0 <= self.clip_low < 1, "algo.clip_low", self.clip_low, "a float in [0, 1), e.g. 0.2")
+        require(self.clip_high >= 0, "algo.clip_high", self.clip_high, "a float >= 0, e.g. 0.28")
+        require(self.dual_clip is None or self.dual_clip > 1, "algo.dual_clip", self.dual_clip, "None or a float > 1")
+        require_choice(self.aggregation, "algo.aggregation", ["token-mean", "seq-mean-token-mean"])
+        require(self.kl_coef >= 0, "algo.kl_coef", self.kl_coef, "a float >= 0 (0 = off)")
+        require_choice(self.kl_estimator, "algo.kl_estimator", ["k1", "k3"])
+        require(self.entropy_coef >= 0, "algo.entropy_coef", self.entropy_coef, "a float >= 0")
+        require(self.adv_eps > 0, "algo.adv_eps", self.adv_eps, "a float > 0, e.g. 1e-6")
+        require_choice(self.adv_std, "algo.adv_std", ["unbiased", "biased"])
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything an online SRPO run needs. `srpo train --preset cpu` is the README's main job."""
+
+    algo_name: Algo = "srpo"
+    """"srpo" (world-model progress reward) or "grpo" (binary outcome). Only the reward differs, so SRPO vs
+    GRPO comparisons are this one flag."""
+    seed: int = 0
+    """Seed of torch, numpy and the prompt sampler."""
+    run_dir: str = "runs/srpo"
+    """Where config, metrics (JSONL + TensorBoard), checkpoints and videos go."""
+    num_steps: int = 10
+    """Training steps (rollout → reward → update)."""
+    eval_every: int = 5
+    """Evaluate on held-out init states every this many steps (0 = only before and after training)."""
+    num_eval_episodes_per_task: int = 10
+    """Greedy evaluation episodes per task (one per held-out init state, cycling)."""
+    checkpoint_every: int = 1
+    """Write a checkpoint every this many steps (and at the end)."""
+    keep_last_checkpoints: int = 2
+    """Checkpoints kept on disk; older ones are deleted after a newer one is complete."""
+    num_videos_per_step: int = 2
+    """Rollout videos (mp4) saved per step, labelled with success and reward (0 = none)."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files (needs the `logging` extra; skipped with a warning if absent)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+
+    def __post_init__(self) -> None:
+        require_choice(self.algo_name, "algo_name", ["srpo", "grpo"])
+        require(self.num_steps >= 1, "num_steps", self.num_steps, "an int >= 1")
+        require(self.eval_every >= 0, "eval_every", self.eval_every, "0 or a positive int")
+        require(self.num_eval_episodes_per_task >= 0, "num_eval_episodes_per_task", self.num_eval_episodes_per_task,
+                "an int >= 0")
+        require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an int >= 1")
+        require(self.keep_last_checkpoints >= 1, "keep_last_checkpoints", self.keep_last_checkpoints, "an int >= 1")
+        require(self.num_videos_per_step >= 0, "num_videos_per_step", self.num_videos_per_step, "an int >= 0")
+        if self.policy.kind == "openvla_oft" and self.env.kind == "tabletop":
+            raise ConfigError(
+                "policy.kind='openvla_oft' with env.kind='tabletop' is invalid: the OpenVLA-OFT checkpoints are "
+                "trained on LIBERO; set env.kind=libero or policy.kind=compact"
+            )
+
+    @classmethod
+    def preset(cls, name: TrainPreset) -> TrainConfig:
+        """Named starting points; override fields with `dataclasses.replace` or `--set a.b=value`."""
+        if name == "tabletop":
+            return tabletop_preset()
+        if name == "cpu":
+            return cpu_preset()
+        if name == "paper":
+            return paper_preset()
+        raise ConfigError(f"preset={name!r} is invalid: choose one of 'cpu', 'tabletop', 'paper'")
+
+
+def tabletop_preset() -> TrainConfig:
+    """Fast built-in env, a small compact VLA with a conv image encoder, the pixel encoder: quick experiments."""
+    return TrainConfig(
+        run_dir="runs/tabletop",
+        num_steps=30,
+        eval_every=5,
+        num_eval_episodes_per_task=10,
+        env=EnvConfig(kind="tabletop", tabletop=TabletopConfig(num_tasks=4)),
+        rollout=RolloutConfig(num_workers=0, num_envs_per_worker=64),
+        policy=PolicyConfig(vision_encoder="conv", text_encoder="hashed", image_size=64, d_model=64,
+                            num_layers=2, ff_dim=128),
+        encoder=EncoderConfig(name="pixel", num_frames=16, pixel_size=8),
+        algo=AlgoConfig(group_size=8, num_prompts_per_step=8, temperature=1.0, lr=3e-4, num_minibatches=4,
+                        filter_low=0.0, filter_high=1.0, max_sampling_rounds=1),
+    )
+
+
+def cpu_preset() -> TrainConfig:
+    """The README's main job: a few LIBERO-Spatial tasks, the compact VLA from its one-shot SFT checkpoint, the
+    offline EfficientNet-lite0 encoder, small groups. Sized to finish in well under an hour on 2 cores."""
+    return TrainConfig(
+        run_dir="runs/cpu",
+        num_steps=4,
+        eval_every=0,
+        num_eval_episodes_per_task=4,
+        num_videos_per_step=2,
+        env=EnvConfig(
+            kind="libero",
+            libero=LiberoConfig(suite="libero_spatial", task_ids=(0, 1), image_size=128, embed_image_size=128),
+        ),
+        rollout=RolloutConfig(num_workers=2, num_envs_per_worker=4),
+        policy=PolicyConfig(checkpoint="checkpoints/compact_libero_spatial_sft", image_size=128),
+        encoder=EncoderConfig(name="efficientnet", num_frames=16, dtype="float32", device="cpu"),
+        algo=AlgoConfig(group_size=4, num_prompts_per_step=2, temperature=1.0, lr=1e-4, num_minibatches=2,
+                        filter_low=0.0, filter_high=1.0, max_sampling_rounds=1),
+    )
+
+
+def paper_preset() -> TrainConfig:
+    """The published setting for GPU users: OpenVLA-OFT from its one-demo SFT checkpoint, V-JEPA 2 ViT-g/384,
+    n = 8, 64 prompts per step, temperature 1.6, lr 5e-6, clip 0.2/0.28, 512 steps per episode."""
+    return TrainConfig(
+        run_dir="runs/paper",
+        num_steps=200,
+        eval_every=10,
+        num_eval_episodes_per_task=50,
+        env=EnvConfig(kind="libero", libero=LiberoConfig(suite="libero_spatial", horizon="official")),
+        rollout=RolloutConfig(num_workers=16, num_envs_per_worker=4, embed_stride=1),
+        policy=PolicyConfig(kind="openvla_oft", checkpoint="checkpoints/openvla-oft-libero-spatial-1shot",
+                            device="cuda", dtype="bfloat16", image_size=224),
+        encoder=EncoderConfig(name="vjepa2", weights="weights/vjepa2-vitg-fpc64-384", num_frames=64,
+                              device="cuda", dtype="float16"),
+        reward=RewardConfig.preset("official"),
+        algo=AlgoConfig(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# YAML and command-line overrides.
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """A plain nested dict (tuples as lists) of a config dataclass, for YAML/JSON."""
+    if is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in fields(cfg)}
+    if isinstance(cfg, tuple | list):
+        return [config_to_dict(v) for v in cfg]
+    return cfg
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or raise ConfigError naming the field."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _coerce(value, non_none[0], name)
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, name)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{name}={value!r} is invalid: " + "; ".join(errors))
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}={value!r} is invalid: choose one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name}={value!r} is invalid: set it to a list, e.g. [0, 1]")
+        inner = args[0] if args else Any
+        return tuple(_coerce(v, inner, name) for v in value)
+    if is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping of its fields, got {value!r}")
+        return _from_dict(annotation, value, name)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}={value!r} is invalid: set it to true or false")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}={value!r} is invalid: set it to an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-5" (no dot) as a string; accept it as the number the user meant.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}={value!r} is invalid: set it to a number")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}={value!r} is invalid: set it to a string")
+        return value
+    return value
+
+
+def _from_dict(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = prefix or "the config root"
+        raise ConfigError(
+            f"unknown field(s) {', '.join(unknown)} in {where}; valid fields: {', '.join(sorted(known))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"--set {dotted}: {'.'.join(parts[: i + 1])} is not a config section")
+        node = node[part]
+    if parts[-1] not in node:
+        raise ConfigError(
+            f"--set {dotted}: unknown field {parts[-1]!r}; valid fields here: {', '.join(sorted(node))}"
+        )
+    node[parts[-1]] = value
+
+
+def load_config(
+    path: str | Path | None = None, preset: TrainPreset | None = None, overrides: list[str] | None = None
+) -> TrainConfig:
+    """Build a validated TrainConfig: preset (default "cpu") ← YAML file ← `key.path=value` overrides.
+
+    Override values are parsed as YAML scalars/lists (`algo.lr=1e-5`, `env.libero.task_ids=[0,1]`,
+    `algo.dual_clip=null`).
+    """
+    base = TrainConfig.preset(preset or "cpu")
+    tree = config_to_dict(base)
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of config fields at the top level")
+        tree = _merge(tree, loaded)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: write it as key.path=value, e.g. algo.lr=1e-5")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    cfg = _from_dict(TrainConfig, tree)
+    assert isinstance(cfg, TrainConfig)
+    return cfg
+
+
+__all__ = [
+    "AlgoConfig",
+    "EnvConfig",
+    "TrainConfig",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
