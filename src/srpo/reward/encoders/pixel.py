@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from srpo.config.encoder import EncoderConfig
-from srpo.reward.frames import preprocess_frames, sample_videos
+from srpo.reward.frames import check_video, preprocess_frames, sample_frame_indices, sample_videos
 
 
 class PixelEncoder:
@@ -27,6 +27,18 @@ class PixelEncoder:
         self.size = config.crop_size if config.crop_size is not None else config.pixel_size
         self.dim = config.num_frames * self.size * self.size * 3
 
+    def _downsample(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 → (N, 3 · size²) float32 in [0, 1]."""
+        import torch
+
+        with torch.inference_mode():
+            # Shrink the short side straight to `size` (antialiased) and centre-crop: no 256/224 margin, the
+            # baseline should see the whole frame.
+            x = preprocess_frames(
+                torch.from_numpy(frames), self.size, resize_size=self.size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)
+            )
+        return x.reshape(frames.shape[0], -1).numpy()
+
     def encode(self, videos: Sequence[np.ndarray]) -> np.ndarray:
         """Embed B videos.
 
@@ -34,19 +46,33 @@ class PixelEncoder:
             videos: B arrays (T, H, W, 3) uint8, T >= 1.
 
         Returns:
-            (B, K · size² · 3) float32, frame-major then row, column, channel (channel-first per frame).
+            (B, K · size² · 3) float32, frame-major, then channel, row, column.
         """
-        import torch
-
         sampled = sample_videos(videos, self.config.num_frames, self.config.rotate_180)
-        out = np.empty((len(sampled.frames), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for i, frames in enumerate(sampled.frames):
-                # Shrink the short side straight to `size` (antialiased) and centre-crop: no 256/224 margin, the
-                # baseline should see the whole frame.
-                x = preprocess_frames(
-                    torch.from_numpy(frames), self.size, resize_size=self.size, mean=(0.0, 0.0, 0.0),
-                    std=(1.0, 1.0, 1.0),
-                )
-                out[i] = x.reshape(-1).numpy()
-        return out
+        return np.stack([self._downsample(f).reshape(-1) for f in sampled.frames])
+
+    def encode_prefixes(self, video: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+        """Embeddings of the prefixes video[:L], equal to encode([video[:L] for L in lengths]), downsampling
+        each distinct frame once.
+
+        Args:
+            video: (T, H, W, 3) uint8.
+            lengths: C prefix lengths in [1, T].
+
+        Returns:
+            (C, dim) float32.
+        """
+        check_video(video)
+        index_sets = []
+        for length in lengths:
+            if not 1 <= length <= video.shape[0]:
+                raise ValueError(f"prefix length {length} is outside [1, {video.shape[0]}]")
+            index_sets.append(sample_frame_indices(int(length), self.config.num_frames))
+        needed = np.unique(np.concatenate(index_sets))
+        frames = video[needed]
+        if self.config.rotate_180:
+            frames = np.ascontiguousarray(frames[:, ::-1, ::-1])
+        small = self._downsample(frames)
+        row_of = np.full(video.shape[0], -1, dtype=np.int64)
+        row_of[needed] = np.arange(needed.size)
+        return np.stack([small[row_of[idx]].reshape(-1) for idx in index_sets])
