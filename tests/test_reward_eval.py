@@ -1,0 +1,204 @@
+"""`srpo reward-eval`: the evaluation maths on hand-made embeddings, data loading, recording, and the command."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from srpo.config.encoder import EncoderConfig
+from srpo.config.reward import RewardConfig
+from srpo.reward.encoders import make_encoder
+from srpo.reward_eval import (
+    LabelledSet,
+    add_reward_eval_parser,
+    embed_prefixes,
+    evaluate_embeddings,
+    format_table,
+    load_folder,
+    prefix_lengths,
+    record_tabletop,
+    run_reward_eval,
+    save_folder,
+)
+
+
+def _moving_square(num_frames: int, stop_at: float, size: int = 16) -> np.ndarray:
+    """A white square moving left → right on black; it stops at fraction `stop_at` of the way."""
+    video = np.zeros((num_frames, size, size, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        x = round(min(t / (num_frames - 1), stop_at) * (size - 4))
+        video[t, 6:10, x : x + 4] = 255
+    return video
+
+
+def _synthetic_set(seed: int = 0) -> LabelledSet:
+    rng = np.random.default_rng(seed)
+    videos, success, tasks = [], [], []
+    for task in (0, 1):
+        for i in range(3):
+            videos.append(_moving_square(10 + i, 1.0))
+            success.append(True)
+            tasks.append(task)
+        for stop in (0.2, 0.5):
+            videos.append(_moving_square(12 + int(rng.integers(3)), stop))
+            success.append(False)
+            tasks.append(task)
+    names = [f"traj{i}" for i in range(len(videos))]
+    return LabelledSet(videos, np.array(success), np.array(tasks, dtype=np.int64), names)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="srpo")
+    add_reward_eval_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["reward-eval", *argv])
+
+
+def test_prefix_lengths_by_hand() -> None:
+    assert prefix_lengths(10, 4).tolist() == [3, 5, 8, 10]  # ceil(2.5), 5, ceil(7.5), 10
+    assert prefix_lengths(2, 4).tolist() == [1, 1, 2, 2]
+    assert prefix_lengths(7, 1).tolist() == [7]
+
+
+def test_metrics_on_hand_made_embeddings() -> None:
+    # 1-D embeddings: successes walk 0 → 1 (prefix j of C at j / C), failures stay near 0. Every success curve
+    # rises strictly (SC = Mono = 1) and the scores separate completely.
+    num_cuts = 5
+    n_succ, n_fail = 4, 3
+    walk = np.arange(1, num_cuts + 1) / num_cuts
+    succ = walk[None, :, None] + 0.01 * np.arange(n_succ)[:, None, None]
+    fail = 0.05 * np.ones((n_fail, num_cuts, 1)) + 0.01 * np.arange(n_fail)[:, None, None]
+    prefixes = np.concatenate([succ, fail]).astype(np.float32)
+    success = np.array([True] * n_succ + [False] * n_fail)
+    data = LabelledSet(
+        [np.zeros((1, 2, 2, 3), np.uint8)] * 7, success, np.zeros(7, dtype=np.int64), [str(i) for i in range(7)]
+    )
+    report = evaluate_embeddings(prefixes, data, RewardConfig(), name="hand")
+    assert report.metrics["sc"] == pytest.approx(1.0)
+    assert report.metrics["mono"] == pytest.approx(1.0)
+    assert report.rewards[success].tolist() == [1.0] * n_succ
+    assert (report.rewards[~success] < 0.6).all()
+    # Successes score near the top of (0, 0.6), failures near the bottom: every failure below every success.
+    assert report.scores[~success].max() < report.scores[success].min()
+    assert report.metrics["smd"] > 5.0
+    assert report.metrics["js"] == pytest.approx(1.0)  # disjoint histograms
+    assert report.metrics["mmd"] > 0.5
+    # A constant failure curve (the failure prefixes all sit at 0.05 + offset) has SC 0 and Mono 1.
+    assert report.extra["sc_failures"] == pytest.approx(0.0)
+    assert "hand" in format_table([report])
+
+
+def test_curve_that_walks_away_then_returns_has_negative_sc() -> None:
+    # Success prefixes start at the success point (1.0), walk away to 3.0 and the whole trajectory is back at 1.0
+    # (the last cut is always the whole trajectory). Progress: high, mid, low, high.
+    prefixes = np.array(
+        [[1.0, 2.0, 3.0, 1.0], [1.01, 2.01, 3.01, 1.01], [3.0, 3.0, 3.0, 3.0]], dtype=np.float32
+    )[..., None]
+    data = LabelledSet([np.zeros((1, 2, 2, 3), np.uint8)] * 3, np.array([True, True, False]),
+                       np.zeros(3, dtype=np.int64), ["a", "b", "c"])
+    report = evaluate_embeddings(prefixes, data, RewardConfig())
+    curve = report.curves[0]
+    assert curve[0] == pytest.approx(curve[3]) and curve[0] > curve[1] > curve[2]
+    # Spearman of ranks (3.5, 2, 1, 3.5) with (1, 2, 3, 4): cov −0.5 / sqrt(5 · 4.5).
+    assert report.metrics["sc"] == pytest.approx(-0.5 / np.sqrt(22.5))
+    assert report.metrics["mono"] == pytest.approx(1 / 3)  # down, down, up
+
+
+def test_task_without_success_is_unreferenced() -> None:
+    prefixes = np.array([[[0.0], [1.0]], [[0.0], [0.5]], [[2.0], [2.0]]], dtype=np.float32)
+    data = LabelledSet([np.zeros((1, 2, 2, 3), np.uint8)] * 3, np.array([True, False, False]),
+                       np.array([0, 0, 1]), ["a", "b", "c"])
+    report = evaluate_embeddings(prefixes, data, RewardConfig())
+    assert np.isnan(report.scores[2]) and np.isnan(report.curves[2]).all()
+    assert report.extra["num_unreferenced"] == 1.0
+    assert report.rewards[2] == 0.0  # no reference: the failure keeps the no-reference reward
+
+
+def test_fast_prefix_path_equals_encoding_prefix_videos() -> None:
+    encoder = make_encoder(EncoderConfig(name="pixel", num_frames=6, pixel_size=4))
+
+    class Plain:
+        dim = encoder.dim
+
+        def encode(self, videos: list[np.ndarray]) -> np.ndarray:
+            return encoder.encode(videos)
+
+    videos = _synthetic_set().videos[:3]
+    np.testing.assert_allclose(embed_prefixes(encoder, videos, 4), embed_prefixes(Plain(), videos, 4), atol=1e-6)
+
+
+def test_folder_round_trip_and_label_errors(tmp_path: Path) -> None:
+    data = _synthetic_set()
+    save_folder(data, tmp_path / "set", extra={"kind": ["x"] * len(data.videos)})
+    loaded = load_folder(tmp_path / "set")
+    assert loaded.success.tolist() == data.success.tolist()
+    assert loaded.task_ids.tolist() == data.task_ids.tolist()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.videos, data.videos, strict=True))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "labels.csv").write_text("path,success\nx.npz,1\n")
+    with pytest.raises(ValueError, match="missing column"):
+        load_folder(tmp_path / "bad")
+    np.savez(tmp_path / "bad" / "empty.npz", frames=np.zeros((0, 4, 4, 3), np.uint8))
+    (tmp_path / "bad" / "labels.csv").write_text("path,success,task_id\nempty.npz,maybe,0\n")
+    with pytest.raises(ValueError, match="success must be"):
+        load_folder(tmp_path / "bad")
+    (tmp_path / "bad" / "labels.csv").write_text("path,success,task_id\nempty.npz,0,0\n")
+    with pytest.raises(ValueError, match="zero frames"):
+        load_folder(tmp_path / "bad")
+
+
+def test_reward_eval_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _synthetic_set()
+    save_folder(data, tmp_path / "set")
+    args = _parse([
+        "--data", str(tmp_path / "set"), "--encoders", "pixel", "--num-frames", "8", "--num-cuts", "4",
+        "--output-dir", str(tmp_path / "out"), "--device", "cpu",
+    ])
+    assert run_reward_eval(args) == 0
+    printed = capsys.readouterr().out
+    assert "SC" in printed and "pixel" in printed
+    result = json.loads((tmp_path / "out" / "reward_eval.json").read_text())
+    assert result["num_trajectories"] == 10 and result["num_success"] == 6 and result["num_tasks"] == 2
+    pixel = result["encoders"]["pixel"]
+    assert set(pixel["metrics"]) == {"sc", "mono", "mmd", "js", "smd"}
+    assert all(v is not None for v in pixel["metrics"].values())
+    rows = pixel["trajectories"]
+    assert [r["reward"] for r in rows if r["success"]] == [1.0] * 6
+    assert all(0.0 <= r["reward"] < 0.6 for r in rows if not r["success"])
+    assert all(len(r["curve"]) == 4 for r in rows)
+    # The stopped squares are farther from the success cluster than any success in pixel space.
+    assert pixel["extra"]["score_mean_success"] > pixel["extra"]["score_mean_failure"]
+    assert (tmp_path / "out" / "reward_eval.png").stat().st_size > 10_000
+
+
+def test_record_tabletop_labels_follow_the_env() -> None:
+    data, kinds = record_tabletop([0], num_success=1, num_failure=2, seed=0)
+    assert kinds == ["success", "stall", "noisy"]
+    assert data.success.tolist() == [True, False, False]
+    assert data.task_ids.tolist() == [0, 0, 0]
+    # A stalled failure runs to the horizon: reset frame + 64 steps.
+    assert data.videos[1].shape[0] == 65
+    assert data.videos[0].shape[0] < 65 and data.videos[0].dtype == np.uint8
+
+
+def test_record_then_evaluate_through_the_command(tmp_path: Path) -> None:
+    args = _parse([
+        "--record", "tabletop", "--tasks", "1", "--num-success", "2", "--num-failure", "2", "--encoders", "pixel",
+        "--num-frames", "8", "--num-cuts", "3", "--output-dir", str(tmp_path), "--no-plots",
+    ])
+    assert run_reward_eval(args) == 0
+    with (tmp_path / "labelled" / "labels.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["kind"] for r in rows] == ["success", "success", "stall", "noisy"]
+    assert not (tmp_path / "reward_eval.png").exists()
+
+
+def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--num-cuts"):
+        run_reward_eval(_parse(["--data", str(tmp_path), "--num-cuts", "1"]))
+    with pytest.raises(ValueError, match="out of range"):
+        run_reward_eval(_parse(["--record", "tabletop", "--tasks", "99", "--output-dir", str(tmp_path)]))
