@@ -1,0 +1,179 @@
+"""The online loop on the built-in tabletop env with a tiny compact policy: learning signal, checkpoints,
+resume (bit-identical to an uninterrupted run), kill -9, and the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srpo.config.train import TrainConfig, load_config
+from srpo.trainer import CHECKPOINT_PREFIX, Trainer, list_checkpoints, read_metrics
+
+SRPO = str(Path(sys.executable).with_name("srpo"))
+
+TINY = [
+    "env.tabletop.num_tasks=2",
+    "env.tabletop.max_steps=16",
+    "env.tabletop.image_size=32",
+    "env.tabletop.embed_image_size=32",
+    "policy.image_size=32",
+    "policy.d_model=32",
+    "policy.num_layers=1",
+    "policy.num_heads=2",
+    "policy.ff_dim=64",
+    "policy.chunk_size=4",
+    "encoder.num_frames=4",
+    "encoder.pixel_size=4",
+    "algo.group_size=4",
+    "algo.num_prompts_per_step=2",
+    "algo.num_minibatches=2",
+    "algo.lr=1e-3",
+    "num_eval_episodes_per_task=2",
+    "eval_every=0",
+    "num_videos_per_step=1",
+    "tensorboard=false",
+]
+
+
+def tiny_config(run_dir: Path, *extra: str) -> TrainConfig:
+    return load_config(preset="tabletop", overrides=[*TINY, f"run_dir={run_dir}", *extra])
+
+
+def params(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in policy.state_dict().items()}
+
+
+def test_training_changes_parameters_and_losses_are_finite(tmp_path: Path):
+    # Entropy bonus guarantees a gradient even if every group of a random policy fails (zero advantages).
+    cfg = tiny_config(tmp_path / "run", "num_steps=2", "algo.entropy_coef=0.01")
+    with Trainer(cfg, show_progress=False) as trainer:
+        before = params(trainer.policy)
+        history = trainer.train()
+        after = params(trainer.policy)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed, "no parameter changed after two training steps"
+    for m in history:
+        for key in ("loss/policy", "loss/total", "loss/entropy", "grad/norm", "ppo/approx_kl"):
+            assert np.isfinite(m[key]), key
+        assert m["ppo/rollout_learner_logprob_gap"] < 1e-4  # rollout and learner agree on the log-probs
+        for phase in ("rollout", "embed", "reward", "advantage", "update"):
+            assert m[f"time/{phase}_s"] >= 0
+    records = read_metrics(cfg.run_dir)
+    assert [r["step"] for r in records] == [0, 1, 2]  # step 0 = evaluation of the initial policy
+    assert "eval/success_rate" in records[-1]
+    assert [p.name for p in list_checkpoints(Path(cfg.run_dir))] == [f"{CHECKPOINT_PREFIX}000001",
+                                                                     f"{CHECKPOINT_PREFIX}000002"]
+    assert len(list((Path(cfg.run_dir) / "videos").glob("*.mp4"))) == 2
+
+
+def test_resume_is_identical_to_an_uninterrupted_run(tmp_path: Path):
+    straight = tiny_config(tmp_path / "straight", "num_steps=2", "algo.entropy_coef=0.01",
+                           "num_eval_episodes_per_task=0", "num_videos_per_step=0")
+    with Trainer(straight, show_progress=False) as trainer:
+        trainer.train()
+        expected = params(trainer.policy)
+
+    split = replace(straight, run_dir=str(tmp_path / "split"), num_steps=1)
+    with Trainer(split, show_progress=False) as trainer:
+        trainer.train()
+    with Trainer(replace(split, num_steps=2), resume=True, show_progress=False) as trainer:
+        assert trainer.step == 1
+        trainer.train()
+        resumed = params(trainer.policy)
+    for k in expected:
+        torch.testing.assert_close(resumed[k], expected[k], rtol=0, atol=0, msg=k)
+    a = read_metrics(straight.run_dir)
+    b = read_metrics(split.run_dir)
+    assert [r["step"] for r in b] == [1, 2]
+    assert a[-1]["loss/policy"] == b[-1]["loss/policy"]
+
+
+def test_refuses_to_overwrite_and_resume_needs_checkpoint(tmp_path: Path):
+    cfg = tiny_config(tmp_path / "run", "num_steps=1", "num_eval_episodes_per_task=0")
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        Trainer(cfg, resume=True, show_progress=False)
+    with Trainer(cfg, show_progress=False) as trainer:
+        trainer.train()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(cfg, show_progress=False)
+
+
+def test_interrupted_checkpoint_is_ignored(tmp_path: Path):
+    cfg = tiny_config(tmp_path / "run", "num_steps=1", "num_eval_episodes_per_task=0")
+    with Trainer(cfg, show_progress=False) as trainer:
+        trainer.train()
+    # A kill during the write of checkpoint 2 leaves only its temporary directory.
+    partial = Path(cfg.run_dir) / f".tmp-{CHECKPOINT_PREFIX}000002-999"
+    (partial / "policy").mkdir(parents=True)
+    (partial / "policy" / "model.safetensors").write_bytes(b"truncated")
+    with Trainer(replace(cfg, num_steps=2), resume=True, show_progress=False) as trainer:
+        assert trainer.step == 1
+        assert not partial.exists()
+
+
+def test_kl_reference_and_grpo_switch(tmp_path: Path):
+    cfg = tiny_config(tmp_path / "kl", "num_steps=1", "algo.kl_coef=0.1", "algo.entropy_coef=0.01",
+                      "num_eval_episodes_per_task=0", "algo_name=grpo")
+    with Trainer(cfg, show_progress=False) as trainer:
+        assert trainer.encoder is None  # GRPO needs no world model
+        history = trainer.train()
+    assert "loss/kl" in history[0] and np.isfinite(history[0]["loss/kl"])
+    assert (Path(cfg.run_dir) / "reference_policy").is_dir()
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SRPO, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def cli_overrides(*extra: str) -> list[str]:
+    out = []
+    for item in [*TINY, *extra]:
+        out += ["--set", item]
+    return out
+
+
+def test_cli_train_kill_resume_report(tmp_path: Path):
+    run_dir = tmp_path / "cli"
+    args = ["train", "--preset", "tabletop", "--run-dir", str(run_dir), "--steps", "3",
+            *cli_overrides("algo.entropy_coef=0.01", "num_eval_episodes_per_task=1")]
+    proc = subprocess.Popen([SRPO, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list_checkpoints(run_dir) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert list_checkpoints(run_dir), "no checkpoint appeared"
+    os.kill(proc.pid, signal.SIGKILL)  # mid-run: the next step is in flight
+    proc.wait()
+    done = checkpoint_steps = [int(p.name[len(CHECKPOINT_PREFIX):]) for p in list_checkpoints(run_dir)]
+    assert done and max(checkpoint_steps) < 3
+
+    resumed = run_cli("train", "--resume", str(run_dir), "--report")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "finished 3 steps" in resumed.stdout
+    steps = [r["step"] for r in read_metrics(run_dir)]
+    assert steps == sorted(set(steps)) and steps[-3:] == [1, 2, 3]  # nothing lost, nothing duplicated
+    assert (run_dir / "report" / "report.html").stat().st_size > 10_000  # PNGs embedded
+
+    ev = run_cli("eval", "--preset", "tabletop", "--checkpoint", str(run_dir / f"{CHECKPOINT_PREFIX}000003" / "policy"),
+                 "--episodes", "2", "--videos", "1", "--out", str(tmp_path / "eval"), *cli_overrides())
+    assert ev.returncode == 0, ev.stderr
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert set(result["success_rate"]) == {"0", "1"}
+    assert "mean" in ev.stdout
+
+
+def test_cli_config_errors_are_one_line(tmp_path: Path):
+    bad = run_cli("train", "--preset", "tabletop", "--set", "algo.lr=-1", "--run-dir", str(tmp_path / "x"))
+    assert bad.returncode == 2
+    assert "algo.lr=-1.0 is invalid" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = run_cli("train", "--preset", "tabletop", "--set", "algo.learning_rate=1")
+    assert unknown.returncode == 2 and "unknown field 'learning_rate'" in unknown.stderr
