@@ -144,3 +144,16 @@ def test_center_crop_keeps_shape_and_zooms_in() -> None:
     out = center_crop(img, area=0.64)  # side 16 px from row 2: the border is gone, the rest is stretched
     assert out.shape == img.shape and out.max() == 0
     assert center_crop(img, area=1.0).max() == 255
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
+def test_7b_benchmark_fails_clearly_without_cuda(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[2] / "benchmarks" / "openvla_7b_step.py"
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "needs a CUDA GPU" in proc.stderr
+    assert not out.exists()
