@@ -28,11 +28,18 @@ Data sources:
     (T, H, W, 3) uint8, or a video file (`.mp4`, read with imageio).
   * `--hdf5 FILE ...`: LIBERO / robomimic demo files (`srpo.demos.read_demos`; upright `agentview_rgb`
     frames, success from the file; task id from the file's `srpo_task_id`, else the file's position).
-  * `--record tabletop`: first record a labelled set into `--data` (or OUTPUT/labelled) with the built-in
-    tabletop env and its scripted expert — successes, plus failures that stall after part of the task
-    ("stall") or act under heavy noise ("noisy") — then evaluate it. LIBERO is the next step once a scripted
-    LIBERO expert exists (srpo.envs.libero_scripted); LIBERO rollouts written as npz + labels.csv, or LIBERO
-    HDF5 demo files, can be evaluated today through `--data` / `--hdf5`.
+  * `--record tabletop|libero`: first record a labelled set into `--record-dir` (default OUTPUT/labelled, as
+    npz + labels.csv with an extra `kind` column) with a scripted expert — successes, plus failures that stall
+    after part of the task ("stall") or act under heavy noise ("noisy"), each labelled by the env's own success
+    check — then evaluate it. "tabletop" is the built-in env (seconds); "libero" drives LIBERO pick-and-place
+    tasks (`--suite`, `--tasks`) with `srpo.envs.libero_scripted.PickPlaceController` (about 0.2 s per rendered
+    step on a small CPU, so minutes per task).
+
+Recipe (real LIBERO trajectories, all three encoders; V-JEPA 2 needs local weights, see EncoderConfig.weights):
+
+    MUJOCO_GL=egl srpo reward-eval --record libero --suite libero_spatial --tasks 0 1 \
+        --num-success 6 --num-failure 6 --encoders efficientnet pixel vjepa2 --weights weights/vjepa2-vitg-fpc64-384 \
+        --output-dir runs/reward_eval_libero
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ LABEL_COLUMNS = ("path", "success", "task_id")
 FRAMES_KEY = "frames"
 METRIC_NAMES = ("sc", "mono", "mmd", "js", "smd")
 JS_BINS = 20
-RECORD_SOURCES = ("tabletop",)
+RECORD_SOURCES = ("tabletop", "libero")
 FAILURE_KINDS = ("stall", "noisy")
 
 
@@ -188,7 +195,9 @@ def save_folder(data: LabelledSet, directory: str | Path, extra: dict[str, list[
 # --- recording a labelled set with a scripted expert ----------------------------------------------------------
 
 
-ExpertFn = Callable[["Env", float, np.random.Generator], np.ndarray]
+# expert(env, step, noise_std, rng) → (7,) action; `step` is 0 on the first action after env.reset, so a stateful
+# controller can restart there.
+ExpertFn = Callable[["Env", int, float, np.random.Generator], np.ndarray]
 
 
 def _run_episode(
@@ -216,7 +225,7 @@ def _stalled_expert(expert: ExpertFn, cut: int, rng: np.random.Generator) -> Cal
     def policy(env: Env, step: int) -> np.ndarray:
         nonlocal last
         if step < cut:
-            last = expert(env, 0.0, rng)
+            last = expert(env, step, 0.0, rng)
             return last
         held = np.zeros(ACTION_DIM, dtype=np.float32)
         held[GRIPPER_DIM] = last[GRIPPER_DIM]
@@ -230,9 +239,9 @@ def _record_episode(
 ) -> tuple[np.ndarray, bool] | None:
     """One episode of `kind` ("success" / "noisy": the expert with `noise`; "stall": see `_stalled_expert`)."""
     if kind in ("success", "noisy"):
-        return _run_episode(env, init_state, lambda e, _step: expert(e, noise, rng), max_steps)
+        return _run_episode(env, init_state, lambda e, step: expert(e, step, noise, rng), max_steps)
     # A clean run first tells how long the expert needs from this state; the stall cuts 20–80 % into it.
-    clean, clean_ok = _run_episode(env, init_state, lambda e, _step: expert(e, 0.0, rng), max_steps)
+    clean, clean_ok = _run_episode(env, init_state, lambda e, step: expert(e, step, 0.0, rng), max_steps)
     if not clean_ok:
         return None
     cut = max(1, int(rng.uniform(0.2, 0.8) * (clean.shape[0] - 1)))
@@ -259,7 +268,7 @@ def record_labelled_set(
 
     Args:
         factory: Builds one env per task (`Env` protocol; the embed camera must render).
-        expert: expert(env, noise_std, rng) → (7,) action, closed-loop on the env's state.
+        expert: expert(env, step, noise_std, rng) → (7,) action, closed-loop on the env's state.
         task_ids: Tasks to record.
         num_success: Successes per task.
         num_failure: Failures per task.
@@ -326,12 +335,54 @@ def record_tabletop(
         raise ValueError(f"--tasks {bad} out of range: tabletop has tasks 0..{num_tasks - 1}")
     return record_labelled_set(
         factory,
-        lambda env, noise, rng: tabletop_expert_action(env, noise, rng),  # type: ignore[arg-type]
+        lambda env, _step, noise, rng: tabletop_expert_action(env, noise, rng),  # type: ignore[arg-type]
         task_ids,
         num_success,
         num_failure,
         seed,
     )
+
+
+def libero_expert() -> ExpertFn:
+    """The scripted LIBERO pick-and-place controller (`srpo.envs.libero_scripted`) as an ExpertFn.
+
+    A new controller starts at step 0 of every episode; noise is added to the translation dims and clipped.
+    """
+    from srpo.envs.libero_scripted import PickPlaceController
+
+    controller: list[PickPlaceController] = []
+
+    def expert(env: Env, step: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+        if step == 0 or not controller or controller[0].env is not env:
+            controller[:] = [PickPlaceController(env)]  # type: ignore[arg-type]
+        action = np.asarray(controller[0].act(), dtype=np.float32).copy()
+        if noise > 0.0:
+            action[:3] += rng.normal(0.0, noise, size=3).astype(np.float32)
+        return np.clip(action, -1.0, 1.0)
+
+    return expert
+
+
+def record_libero(
+    suite: str, task_ids: Sequence[int], num_success: int, num_failure: int, seed: int, embed_size: int = 128
+) -> tuple[LabelledSet, list[str]]:
+    """`record_labelled_set` on LIBERO pick-and-place tasks with the scripted controller.
+
+    Successes are noiseless (the controller's own success rate is the limit); "noisy" failures use translation
+    noise 1.0 (5 cm set-point jitter per step). Frames are the upright agentview render at `embed_size`²
+    (rendering cost barely depends on the size; memory does). Task ids in the set are the suite's.
+    """
+    from srpo.config.libero import LiberoConfig
+    from srpo.envs.libero import LiberoEnvFactory
+
+    config = LiberoConfig(suite=suite, task_ids=tuple(task_ids), embed_image_size=embed_size)  # type: ignore[arg-type]
+    factory = LiberoEnvFactory(config)
+    data, kinds = record_labelled_set(
+        factory, libero_expert(), list(range(len(task_ids))), num_success, num_failure, seed,
+        success_noise=0.0, failure_noise=1.0,
+    )
+    data.task_ids = np.asarray(config.resolved_task_ids, dtype=np.int64)[data.task_ids]
+    return data, kinds
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------
@@ -585,6 +636,8 @@ def add_reward_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--num-success", type=int, default=8, help="--record: successes per task")
     p.add_argument("--num-failure", type=int, default=8, help="--record: failures per task")
     p.add_argument("--seed", type=int, default=0, help="--record: seed")
+    p.add_argument("--suite", default="libero_spatial", help="--record libero: suite (pick-and-place tasks)")
+    p.add_argument("--embed-size", type=int, default=128, help="--record libero: side of the recorded frames")
     p.add_argument("--image-key", default="agentview_rgb", help="--hdf5: obs dataset with the frames")
     p.add_argument("--encoders", nargs="+", choices=ENCODER_NAMES, default=["efficientnet", "pixel"])
     p.add_argument("--weights", help="V-JEPA 2 weights: local transformers dir, cached model id or vjepa2 .pt")
@@ -604,14 +657,19 @@ def add_reward_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> LabelledSet:
     if args.record is not None:
-        if args.record != "tabletop":
-            raise ValueError(f"--record {args.record!r}: choose one of {RECORD_SOURCES}")
         directory = Path(args.record_dir) if args.record_dir else Path(args.output_dir) / "labelled"
         start = time.perf_counter()
-        data, kinds = record_tabletop(args.tasks, args.num_success, args.num_failure, args.seed)
+        if args.record == "tabletop":
+            data, kinds = record_tabletop(args.tasks, args.num_success, args.num_failure, args.seed)
+        elif args.record == "libero":
+            data, kinds = record_libero(
+                args.suite, args.tasks, args.num_success, args.num_failure, args.seed, args.embed_size
+            )
+        else:
+            raise ValueError(f"--record {args.record!r}: choose one of {RECORD_SOURCES}")
         save_folder(data, directory, extra={"kind": kinds})
         print(
-            f"recorded {len(data.videos)} tabletop trajectories ({int(data.success.sum())} successes) in "
+            f"recorded {len(data.videos)} {args.record} trajectories ({int(data.success.sum())} successes) in "
             f"{time.perf_counter() - start:.1f}s → {directory}",
             file=sys.stderr,
         )
