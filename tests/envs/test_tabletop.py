@@ -188,10 +188,13 @@ def test_stages_progress_in_order_and_show_in_frames():
     obs = env.reset(3)
     initial_block = env.block_xy[env.target_block]
     stages, frames = [env.stage], [obs.embed_frame]
-    while not obs.success:
+    for _ in range(CONFIG.max_steps):
         obs = env.step(tabletop_expert_action(env), False, True)
         stages.append(env.stage)
         frames.append(obs.embed_frame)
+        if obs.success:
+            break
+    assert obs.success
     first_seen = [stages.index(s) for s in (STAGE_REACH, STAGE_GRASP, STAGE_CARRY, STAGE_PLACE)]
     assert stages[0] == STAGE_NONE and first_seen == sorted(first_seen)
     assert env.max_stage == STAGE_PLACE
@@ -209,8 +212,11 @@ def test_stages_progress_in_order_and_show_in_frames():
 def test_partial_progress_without_success():
     env = TabletopEnvFactory(CONFIG).make(0)
     env.reset(2)
-    while env.stage < STAGE_GRASP:
+    for _ in range(CONFIG.max_steps):
+        if env.stage >= STAGE_GRASP:
+            break
         env.step(tabletop_expert_action(env), False, False)
+    assert env.stage == STAGE_GRASP
     for _ in range(3):  # carry a little (the plate is >= 0.25 away), then stop the episode
         obs = env.step(tabletop_expert_action(env), False, False)
     assert not obs.success and env.max_stage == STAGE_GRASP
