@@ -81,3 +81,24 @@ def test_run_sft_through_its_parser(tmp_path: Path) -> None:
     assert result.checkpoint == tmp_path / "run" / "final"
     loaded = CompactVLA.from_pretrained(tmp_path / "run" / "final")
     assert loaded.config.state_dim == 4 and loaded.config.image_size == 32
+
+
+def test_run_sft_reads_a_folder_of_hdf5_demo_files(tmp_path: Path) -> None:
+    from srpo.demos import write_demos
+
+    demos = record_tabletop_demos(TabletopEnvFactory(TabletopConfig(image_size=32)), [0, 1], 1, seed=0)
+    folder = tmp_path / "demos"
+    folder.mkdir()
+    for d in demos:  # LIBERO files hold 8-D proprio: pad the tabletop's 4-D state
+        d.states = np.concatenate([d.states, np.zeros((len(d.states), 4), np.float32)], axis=1)
+        write_demos(folder / f"task_{d.task_id}_demo.hdf5", [d])
+    parser = argparse.ArgumentParser(prog="srpo")
+    add_sft_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "sft", "--demos", str(folder), "--steps", "2", "--batch-size", "4", "--vision-encoder", "conv",
+        "--text-encoder", "hashed", "--image-size", "32", "--out", str(tmp_path / "run"), "--no-progress",
+    ])
+    result = run_sft(args)
+    assert result.metrics["sft/num_tasks"] == 2 and result.metrics["sft/num_demos"] == 2
+    assert result.metrics["sft/num_samples"] == sum(len(d.actions) for d in demos)
+    assert CompactVLA.from_pretrained(tmp_path / "run" / "final").config.state_dim == 8

@@ -445,6 +445,14 @@ class CompactVLA(nn.Module):
         return target
 
     @classmethod
+    def from_config(cls, config: PolicyConfig) -> CompactVLA:
+        """A fresh model, or `config.checkpoint` loaded onto `config.device` when set (its own architecture
+        fields win over the config's: a checkpoint fixes its architecture)."""
+        if config.checkpoint is not None:
+            return cls.from_pretrained(config.checkpoint, device=config.device)
+        return cls(config)
+
+    @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | None = None) -> CompactVLA:
         """Load a `save_pretrained` directory; any missing or unexpected weight raises CheckpointError."""
         from safetensors.torch import load_file

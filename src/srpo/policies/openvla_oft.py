@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srpo.config.policy import PolicyConfig
 from srpo.policies.base import ActionSample, PolicyInput
 from srpo.policies.compact import categorical_log_probs, sample_tokens
 from srpo.policies.tokenizer import ActionTokenizer
@@ -261,6 +262,19 @@ class OpenVLAOFTPolicy:
         return categorical_log_probs(self.action_logits(batch), tokens, temperature)
 
     # -- loading --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: PolicyConfig) -> OpenVLAOFTPolicy:
+        """Load `config.checkpoint` (kind "openvla_oft") on `config.device` in `config.dtype`."""
+        if config.kind != "openvla_oft" or config.checkpoint is None:
+            raise ValueError("OpenVLAOFTPolicy.from_config needs policy.kind='openvla_oft' and policy.checkpoint")
+        if (config.chunk_size, config.action_dim) != (DEFAULT_CHUNK_SIZE, ACTION_DIM):
+            raise ValueError(
+                f"policy.chunk_size={config.chunk_size}, policy.action_dim={config.action_dim}: OpenVLA-OFT "
+                f"checkpoints decode {DEFAULT_CHUNK_SIZE} × {ACTION_DIM}; set those values"
+            )
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
+        return cls.from_pretrained(config.checkpoint, config.unnorm_key, config.device, dtype)
 
     @classmethod
     def from_pretrained(
