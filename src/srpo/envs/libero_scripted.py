@@ -43,6 +43,11 @@ CARRY_CLEARANCE = 0.12
 PLACE_CLEARANCE = 0.02
 # Set-point gain: OSC lags its set-point (gravity, the carried load), so aim past the goal.
 POSITION_GAIN = 2.0
+# Travel height above the tallest fixture or object top near the path, and how near counts (m).
+TRAVEL_CLEARANCE = 0.05
+PATH_MARGIN = 0.06
+# Objects wider than this half-width (m) do not fit the open gripper (~8 cm): grasped by the rim.
+WIDE_OBJECT_HALF_WIDTH = 0.035
 # A set-point counts as reached within this distance (m).
 POSITION_TOLERANCE = 0.01
 # Gripper close / open phases last this many steps (the Panda fingers need ~10 control steps to close).
@@ -50,7 +55,7 @@ NUM_GRIPPER_STEPS = 15
 # A phase that has not converged after this many steps gives way to the next one (e.g. a descent blocked by
 # contact), so the controller never stalls.
 MAX_PHASE_STEPS = 80
-PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "release", "retreat", "done")
+PHASES = ("rise", "approach", "descend", "close", "lift", "carry", "lower", "release", "retreat", "done")
 
 
 class UnsupportedTaskError(ValueError):
@@ -143,16 +148,59 @@ class PickPlaceController:
         self.goal = parse_pick_place_goal(robosuite_env.parsed_problem["goal_state"])
         if self.goal.obj not in robosuite_env.objects_dict:
             raise UnsupportedTaskError(f"goal object {self.goal.obj!r} is not a movable object")
-        self.phase = "approach"
+        self.phase = PHASES[0]
         self._phase_steps = 0
+        self._travel_height = 0.0
+        self._rim_side = -1.0
         self._grasp_offset = np.zeros(3)
         self._carry_height = 0.0
         self._bottom_to_eef = 0.0
 
     def reset(self) -> None:
-        """Start a new episode (call after env.reset)."""
-        self.phase = "approach"
+        """Start a new episode (call after env.reset): choose the grasp side and the travel height."""
+        self.phase = PHASES[0]
         self._phase_steps = 0
+        self._rim_side = -1.0
+        self._rim_side = self._clearer_rim_side()
+        eef = np.asarray(self.env.raw_obs["robot0_eef_pos"], dtype=np.float64)
+        self._travel_height = self._path_height(eef, self._grasp_point())
+
+    def _obstacles(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        robosuite_env = self.env.robosuite_env
+        names = [*robosuite_env.objects_dict, *robosuite_env.fixtures_dict]
+        return [self._object_bounds(name) for name in names if name != self.goal.obj]
+
+    def _path_height(self, start: np.ndarray, end: np.ndarray) -> float:
+        """Eef height that clears, by TRAVEL_CLEARANCE, every obstacle near the straight xy path start → end.
+
+        OSC has no collision avoidance: a tall fixture (the cabinet next to a bowl) blocks a straight diagonal
+        move. Only obstacles near the path count; rising over far ones would stretch the arm to its reach
+        limit for distant objects, where it cannot descend any more.
+        """
+        points = start[:2] + np.linspace(0.0, 1.0, 25)[:, None] * (end[:2] - start[:2])
+        height = 0.0
+        for low, high in self._obstacles():
+            near = np.all((points >= low[:2] - PATH_MARGIN) & (points <= high[:2] + PATH_MARGIN), axis=1)
+            if near.any():
+                height = max(height, float(high[2]) + TRAVEL_CLEARANCE)
+        return height
+
+    def _clearer_rim_side(self) -> float:
+        """For a bowl: -1 or +1, the y side whose rim has more room from obstacles standing above the rim."""
+        low, high = self._object_bounds(self.goal.obj)
+        if (high[1] - low[1]) / 2 <= WIDE_OBJECT_HALF_WIDTH:
+            return -1.0
+        clearances = []
+        for side in (-1.0, 1.0):
+            self._rim_side = side
+            point = self._grasp_point()
+            gaps = [
+                float(np.linalg.norm(np.maximum(0.0, np.maximum(o_low[:2] - point[:2], point[:2] - o_high[:2]))))
+                for o_low, o_high in self._obstacles()
+                if o_high[2] > point[2] - 0.02
+            ]
+            clearances.append(min(gaps, default=np.inf))
+        return -1.0 if clearances[0] >= clearances[1] else 1.0
 
     @property
     def done(self) -> bool:
@@ -173,9 +221,10 @@ class PickPlaceController:
         centre = (low + high) / 2
         half_y = (high[1] - low[1]) / 2
         height = high[2] - low[2]
-        if half_y > 0.035:
-            # Wider than the open gripper (~8 cm): a bowl. Straddle the rim wall nearest the robot's -y side.
-            point = np.array([centre[0], low[1] + 0.012, high[2] - 0.015])
+        if half_y > WIDE_OBJECT_HALF_WIDTH:
+            # Wider than the open gripper (~8 cm): a bowl. Straddle the rim wall on the chosen y side.
+            rim_y = low[1] + 0.012 if self._rim_side < 0 else high[1] - 0.012
+            point = np.array([centre[0], rim_y, high[2] - 0.015])
         else:
             point = np.array([centre[0], centre[1], high[2] - min(0.03, 0.5 * height)])
         return point
@@ -198,9 +247,19 @@ class PickPlaceController:
         self._phase_steps += 1
         gripper = GRIPPER_OPEN
         goal_pos = eef
-        if self.phase == "approach":
+        if self.phase == "rise":
+            grasp = self._grasp_point()
+            goal_pos = np.array([eef[0], eef[1], max(self._travel_height, grasp[2] + APPROACH_CLEARANCE)])
+            # Only rising is needed: when the hand is already above the travel height, go straight on.
+            if eef[2] >= goal_pos[2] - 0.02:
+                self._next_phase()
+                goal_pos = eef
+        elif self.phase == "approach":
             grasp = self._grasp_point()
             goal_pos = grasp + np.array([0.0, 0.0, APPROACH_CLEARANCE])
+            if not self._above(eef, grasp):
+                # Travel at the safe height until above the grasp point, then drop to the approach height.
+                goal_pos[2] = max(goal_pos[2], min(eef[2], self._travel_height))
             self._advance_when(eef, goal_pos)
         elif self.phase == "descend":
             goal_pos = self._grasp_point()
@@ -214,7 +273,9 @@ class PickPlaceController:
                 target, _ = self._target_point()
                 # Carry the object's bottom CARRY_CLEARANCE above the higher of its resting height and the
                 # target's top, fixed once here (recomputing it while lifting would chase the rising object).
-                self._carry_height = max(target[2], obj_low[2]) + CARRY_CLEARANCE + self._bottom_to_eef
+                path_height = self._path_height(eef, target + self._grasp_offset)
+                self._carry_height = max(max(target[2], obj_low[2]) + CARRY_CLEARANCE + self._bottom_to_eef,
+                                         path_height - TRAVEL_CLEARANCE + 0.02 + self._bottom_to_eef)
                 self._next_phase()
         elif self.phase == "lift":
             gripper = GRIPPER_CLOSE
@@ -248,6 +309,10 @@ class PickPlaceController:
         action[:3] = np.clip(POSITION_GAIN * (goal_pos - eef) / OSC_POS_SCALE, -1.0, 1.0)
         action[6] = gripper
         return action
+
+    @staticmethod
+    def _above(eef: np.ndarray, point: np.ndarray, radius: float = 0.03) -> bool:
+        return bool(np.linalg.norm(eef[:2] - point[:2]) < radius)
 
     def _object_centre(self, name: str) -> np.ndarray:
         low, high = self._object_bounds(name)
