@@ -373,9 +373,12 @@ def test_greedy_sampling_is_passed_to_the_policy():
 
 def test_worker_processes_give_the_in_process_result(reference: list[Trajectory]):
     config = RolloutConfig(num_workers=2, num_envs_per_worker=3)
+    policy = HashPolicy()
     with RolloutEngine(FACTORY, config) as engine:
-        first, stats = engine.collect(HashPolicy(), requests_batch(), temperature=1.0)
-        second, _ = engine.collect(HashPolicy(), requests_batch(), temperature=1.0)  # envs reused
+        first, stats = engine.collect(policy, requests_batch(), temperature=1.0)
+        second, second_stats = engine.collect(HashPolicy(), requests_batch(), temperature=1.0)
+    assert max(policy.batch_sizes) == 6  # one policy call serves the episodes of both workers
+    assert second_stats.extra["rollout/num_env_constructions"] == 0  # the workers kept their envs
     assert_same(first, reference)
     assert_same(second, reference)
     assert stats.num_worker_restarts == 0 and stats.num_episode_retries == 0
@@ -435,6 +438,39 @@ def test_hung_or_dying_worker_is_replaced(tmp_path: Path, reference: list[Trajec
     counter = "rollout/num_worker_timeouts" if mode == "hang" else "rollout/num_worker_crashes"
     assert stats.extra[counter] == 1
     assert stats.num_episode_retries >= 1 and sum(t.num_restarts for t in trajectories) == stats.num_episode_retries
+
+
+NUM_LIVE_ENVS = [0, 0]  # live now, most ever (in-process only)
+
+
+@dataclass(frozen=True)
+class CountingTabletopFactory:
+    """Tabletop envs that count how many are constructed and not yet closed."""
+
+    config: TabletopConfig
+
+    def task_specs(self) -> list[Any]:
+        return TabletopEnvFactory(self.config).task_specs()
+
+    def make(self, task_id: int) -> CountedEnv:
+        NUM_LIVE_ENVS[0] += 1
+        NUM_LIVE_ENVS[1] = max(NUM_LIVE_ENVS)
+        return CountedEnv(TabletopEnv(self.config, task_id))
+
+
+class CountedEnv(PlainEnv):
+    def close(self) -> None:
+        NUM_LIVE_ENVS[0] -= 1
+
+
+def test_max_envs_per_worker_closes_least_recently_used_envs(reference: list[Trajectory]):
+    NUM_LIVE_ENVS[:] = [0, 0]
+    config = RolloutConfig(num_envs_per_worker=2, max_envs_per_worker=3)
+    with RolloutEngine(CountingTabletopFactory(CONFIG), config) as engine:
+        trajectories, stats = engine.collect(HashPolicy(), requests_batch(), temperature=1.0)
+    assert NUM_LIVE_ENVS == [0, 3]  # never more than 3 at once (4 tasks), all closed by close()
+    assert stats.extra["rollout/num_env_constructions"] > 3
+    assert_same(trajectories, reference)
 
 
 def test_gives_up_after_max_retries_with_a_clear_error():
