@@ -202,3 +202,16 @@ def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
         run_reward_eval(_parse(["--data", str(tmp_path), "--num-cuts", "1"]))
     with pytest.raises(ValueError, match="out of range"):
         run_reward_eval(_parse(["--record", "tabletop", "--tasks", "99", "--output-dir", str(tmp_path)]))
+
+
+@pytest.mark.libero
+@pytest.mark.slow
+def test_record_libero_labels_follow_the_env() -> None:
+    pytest.importorskip("libero")
+    from srpo.reward_eval import record_libero
+
+    data, kinds = record_libero("libero_spatial", [0], num_success=1, num_failure=1, seed=0, embed_size=64)
+    assert kinds == ["success", "stall"]
+    assert data.success.tolist() == [True, False]
+    assert data.task_ids.tolist() == [0, 0]
+    assert data.videos[0].shape[1:] == (64, 64, 3)
