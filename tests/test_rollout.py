@@ -485,12 +485,19 @@ def test_gives_up_after_max_retries_with_a_clear_error():
 
 def test_collect_rejects_bad_requests():
     with RolloutEngine(FACTORY, RolloutConfig()) as engine:
+        assert engine.collect(HashPolicy(), [], 1.0)[0] == []
         with pytest.raises(ValueError, match="task_id"):
             engine.collect(HashPolicy(), [EpisodeRequest(9, 0, 0, 0)], 1.0)
         with pytest.raises(ValueError, match="init_state_id"):
             engine.collect(HashPolicy(), [EpisodeRequest(0, 10, 0, 0)], 1.0)
         with pytest.raises(ValueError, match="not unique"):
             engine.collect(HashPolicy(), [EpisodeRequest(0, 0, 0, 0), EpisodeRequest(0, 1, 0, 0)], 1.0)
+        with pytest.raises(ValueError, match=r"policy\.sample returned"):  # chunk size mismatch
+            policy = HashPolicy(chunk_size=4)
+            policy.chunk_size = 8
+            engine.collect(policy, [EpisodeRequest(0, 0, 0, 0)], 1.0)
+    with pytest.raises(RuntimeError, match="after close"):
+        engine.collect(HashPolicy(), [EpisodeRequest(0, 0, 0, 0)], 1.0)
 
 
 def test_rollout_config_rejects_invalid_values_naming_the_field():

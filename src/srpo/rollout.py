@@ -374,9 +374,6 @@ class RolloutEngine:
             RolloutError: an episode faulted more than `max_episode_retries` times, or workers were restarted
                 more than `max_worker_restarts` times in this call.
         """
-        # Imported here, not at module level: worker processes import this module and should not load torch.
-        from srpo.policies.base import PolicyInput
-
         if self._closed:
             raise RuntimeError("RolloutEngine.collect called after close()")
         if policy.action_dim != ACTION_DIM:
@@ -401,28 +398,7 @@ class RolloutEngine:
                 running = sorted(i for w in self._workers for i in w.active)
                 ready = [episodes[i] for i in running if episodes[i].image is not None and episodes[i].chunk is None]
                 if ready:
-                    batch = PolicyInput(
-                        images=np.stack([ep.image for ep in ready]),  # type: ignore[misc]
-                        states=np.stack([ep.state for ep in ready]),  # type: ignore[misc]
-                        instructions=[ep.spec.instruction for ep in ready],
-                    )
-                    start = time.perf_counter()
-                    sample = policy.sample(batch, temperature, greedy)
-                    self._counts["time/rollout_policy_s"] += time.perf_counter() - start
-                    self._counts["rollout/num_policy_calls"] += 1
-                    expected = (len(ready), policy.chunk_size, ACTION_DIM)
-                    if sample.actions.shape != expected or sample.tokens.shape != sample.log_probs.shape:
-                        raise ValueError(
-                            f"policy.sample returned actions {sample.actions.shape} (expected {expected}), "
-                            f"tokens {sample.tokens.shape}, log_probs {sample.log_probs.shape}"
-                        )
-                    for j, ep in enumerate(ready):
-                        assert ep.image is not None and ep.state is not None
-                        actions = np.asarray(sample.actions[j], dtype=np.float32)
-                        ep.chunk = (ep.image, ep.state, sample.tokens[j], sample.log_probs[j], actions)
-                        self._workers[ep.worker].queued.append(
-                            _ChunkJob(ep.key, actions, ep.num_steps, ep.spec.max_steps, stride)
-                        )
+                    self._sample_chunks(policy, ready, temperature, greedy, stride)
                 start = time.perf_counter()
                 self._run_round()
                 self._counts["time/rollout_env_s"] += time.perf_counter() - start
@@ -459,6 +435,37 @@ class RolloutEngine:
                     pass
                 worker.process.join(timeout=5.0)
                 self._kill(worker)
+
+    def _sample_chunks(
+        self, policy: Policy, ready: list[_Episode], temperature: float, greedy: bool, stride: int
+    ) -> None:
+        """One batched policy call for every episode awaiting a chunk; queue each chunk on its worker."""
+        # Imported here, not at module level: worker processes import this module and should not load torch.
+        from srpo.policies.base import PolicyInput
+
+        batch = PolicyInput(
+            images=np.stack([ep.image for ep in ready]),  # type: ignore[misc]
+            states=np.stack([ep.state for ep in ready]),  # type: ignore[misc]
+            instructions=[ep.spec.instruction for ep in ready],
+        )
+        start = time.perf_counter()
+        sample = policy.sample(batch, temperature, greedy)
+        self._counts["time/rollout_policy_s"] += time.perf_counter() - start
+        self._counts["rollout/num_policy_calls"] += 1
+        actions_shape = (len(ready), policy.chunk_size, ACTION_DIM)
+        tokens_shape = (len(ready), policy.chunk_size * ACTION_DIM)
+        if sample.actions.shape != actions_shape or not sample.tokens.shape == sample.log_probs.shape == tokens_shape:
+            raise ValueError(
+                f"policy.sample returned actions {sample.actions.shape}, tokens {sample.tokens.shape} and "
+                f"log_probs {sample.log_probs.shape}; expected {actions_shape}, {tokens_shape} and {tokens_shape}"
+            )
+        for j, ep in enumerate(ready):
+            assert ep.image is not None and ep.state is not None
+            actions = np.asarray(sample.actions[j], dtype=np.float32)
+            ep.chunk = (ep.image, ep.state, sample.tokens[j], sample.log_probs[j], actions)
+            self._workers[ep.worker].queued.append(
+                _ChunkJob(ep.key, actions, ep.num_steps, ep.spec.max_steps, stride)
+            )
 
     # -- scheduling ----------------------------------------------------------------------------------------
 
