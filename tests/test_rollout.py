@@ -12,6 +12,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -493,9 +494,10 @@ def test_collect_rejects_bad_requests():
         with pytest.raises(ValueError, match="not unique"):
             engine.collect(HashPolicy(), [EpisodeRequest(0, 0, 0, 0), EpisodeRequest(0, 1, 0, 0)], 1.0)
         with pytest.raises(ValueError, match=r"policy\.sample returned"):  # chunk size mismatch
-            policy = HashPolicy(chunk_size=4)
-            policy.chunk_size = 8
-            engine.collect(policy, [EpisodeRequest(0, 0, 0, 0)], 1.0)
+            short = HashPolicy(chunk_size=4)
+            liar = SimpleNamespace(chunk_size=8, action_dim=ACTION_DIM, num_bins=NUM_BINS, sample=short.sample,
+                                   token_log_probs=short.token_log_probs)
+            engine.collect(liar, [EpisodeRequest(0, 0, 0, 0)], 1.0)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="after close"):
         engine.collect(HashPolicy(), [EpisodeRequest(0, 0, 0, 0)], 1.0)
 
