@@ -1,4 +1,4 @@
-"""The `srpo` command line: `srpo score | ...`. Each subcommand is one function; heavy imports stay inside them."""
+"""The `srpo` command line: score, train, eval, sft, reward-eval, report, compare (heavy imports inside each)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,31 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sft(args: argparse.Namespace) -> int:
+    from srpo.sft import run_sft
+
+    result = run_sft(args)
+    if args.eval_episodes > 0 and result.checkpoint is not None:
+        from srpo.evaluate import evaluate_checkpoint
+
+        if args.env == "tabletop":
+            overrides = [f"policy.image_size={result.policy.config.image_size}"]
+            if args.tasks:
+                overrides.append(f"env.tabletop.num_tasks={max(args.tasks) + 1}")
+            cfg = _load_train_config(argparse.Namespace(config=None, preset="tabletop", set=overrides))
+        else:
+            suite = args.suite or "libero_spatial"
+            tasks = sorted({int(t) for t in args.tasks}) if args.tasks else None
+            overrides = [f"env.libero.suite={suite}", f"env.libero.task_ids={tasks if tasks else 'null'}",
+                         f"env.libero.image_size={result.policy.config.image_size}",
+                         f"policy.image_size={result.policy.config.image_size}"]
+            cfg = _load_train_config(argparse.Namespace(config=None, preset="cpu", set=overrides))
+        ev = evaluate_checkpoint(cfg, str(result.checkpoint), args.eval_episodes, args.eval_videos,
+                                 Path(args.out) / "eval")
+        print(f"greedy success on held-out init states of {result.checkpoint}:\n{ev.table()}")
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["cpu", "tabletop", "paper"], default=None,
                    help="starting config (default: cpu, the README's main job)")
@@ -156,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--videos", type=int, default=2, help="videos per task")
     ev.add_argument("--out", default="runs/eval", help="directory for eval.json and videos")
     ev.set_defaults(func=_eval)
+
+    from srpo.reward_eval import add_reward_eval_parser
+    from srpo.sft import add_sft_parser
+
+    sft = add_sft_parser(sub)
+    sft.add_argument("--eval-episodes", type=int, default=10,
+                     help="greedy evaluation episodes per task on held-out init states after SFT (0 = skip)")
+    sft.add_argument("--eval-videos", type=int, default=1, help="evaluation videos per task")
+    sft.set_defaults(func=_sft)
+    add_reward_eval_parser(sub)
 
     rep = sub.add_parser("report", help="HTML report (+ PNGs) of a run directory")
     rep.add_argument("run_dir")

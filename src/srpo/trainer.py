@@ -617,7 +617,10 @@ def _accumulate(total: EpisodeStats, stats: EpisodeStats) -> None:
     total.num_worker_restarts += stats.num_worker_restarts
     total.num_episode_retries += stats.num_episode_retries
     for k, v in stats.extra.items():
-        total.extra[k] = total.extra.get(k, 0.0) + v
+        # Counts and times add up over refill rounds; rates do not (the step's rate is computed from its
+        # kept trajectories instead).
+        if not k.endswith("_rate"):
+            total.extra[k] = total.extra.get(k, 0.0) + v
 
 
 def _rollout_metrics(
@@ -630,6 +633,7 @@ def _rollout_metrics(
         "rollout/num_env_steps": stats.num_env_steps,
         "rollout/num_worker_restarts": stats.num_worker_restarts,
         "rollout/num_episode_retries": stats.num_episode_retries,
+        **{k: float(v) for k, v in stats.extra.items()},
         "reward/mean": float(rewards.mean()),
         "advantage/abs_mean": float(np.abs(advantages).mean()),
     }
