@@ -175,3 +175,15 @@ def test_minilm_instruction_embeddings_are_semantic() -> None:
     c = embed_instruction_minilm("turn on the stove")
     assert a.shape == (384,)
     assert float(a @ b) > float(a @ c) + 0.1
+
+
+def test_same_seed_same_weights_and_global_rng_untouched() -> None:
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = CompactVLA(tiny_config(seed=7))
+    assert torch.equal(torch.rand(1), expected_next)
+    b = CompactVLA(tiny_config(seed=7))
+    c = CompactVLA(tiny_config(seed=8))
+    torch.testing.assert_close(a.head.weight, b.head.weight)
+    assert not torch.equal(a.head.weight, c.head.weight)

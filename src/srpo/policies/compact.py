@@ -228,6 +228,8 @@ class CompactVLA(nn.Module):
                 f"policy ({config.action_dim} dims × {config.num_bins} bins)"
             )
 
+        # Seed the initialisation without disturbing the caller's global torch RNG stream.
+        outer_rng = torch.random.get_rng_state()
         torch.manual_seed(config.seed)
         self.vision: nn.Module
         if config.vision_encoder == "efficientnet_lite0":
@@ -255,6 +257,7 @@ class CompactVLA(nn.Module):
         self.transformer = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.num_bins)
+        torch.random.set_rng_state(outer_rng)
 
         self._text_cache: dict[str, torch.Tensor] = {}
         self._feature_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
