@@ -1,0 +1,262 @@
+"""Rollout throughput on LIBERO: the srpo engine vs a peer-style loop vs the physics floor (issue 4).
+
+Same fixed policy (zero motion, gripper open), same tasks, same initial states and the same episode length in
+all three; 10 settle steps after every reset in all three:
+
+(a) srpo: `RolloutEngine` with `LiberoEnvFactory` — persistent worker(s), envs built once per task and reused
+    (soft reset + set_init_state), the 224² agentview rendered once per 8-step action chunk for the policy
+    and reused as the embedding frame (embed_stride = chunk size). Measured after a warm-up batch that builds
+    the envs; construction time is reported separately.
+(b) peer: the loop of the official LIBERO / OpenVLA evaluation — one env per task, a hard reset per episode
+    (robosuite rebuilds the MuJoCo model and GL context), both cameras (agentview + wrist) rendered at 256²
+    on every step as camera observations.
+(c) floor: physics only — the same soft reset + set_init_state + steps as (a), nothing rendered.
+
+Wall times exclude building the envs (once per task in every variant; reported as construct_s / warmup_s).
+Each variant runs in its own process(es) so peak memory (VmHWM) is per process. Prints a table and the ratios
+(targets: a/b >= 4, a/c >= 0.6) and writes JSON.
+
+    MUJOCO_GL=egl python benchmarks/rollout_throughput.py [--quick] [--num-workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHUNK_SIZE = 8
+NUM_BINS = 256
+# Zero motion with the gripper open: identical in all three variants and never succeeds, so every episode
+# runs the full length.
+FIXED_ACTION = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0], dtype=np.float32)
+PEER_IMAGE_SIZE = 256
+SRPO_IMAGE_SIZE = 224
+RESULTS = Path(__file__).resolve().parent / "results" / "rollout_throughput.json"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every variant runs: episodes = tasks × init states, each exactly `num_steps` steps."""
+
+    suite: str
+    task_ids: tuple[int, ...]
+    init_state_ids: tuple[int, ...]
+    num_steps: int
+    num_settle_steps: int = 10
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.task_ids) * len(self.init_state_ids)
+
+
+class FixedActionPolicy:
+    """A policy that always emits FIXED_ACTION chunks (the engine only needs `sample`)."""
+
+    chunk_size = CHUNK_SIZE
+    action_dim = 7
+    num_bins = NUM_BINS
+
+    def sample(self, batch: Any, temperature: float, greedy: bool = False) -> Any:
+        from srpo.policies.base import ActionSample
+
+        num = len(batch.images)
+        length = self.chunk_size * self.action_dim
+        actions = np.broadcast_to(FIXED_ACTION, (num, self.chunk_size, self.action_dim)).copy()
+        bins = np.clip(((actions + 1) / 2 * (NUM_BINS - 1)).round(), 0, NUM_BINS - 1).astype(np.int64)
+        return ActionSample(tokens=bins.reshape(num, length), log_probs=np.zeros((num, length), np.float32),
+                            actions=actions)
+
+
+def _peak_rss_mb(pid: int | str = "self") -> float:
+    """Peak resident memory (VmHWM) of a process in MiB, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _bddl_and_states(suite: str, task_id: int) -> tuple[str, np.ndarray]:
+    from libero.libero import benchmark, get_libero_path
+
+    task = benchmark.get_benchmark(suite)().get_task(task_id)
+    bddl = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+    return bddl, np.asarray(benchmark.get_benchmark(suite)().get_task_init_states(task_id))
+
+
+def run_peer(work: Workload, queue: Any) -> None:
+    """(b) Official-style loop: hard reset per episode, agentview + wrist rendered every step at 256²."""
+    from libero.libero.envs import OffScreenRenderEnv
+
+    construct_s = 0.0
+    start = time.perf_counter()
+    num_steps = 0
+    checksum = 0.0
+    for task_id in work.task_ids:
+        bddl, states = _bddl_and_states(work.suite, task_id)
+        t0 = time.perf_counter()
+        env = OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=PEER_IMAGE_SIZE, camera_widths=PEER_IMAGE_SIZE)
+        construct_s += time.perf_counter() - t0
+        for init_id in work.init_state_ids:
+            env.reset()  # hard_reset=True: the LIBERO default the official evaluation runs with
+            env.set_init_state(states[init_id])
+            for _ in range(work.num_settle_steps):
+                obs, _, _, _ = env.step(FIXED_ACTION)
+            for _ in range(work.num_steps):
+                obs, _, _, _ = env.step(FIXED_ACTION)
+                # The consumer's preprocessing (OpenVLA rotates both views by 180°).
+                image = obs["agentview_image"][::-1, ::-1]
+                wrist = obs["robot0_eye_in_hand_image"][::-1, ::-1]
+                checksum += float(image[0, 0, 0]) + float(wrist[0, 0, 0])
+                num_steps += 1
+        env.close()
+    # Env construction (once per task) is excluded, as it is from (a), whose envs are built in the warm-up.
+    queue.put({"wall_s": time.perf_counter() - start - construct_s, "construct_s": construct_s,
+               "num_env_steps": num_steps, "peak_rss_mb": _peak_rss_mb(), "checksum": checksum})
+
+
+def run_floor(work: Workload, queue: Any) -> None:
+    """(c) Physics floor: soft reset + set_init_state + steps, no camera observations, nothing rendered."""
+    from libero.libero.envs import OffScreenRenderEnv
+
+    construct_s = 0.0
+    start = time.perf_counter()
+    num_steps = 0
+    for task_id in work.task_ids:
+        bddl, states = _bddl_and_states(work.suite, task_id)
+        t0 = time.perf_counter()
+        env = OffScreenRenderEnv(bddl_file_name=bddl, use_camera_obs=False, hard_reset=False, ignore_done=True)
+        construct_s += time.perf_counter() - t0
+        for init_id in work.init_state_ids:
+            env.reset()
+            env.set_init_state(states[init_id])
+            for _ in range(work.num_settle_steps + work.num_steps):
+                env.step(FIXED_ACTION)
+            num_steps += work.num_steps
+        env.close()
+    queue.put({"wall_s": time.perf_counter() - start - construct_s, "construct_s": construct_s,
+               "num_env_steps": num_steps, "peak_rss_mb": _peak_rss_mb()})
+
+
+def run_srpo(work: Workload, num_workers: int) -> dict[str, Any]:
+    """(a) The srpo engine: warm-up batch (builds envs), then the timed batch."""
+    from srpo.config.libero import LiberoConfig
+    from srpo.config.rollout import RolloutConfig
+    from srpo.envs.libero import LiberoEnvFactory
+    from srpo.rollout import EpisodeRequest, RolloutEngine
+
+    factory = LiberoEnvFactory(LiberoConfig(
+        suite=work.suite,  # type: ignore[arg-type]
+        task_ids=work.task_ids,
+        image_size=SRPO_IMAGE_SIZE,
+        embed_image_size=SRPO_IMAGE_SIZE,
+        max_steps=work.num_steps,
+        num_settle_steps=work.num_settle_steps,
+    ))
+    requests = [
+        EpisodeRequest(task_id=k, init_state_id=init_id, group_id=k, rollout_id=r)
+        for r, (k, init_id) in enumerate((k, i) for k in range(len(work.task_ids)) for i in work.init_state_ids)
+    ]
+    envs_per_worker = -(-len(requests) // max(1, num_workers))
+    config = RolloutConfig(num_workers=num_workers, num_envs_per_worker=envs_per_worker)
+    policy = FixedActionPolicy()
+    with RolloutEngine(factory, config) as engine:
+        t0 = time.perf_counter()
+        # Warm-up: builds every env the timed batch needs (one per concurrent episode), as a training run's
+        # first batch does; later batches reuse them.
+        engine.collect(policy, requests, temperature=1.0)  # type: ignore[arg-type]
+        warmup_s = time.perf_counter() - t0
+        start = time.perf_counter()
+        trajectories, stats = engine.collect(policy, requests, temperature=1.0)  # type: ignore[arg-type]
+        wall_s = time.perf_counter() - start
+        pids = engine.worker_pids()
+        worker_rss = [_peak_rss_mb(pid) for pid in pids] if pids else [_peak_rss_mb()]
+    assert all(t.finish_step == work.num_steps for t in trajectories)
+    return {
+        "wall_s": wall_s, "warmup_s": warmup_s, "num_env_steps": stats.num_env_steps,
+        "peak_rss_mb": max(worker_rss), "peak_rss_mb_per_worker": worker_rss,
+        "num_policy_images": int(sum(t.num_chunks for t in trajectories)),
+        "num_embed_frames": int(sum(len(t.frames) for t in trajectories)),
+        "num_env_constructions_timed_batch": stats.extra.get("rollout/num_env_constructions", 0.0),
+        "num_workers": num_workers,
+    }
+
+
+def _in_subprocess(target: Any, work: Workload) -> dict[str, Any]:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(work, queue))
+    process.start()
+    result: dict[str, Any] = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 task × 2 episodes × 48 steps (~1.5 min)")
+    parser.add_argument("--suite", default="libero_spatial")
+    parser.add_argument("--num-workers", type=int, default=1,
+                        help="srpo engine worker processes (b and c run in one process: keep 1 for a per-core "
+                             "comparison)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    # Choose the backend before any child imports robosuite; children inherit the environment.
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    if args.quick:
+        work = Workload(args.suite, task_ids=(0,), init_state_ids=(0, 1), num_steps=48)
+    else:
+        work = Workload(args.suite, task_ids=(0, 1), init_state_ids=(0, 1), num_steps=128)
+
+    results: dict[str, dict[str, Any]] = {}
+    print(f"workload: {work}", flush=True)
+    results["floor"] = _in_subprocess(run_floor, work)
+    print(f"(c) floor done in {results['floor']['wall_s']:.1f} s", flush=True)
+    results["peer"] = _in_subprocess(run_peer, work)
+    print(f"(b) peer done in {results['peer']['wall_s']:.1f} s", flush=True)
+    results["srpo"] = run_srpo(work, args.num_workers)
+    print(f"(a) srpo done in {results['srpo']['wall_s']:.1f} s (warm-up {results['srpo']['warmup_s']:.1f} s)",
+          flush=True)
+
+    for result in results.values():
+        result["episodes_per_min"] = 60 * work.num_episodes / result["wall_s"]
+        result["env_steps_per_s"] = result["num_env_steps"] / result["wall_s"]
+    ratio_peer = results["srpo"]["episodes_per_min"] / results["peer"]["episodes_per_min"]
+    ratio_floor = results["srpo"]["episodes_per_min"] / results["floor"]["episodes_per_min"]
+    rows = [("(a) srpo engine", "srpo"), ("(b) peer loop", "peer"), ("(c) physics floor", "floor")]
+    print(f"\n{'variant':<20}{'episodes/min':>14}{'env steps/s':>13}{'wall s':>9}{'peak RSS MiB':>14}")
+    for label, key in rows:
+        r = results[key]
+        print(f"{label:<20}{r['episodes_per_min']:>14.2f}{r['env_steps_per_s']:>13.2f}{r['wall_s']:>9.1f}"
+              f"{r['peak_rss_mb']:>14.0f}")
+    print(f"\n(a)/(b) = {ratio_peer:.2f}x (target >= 4)   (a)/(c) = {ratio_floor:.2f} (target >= 0.6)")
+
+    report = {
+        "workload": {"suite": work.suite, "task_ids": list(work.task_ids),
+                     "init_state_ids": list(work.init_state_ids), "num_steps": work.num_steps,
+                     "num_settle_steps": work.num_settle_steps, "num_episodes": work.num_episodes,
+                     "chunk_size": CHUNK_SIZE, "policy": "fixed zero-motion action, gripper open"},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg_1min": os.getloadavg()[0]},
+        "quick": args.quick,
+        "results": results,
+        "ratios": {"srpo_over_peer": ratio_peer, "srpo_over_floor": ratio_floor},
+        "targets": {"srpo_over_peer": 4.0, "srpo_over_floor": 0.6},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
