@@ -262,9 +262,9 @@ def record_labelled_set(
     """Record scripted successes and perturbed failures per task.
 
     Failures alternate between two kinds, both labelled by the env (an episode that succeeds anyway is
-    discarded): "stall" runs the expert for a random 20–80 % of its own success length and then sends zero
-    actions until the horizon (progress stops part-way, a full-length video like a real failure); "noisy" runs
-    the expert with heavy translation noise.
+    discarded): "stall" runs the expert for a random 20–80 % of its own success length and then stops moving,
+    keeping its gripper command, until the horizon (progress stops part-way; a full-length video like a real
+    failure); "noisy" runs the expert with heavy translation noise.
 
     Args:
         factory: Builds one env per task (`Env` protocol; the embed camera must render).
@@ -308,7 +308,9 @@ def record_labelled_set(
                     continue
                 frames, ok = episode
                 if ok != (kind == "success"):
-                    continue  # the expert failed, or a perturbed run succeeded anyway: label by what happened
+                    # The expert failed a success run, or a perturbed run succeeded anyway: discard it, so every
+                    # kept trajectory's label is the env's own verdict and the requested counts hold.
+                    continue
                 videos.append(frames)
                 success.append(ok)
                 tasks.append(task_id)
