@@ -26,6 +26,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,11 @@ def _time(fn: Callable[[], object], repeats: int, sync: bool = False) -> float:
     return best
 
 
-def _tiny_vjepa2(shape: str, num_layers: int | None = None) -> Any:
+def _vjepa2_model(shape: dict[str, Any], num_layers: int | None = None) -> Any:
+    """A randomly initialised VJEPA2Model of `shape` (optionally with fewer layers), SDPA attention, eval mode."""
     from transformers import VJEPA2Config, VJEPA2Model
 
-    kwargs = dict(VJEPA2_SHAPES[shape])
+    kwargs = dict(shape)
     if num_layers is not None:
         kwargs["num_hidden_layers"] = num_layers
     config = VJEPA2Config(frames_per_clip=NUM_FRAMES, pred_num_hidden_layers=1, pred_hidden_size=64,
@@ -121,7 +123,7 @@ def run_cpu(repeats: int) -> list[dict[str, Any]]:
         print(f"{name:<14} {1.0 / seconds:8.3f} traj/s", file=sys.stderr)
 
     shape = VJEPA2_SHAPES["vitl-256"]
-    model = _tiny_vjepa2("vitl-256", num_layers=1)
+    model = _vjepa2_model(shape, num_layers=1)
     config = EncoderConfig(name="vjepa2", weights="random", device="cpu", batch_size=1)
     encoder = VJEPA2Encoder(model, config)
     video = _videos(1)[0]
@@ -143,27 +145,32 @@ def run_cpu(repeats: int) -> list[dict[str, Any]]:
     return results
 
 
-def run_gpu(peak_tflops: float, repeats: int, batch_size: int) -> list[dict[str, Any]]:
-    """V-JEPA 2 ViT-L and ViT-g trajectories/s and achieved TFLOP/s in bf16 on the GPU."""
+def run_gpu(
+    peak_tflops: float, repeats: int, batch_size: int, device: str = "cuda",
+    shapes: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """V-JEPA 2 ViT-L and ViT-g trajectories/s and achieved TFLOP/s in bf16 on the GPU.
+
+    `device` and `shapes` exist so the same code can be dry-run on the CPU with a tiny shape.
+    """
     from srpo.reward.encoders.vjepa2 import VJEPA2Encoder
 
-    if not torch.cuda.is_available():
+    cuda = device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA device, and torch.cuda.is_available() is False on this machine")
-    torch.backends.cuda.matmul.allow_tf32 = True
     results = []
-    for shape_name, shape in VJEPA2_SHAPES.items():
+    for shape_name, shape in (shapes or VJEPA2_SHAPES).items():
         torch.manual_seed(0)
-        model = _tiny_vjepa2(shape_name)
-        config = EncoderConfig(name="vjepa2", weights="random", device="cuda", dtype="bfloat16",
+        model = _vjepa2_model(shape)
+        config = EncoderConfig(name="vjepa2", weights="random", device=device, dtype="bfloat16",
                                batch_size=batch_size)
         encoder = VJEPA2Encoder(model, config)
-        auto_batch = VJEPA2Encoder(model, EncoderConfig(name="vjepa2", weights="random", device="cuda",
-                                                       dtype="bfloat16")).auto_batch_size()
+        auto_batch = VJEPA2Encoder(model, replace(config, batch_size=0)).auto_batch_size()
         videos = _videos(batch_size)
-        end_to_end = _time(lambda enc=encoder, v=videos: enc.encode(v), repeats, sync=True)  # type: ignore[misc]
-        clips = torch.randn(batch_size, NUM_FRAMES, 3, shape["crop_size"], shape["crop_size"], device="cuda")
+        end_to_end = _time(lambda enc=encoder, v=videos: enc.encode(v), repeats, sync=cuda)  # type: ignore[misc]
+        clips = torch.randn(batch_size, NUM_FRAMES, 3, shape["crop_size"], shape["crop_size"], device=device)
         with torch.inference_mode():
-            forward = _time(lambda enc=encoder, c=clips: enc.embed_clips(c), repeats, sync=True)  # type: ignore[misc]
+            forward = _time(lambda enc=encoder, c=clips: enc.embed_clips(c), repeats, sync=cuda)  # type: ignore[misc]
         flops = batch_size * vjepa2_flops(shape["hidden_size"], shape["num_hidden_layers"],
                                           int(shape["hidden_size"] * shape["mlp_ratio"]), shape["crop_size"],
                                           NUM_FRAMES)
@@ -174,13 +181,14 @@ def run_gpu(peak_tflops: float, repeats: int, batch_size: int) -> list[dict[str,
             "trajectories_per_s": batch_size / end_to_end, "forward_trajectories_per_s": batch_size / forward,
             "tflop_per_trajectory": flops / batch_size / 1e12, "achieved_tflops": achieved,
             "peak_tflops": peak_tflops, "mfu": achieved / peak_tflops,
-            "max_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "max_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         })
-        print(f"vjepa2 {shape_name}: {batch_size / end_to_end:.2f} traj/s end to end, {achieved:.0f} TFLOP/s "
+        print(f"vjepa2 {shape_name}: {batch_size / end_to_end:.2f} traj/s end to end, {achieved:.1f} TFLOP/s "
               f"({100 * achieved / peak_tflops:.0f}% of {peak_tflops:.0f})", file=sys.stderr)
         del encoder, model, clips
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
     return results
 
 
