@@ -299,6 +299,9 @@ def add_sft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("--fine-tune-vision", action="store_true", help="train the image encoder too")
     p.add_argument("--text-encoder", choices=["minilm", "hashed"], default="minilm")
     p.add_argument("--image-size", type=int, default=None, help="policy image side (default: 128; tabletop 64)")
+    p.add_argument("--num-eval-init-states", type=int, default=10,
+                   help="tabletop: the last N initial states are held out for evaluation and never used for demos "
+                        "(keep equal to env.tabletop_num_eval_init_states)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -328,8 +331,14 @@ def load_demos(args: argparse.Namespace) -> list[Demo]:
 
         factory = TabletopEnvFactory(TabletopConfig(image_size=args.image_size or 64))
         task_ids = list(range(factory.config.num_tasks))
-        # Two spare demos per task in case the expert fails one (they are filtered by success).
-        demos = record_tabletop_demos(factory, args.tasks or task_ids, args.num_demos_per_task + 2, seed=args.seed)
+        num_train_states = factory.config.num_init_states - args.num_eval_init_states
+        if num_train_states < 1:
+            raise ValueError(f"--num-eval-init-states={args.num_eval_init_states} leaves no training initial states "
+                             f"out of {factory.config.num_init_states}")
+        # Two spare demos per task in case the expert fails one (they are filtered by success). Demos come only
+        # from the training initial states so that the evaluation after SFT is on unseen states.
+        demos = record_tabletop_demos(factory, args.tasks or task_ids, args.num_demos_per_task + 2, seed=args.seed,
+                                      init_state_ids=range(num_train_states))
     if args.tasks:
         demos = [d for d in demos if d.task_id in set(args.tasks)]
     return demos
