@@ -157,3 +157,16 @@ def test_7b_benchmark_fails_clearly_without_cuda(tmp_path: Path) -> None:
                           timeout=120)
     assert proc.returncode == 2 and "needs a CUDA GPU" in proc.stderr
     assert not out.exists()
+
+
+def test_from_config_needs_a_real_checkpoint_dir(tmp_path: Path) -> None:
+    from srpo.config.base import ConfigError
+    from srpo.config.policy import PolicyConfig
+
+    with pytest.raises(ConfigError, match=r"policy\.checkpoint"):
+        PolicyConfig(kind="openvla_oft")
+    with pytest.raises(FileNotFoundError, match=r"config\.json is missing"):
+        OpenVLAOFTPolicy.from_config(PolicyConfig(kind="openvla_oft", checkpoint=str(tmp_path), device="cpu"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ValueError, match="no auto_map entry"):
+        OpenVLAOFTPolicy.from_config(PolicyConfig(kind="openvla_oft", checkpoint=str(tmp_path), device="cpu"))
