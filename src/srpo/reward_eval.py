@@ -258,6 +258,7 @@ def record_labelled_set(
     success_noise: float = 0.1,
     failure_noise: float = 2.0,
     max_attempts_factor: int = 5,
+    verbose: bool = False,
 ) -> tuple[LabelledSet, list[str]]:
     """Record scripted successes and perturbed failures per task.
 
@@ -276,6 +277,7 @@ def record_labelled_set(
         success_noise: Expert noise of the successes (diversity).
         failure_noise: Expert noise of the "noisy" failures.
         max_attempts_factor: Give up on a task after this many attempts per requested trajectory.
+        verbose: Print one line per kept or discarded episode to stderr (LIBERO episodes take minutes).
 
     Returns:
         The labelled set and each trajectory's kind ("success", "stall" or "noisy").
@@ -307,6 +309,10 @@ def record_labelled_set(
                 if episode is None:
                     continue
                 frames, ok = episode
+                if verbose:
+                    verdict = "kept" if ok == (kind == "success") else "discarded"
+                    print(f"task {task_id} init {init_state}: {kind} episode, {frames.shape[0]} frames, "
+                          f"success={ok} ({verdict})", file=sys.stderr)
                 if ok != (kind == "success"):
                     # The expert failed a success run, or a perturbed run succeeded anyway: discard it, so every
                     # kept trajectory's label is the env's own verdict and the requested counts hold.
@@ -381,7 +387,7 @@ def record_libero(
     factory = LiberoEnvFactory(config)
     data, kinds = record_labelled_set(
         factory, libero_expert(), list(range(len(task_ids))), num_success, num_failure, seed,
-        success_noise=0.0, failure_noise=1.0,
+        success_noise=0.0, failure_noise=1.0, verbose=True,
     )
     data.task_ids = np.asarray(config.resolved_task_ids, dtype=np.int64)[data.task_ids]
     return data, kinds
