@@ -113,8 +113,10 @@ def run_cpu(repeats: int) -> list[dict[str, Any]]:
     from srpo.reward.encoders.vjepa2 import VJEPA2Encoder
 
     results = []
-    for name, num_videos in (("pixel", 4), ("efficientnet", 2)):
-        encoder = make_encoder(EncoderConfig(name=name, device="cpu"))
+    for config, num_videos in ((EncoderConfig(name="pixel", device="cpu"), 4),
+                               (EncoderConfig(name="efficientnet", device="cpu"), 2)):
+        name = config.name
+        encoder = make_encoder(config)
         videos = _videos(num_videos)
         seconds = _time(lambda enc=encoder, v=videos: enc.encode(v), repeats) / num_videos  # type: ignore[misc]
         results.append({"encoder": name, "dim": encoder.dim, "num_frames": NUM_FRAMES,
@@ -124,13 +126,14 @@ def run_cpu(repeats: int) -> list[dict[str, Any]]:
 
     shape = VJEPA2_SHAPES["vitl-256"]
     model = _vjepa2_model(shape, num_layers=1)
-    config = EncoderConfig(name="vjepa2", weights="random", device="cpu", batch_size=1)
-    encoder = VJEPA2Encoder(model, config)
+    vjepa2_encoder = VJEPA2Encoder(
+        model, EncoderConfig(name="vjepa2", weights="random", device="cpu", batch_size=1)
+    )
     video = _videos(1)[0]
     clip = preprocess_frames(torch.from_numpy(sample_frames(video, NUM_FRAMES)), shape["crop_size"])[None]
     with torch.inference_mode():
-        forward_1 = _time(lambda: encoder.embed_clips(clip), repeats)
-    whole_1 = _time(lambda: encoder.encode([video]), repeats)
+        forward_1 = _time(lambda: vjepa2_encoder.embed_clips(clip), repeats)
+    whole_1 = _time(lambda: vjepa2_encoder.encode([video]), repeats)
     layers = shape["num_hidden_layers"]
     seconds = (whole_1 - forward_1) + layers * forward_1
     cpu_forward, cpu_whole = CPU_SECONDS[-2], CPU_SECONDS[-1]
