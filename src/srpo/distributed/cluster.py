@@ -6,12 +6,15 @@ cluster first and names what is missing, which config field asks for it, and how
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from srpo.config.distributed import DistributedConfig
+
+log = logging.getLogger(__name__)
 
 RAY_INSTALL_HELP = "Ray is not installed: pip install 'srpo[distributed]' (or set distributed.backend=none)"
 
@@ -65,9 +68,9 @@ class ActorDemand:
 def check_cluster_resources(demands: Sequence[ActorDemand], ray: Any = None) -> None:
     """Raise ClusterResourceError unless the cluster can place every demanded actor now.
 
-    Checks, per resource: each actor fits on at least one alive node (an actor never spans nodes); the sum of all
-    demands fits in the cluster's total; and it fits in what is currently available (other actors, e.g. an
-    earlier role of the same run, may hold part of the total).
+    Checks, per resource: each actor fits on at least one alive node (an actor never spans nodes), and the sum of
+    all demands fits in the cluster's total. A sum beyond what is free right now (other actors hold part of the
+    total) only logs a warning; `wait_ready` then bounds the wait.
 
     Args:
         demands: The actors about to be created.
@@ -104,10 +107,10 @@ def check_cluster_resources(demands: Sequence[ActorDemand], ray: Any = None) -> 
                 f"lower {fields}, or add nodes (ray start --address HEAD:6379)"
             )
         elif amount > free + 1e-9:
-            problems.append(
-                f"the run needs {amount:g} {name} ({breakdown}) but only {free:g} of the cluster's {have:g} {name} "
-                "are free (other actors hold the rest)"
-            )
+            # Not an error: other jobs may finish (or an autoscaler add nodes); wait_ready bounds the wait.
+            log.warning("the run needs %g %s (%s) but only %g of the cluster's %g %s are free now; its actors wait "
+                        "for them (at most distributed.actor_start_timeout_s)", amount, name, breakdown, free, have,
+                        name)
     if problems:
         raise ClusterResourceError("the Ray cluster lacks resources:\n  - " + "\n  - ".join(problems))
 

@@ -1,0 +1,242 @@
+"""The Ray backend on a local 2-CPU cluster: rollouts equal the single-machine engine's, killed actors are replaced
+without losing or duplicating episodes, resource errors name what is missing, and a 2-learner update equals the
+single-process update.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import torch  # noqa: E402
+
+from srpo.config.base import ConfigError  # noqa: E402
+from srpo.config.distributed import DistributedConfig  # noqa: E402
+from srpo.config.encoder import EncoderConfig  # noqa: E402
+from srpo.config.policy import PolicyConfig  # noqa: E402
+from srpo.config.rollout import RolloutConfig  # noqa: E402
+from srpo.config.train import AlgoConfig  # noqa: E402
+from srpo.distributed.cluster import ClusterResourceError  # noqa: E402
+from srpo.distributed.encoder import RayEncoder  # noqa: E402
+from srpo.distributed.learner import RayLearnerGroup, shard_weights  # noqa: E402
+from srpo.distributed.ray_rollout import RayRolloutEngine  # noqa: E402
+from srpo.policies.compact import CompactVLA  # noqa: E402
+from srpo.reward.encoders import make_encoder  # noqa: E402
+from srpo.rollout import RolloutEngine, make_group_requests  # noqa: E402
+from srpo.trainer import ChunkBatch, Trainer  # noqa: E402
+from srpo.types import Trajectory  # noqa: E402
+from test_rollout import CONFIG, FACTORY, FaultyTabletopFactory, HashPolicy  # noqa: E402
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+# Fractions of a CPU per actor: the engines of consecutive tests overlap while Ray reaps killed actors.
+SMALL = 0.25
+RAY_CONFIG = DistributedConfig(backend="ray", cpus_per_worker=SMALL, learner_num_cpus=SMALL, encoder_num_cpus=SMALL)
+REQUESTS = make_group_requests([0, 1, 2, 3], [1, 4, 2, 7], 3)  # 12 episodes, 3 per group
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster() -> Any:
+    # A private 2-CPU cluster; PYTHONPATH lets actors unpickle the test factories defined in tests/.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS_DIR)}})
+    yield
+    ray.shutdown()
+
+
+def assert_same(a: list[Trajectory], b: list[Trajectory]) -> None:
+    assert [t.rollout_id for t in a] == [t.rollout_id for t in b]
+    for x, y in zip(a, b, strict=True):
+        for name in ("frames", "policy_images", "policy_states", "action_tokens", "log_probs", "token_mask",
+                     "actions"):
+            assert np.array_equal(getattr(x, name), getattr(y, name)), (x.rollout_id, name)
+        assert (x.success, x.finish_step, x.task_id, x.init_state_id, x.group_id) == (
+            y.success, y.finish_step, y.task_id, y.init_state_id, y.group_id)
+
+
+def test_same_trajectories_as_the_multiprocess_engine() -> None:
+    # "sequential" noise draws from one generator across the batch, so equality needs the same policy batches
+    # in the same order, not only the same per-episode physics. Two collects: the second reuses the envs.
+    config = RolloutConfig(num_workers=2, num_envs_per_worker=3)
+    with RolloutEngine(FACTORY, config) as engine:
+        policy = HashPolicy(noise="sequential")
+        expected = [engine.collect(policy, REQUESTS, 1.0) for _ in range(2)]
+    with RayRolloutEngine(FACTORY, config, RAY_CONFIG) as engine:
+        assert len(set(engine.worker_pids())) == 2
+        policy = HashPolicy(noise="sequential")
+        got = [engine.collect(policy, REQUESTS, 1.0) for _ in range(2)]
+    for (want_trajs, want_stats), (trajs, stats) in zip(expected, got, strict=True):
+        assert_same(trajs, want_trajs)
+        assert stats.num_env_steps == want_stats.num_env_steps
+        for key in ("rollout/num_policy_calls", "rollout/num_env_constructions", "rollout/success_rate"):
+            assert stats.extra[key] == want_stats.extra[key], key
+    assert got[0][1].extra["rollout/num_env_constructions"] > 0
+    assert got[1][1].extra["rollout/num_env_constructions"] == 0  # envs are built once per task and reused
+
+
+class KillingPolicy(HashPolicy):
+    """Kills rollout actor 0 with ray.kill just before its `at_call`-th sample: its episodes are mid-flight."""
+
+    def __init__(self, engine: RayRolloutEngine, at_call: int) -> None:
+        super().__init__(noise="observation")
+        self.engine = engine
+        self.at_call = at_call
+        self.killed_pid: int | None = None
+
+    def sample(self, batch: Any, temperature: float, greedy: bool = False) -> Any:
+        if len(self.batch_sizes) + 1 == self.at_call:
+            self.killed_pid = self.engine.worker_pids()[0]
+            ray.kill(self.engine.actors()[0])
+        return super().sample(batch, temperature, greedy)
+
+
+def test_killed_actor_is_replaced_and_its_episodes_rerun() -> None:
+    # Observation-seeded noise: an episode re-run from its init state replays exactly, so the faulted batch must
+    # equal an unfaulted one, trajectory for trajectory.
+    config = RolloutConfig(num_workers=2, num_envs_per_worker=3)
+    with RolloutEngine(FACTORY, replace_workers(config, 0)) as engine:
+        expected, _ = engine.collect(HashPolicy(noise="observation"), REQUESTS, 1.0)
+    with RayRolloutEngine(FACTORY, config, RAY_CONFIG) as engine:
+        policy = KillingPolicy(engine, at_call=2)
+        trajs, stats = engine.collect(policy, REQUESTS, 1.0)
+        assert policy.killed_pid is not None
+        assert policy.killed_pid not in engine.worker_pids()  # a new actor took its place
+        again, again_stats = engine.collect(HashPolicy(noise="observation"), REQUESTS, 1.0)  # still usable
+    assert_same(trajs, expected)
+    assert_same(again, expected)
+    assert stats.num_worker_restarts == 1
+    assert stats.extra["rollout/num_worker_crashes"] == 1
+    rerun = [t for t in trajs if t.num_restarts > 0]
+    assert 1 <= len(rerun) <= 3  # at most the 3 episodes actor 0 was running
+    assert stats.num_episode_retries == len(rerun)
+    assert stats.extra["rollout/num_discarded_env_steps"] > 0
+    assert again_stats.num_worker_restarts == 0
+
+
+def test_actor_process_exit_mid_episode(tmp_path: Path) -> None:
+    # The env kills its own actor process (os._exit) in the middle of a chunk, once.
+    factory = FaultyTabletopFactory(CONFIG, "exit", task_id=1, init_state_id=4, step=5,
+                                    marker=str(tmp_path / "fired"))
+    with RolloutEngine(FACTORY, RolloutConfig(num_workers=0, num_envs_per_worker=6)) as engine:
+        expected, _ = engine.collect(HashPolicy(), REQUESTS, 1.0)
+    with RayRolloutEngine(factory, RolloutConfig(num_workers=2, num_envs_per_worker=3), RAY_CONFIG) as engine:
+        trajs, stats = engine.collect(HashPolicy(), REQUESTS, 1.0)
+    assert os.path.exists(tmp_path / "fired")
+    assert_same(trajs, expected)
+    assert stats.extra["rollout/num_worker_crashes"] == 1
+    assert any(t.num_restarts > 0 and (t.task_id, t.init_state_id) == (1, 4) for t in trajs)
+
+
+def replace_workers(config: RolloutConfig, num_workers: int) -> RolloutConfig:
+    # In-process with the same total capacity: observation-seeded noise makes batching irrelevant.
+    return replace(config, num_workers=num_workers, num_envs_per_worker=config.num_envs_per_worker * 2)
+
+
+def test_resource_errors_name_what_is_missing() -> None:
+    with pytest.raises(ClusterResourceError, match=r"needs 3 CPU in all.*cluster has 2 CPU.*num_rollout_workers"):
+        RayRolloutEngine(FACTORY, RolloutConfig(), DistributedConfig(backend="ray", num_rollout_workers=3))
+    with pytest.raises(ClusterResourceError, match=r"needs 4 CPU, but the largest node has 2 CPU"):
+        RayRolloutEngine(FACTORY, RolloutConfig(), DistributedConfig(backend="ray", num_rollout_workers=1,
+                                                                     cpus_per_worker=4))
+    with pytest.raises(ClusterResourceError, match=r"learners needs 1 GPU.*learner_num_gpus"):
+        RayLearnerGroup(torch.nn.Linear(2, 2), AlgoConfig(), DistributedConfig(backend="ray", learner_num_gpus=1))
+    with pytest.raises(ClusterResourceError, match=r"encoder actors needs 0.5 GPU.*encoder_num_gpus"):
+        RayEncoder(EncoderConfig(name="pixel"), DistributedConfig(backend="ray", encoder_num_gpus=0.5))
+    with pytest.raises(ConfigError, match=r"distributed\.backend"):
+        DistributedConfig(backend="dask")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"distributed\.cpus_per_worker"):
+        DistributedConfig(backend="ray", cpus_per_worker=0)
+
+
+def test_encoder_actor_matches_local_encoder() -> None:
+    config = EncoderConfig(name="pixel", num_frames=4, pixel_size=4)
+    videos = [np.random.default_rng(i).integers(0, 255, size=(5 + i, 16, 16, 3), dtype=np.uint8) for i in range(3)]
+    remote = RayEncoder(config, RAY_CONFIG)
+    try:
+        got = remote.encode(videos)
+    finally:
+        remote.close()
+    want = make_encoder(config).encode(videos)
+    assert got.shape == (3, remote.dim) and np.array_equal(got, want)
+
+
+# -- learner -------------------------------------------------------------------------------------------------
+
+
+def tiny_policy() -> CompactVLA:
+    return CompactVLA(PolicyConfig(vision_encoder="conv", text_encoder="hashed", image_size=32, d_model=32,
+                                   num_heads=2, num_layers=1, ff_dim=64, feature_cache_size=0))
+
+
+def random_batch(policy: CompactVLA, num_chunks: int = 12) -> ChunkBatch:
+    rng = np.random.default_rng(0)
+    length = policy.num_action_tokens
+    images = rng.integers(0, 255, size=(num_chunks, 32, 32, 3), dtype=np.uint8)
+    states = rng.normal(size=(num_chunks, 4)).astype(np.float32)
+    tokens = rng.integers(0, policy.num_bins, size=(num_chunks, length))
+    # Uneven masks (episodes ending mid-chunk): shards hold different token counts, so a plain mean of per-shard
+    # losses would differ from the mini-batch loss.
+    mask = np.ones((num_chunks, length), dtype=bool)
+    for row, keep in enumerate(rng.integers(0, length, size=num_chunks)):
+        if row % 3 == 0:
+            mask[row, keep:] = False
+    batch = ChunkBatch(images=images, states=states, instructions=[f"task {i % 3}" for i in range(num_chunks)],
+                       tokens=tokens, mask=mask, old_log_probs=np.zeros((num_chunks, length), np.float32),
+                       advantages=rng.normal(size=num_chunks).astype(np.float32))
+    from srpo.trainer import batched_log_probs
+
+    old, _ = batched_log_probs(policy, batch, 1.0)
+    batch.old_log_probs = old + rng.normal(0, 0.1, size=old.shape).astype(np.float32)  # ratios away from 1
+    return batch
+
+
+def test_shard_weights_recompose_the_minibatch_loss() -> None:
+    mask = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1]], dtype=bool)
+    shards = [np.array([0, 1]), np.array([2, 3])]
+    loss_w, token_w = shard_weights(mask, shards, "token-mean")
+    assert np.allclose(loss_w, [3 / 6, 3 / 6]) and np.allclose(token_w, loss_w)
+    loss_w, _ = shard_weights(mask, shards, "seq-mean-token-mean")
+    assert np.allclose(loss_w, [2 / 3, 1 / 3])  # row 2 has no tokens and does not count
+
+
+def test_two_learners_equal_the_single_process_update() -> None:
+    algo = AlgoConfig(lr=1e-3, temperature=1.0, grad_clip=0.5)
+    policy = tiny_policy()
+    batch = random_batch(policy)
+    minibatches = [np.array([0, 3, 5, 6, 9, 10, 11]), np.array([1, 2, 4, 7, 8])]
+
+    single = copy.deepcopy(policy)
+    params = [p for p in single.parameters() if p.requires_grad]
+    trainer_like = SimpleNamespace(cfg=SimpleNamespace(algo=algo), policy=single, step=0,
+                                   optimizer=torch.optim.AdamW(params, lr=algo.lr, weight_decay=algo.weight_decay))
+    single.train(True)
+    want = [Trainer._minibatch_update(trainer_like, batch, idx) for idx in minibatches]  # type: ignore[arg-type]
+
+    group = RayLearnerGroup(policy, algo, replace(RAY_CONFIG, num_learners=2))
+    try:
+        got = group.update(batch, minibatches)
+        digests = group.param_digests()
+        state = group.state_dict()
+    finally:
+        group.close()
+    assert digests[0] == digests[1]  # replicas bit-identical after two steps
+    expected_state = single.state_dict()
+    changed = 0
+    for name, value in state.items():
+        # atol of a tenth of lr: Adam scales a gradient that is only float noise (the attention key bias, which
+        # softmax ignores) up to an lr-sized step, so such parameters differ by summation order. The gradients
+        # themselves are checked tightly through grad/norm below.
+        torch.testing.assert_close(value, expected_state[name], rtol=1e-5, atol=algo.lr / 10)
+        changed += int(not torch.equal(value, policy.state_dict()[name]))
+    assert changed > 0  # the update moved the weights (so equality is not vacuous)
+    for w, g in zip(want, got, strict=True):
+        for key in ("loss/policy", "loss/total", "loss/entropy", "ppo/clip_fraction", "ppo/ratio_mean", "grad/norm"):
+            assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-6), key
