@@ -92,7 +92,8 @@ def load_policy_checkpoint(cfg: TrainConfig, path: Path) -> Any:
     elif cfg.policy.kind == "openvla_oft":
         from srpo.policies.openvla_oft import OpenVLAOFTPolicy
 
-        return OpenVLAOFTPolicy.from_pretrained(path, cfg.policy)
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.policy.dtype]
+        return OpenVLAOFTPolicy.from_pretrained(path, cfg.policy.unnorm_key, cfg.policy.device, dtype)
     else:
         raise ValueError(f"unknown policy.kind {cfg.policy.kind!r}: choose 'compact' or 'openvla_oft'")
 
@@ -293,8 +294,19 @@ class Trainer:
         self.reference = self._load_or_make_reference() if cfg.algo.kl_coef > 0 else None
         self.factory = make_env_factory(cfg)
         self.specs = self.factory.task_specs()
-        self.engine = RolloutEngine(self.factory, cfg.rollout)
-        self.encoder: VideoEncoder | None = make_encoder(cfg.encoder) if cfg.algo_name == "srpo" else None
+        self.encoder: VideoEncoder | None = None
+        if cfg.distributed.backend == "ray":
+            # Imported here: Ray is an optional extra.
+            from srpo.distributed.encoder import RayEncoder
+            from srpo.distributed.ray_rollout import RayRolloutEngine
+
+            self.engine: RolloutEngine = RayRolloutEngine(self.factory, cfg.rollout, cfg.distributed)
+            if cfg.algo_name == "srpo":
+                self.encoder = RayEncoder(cfg.encoder, cfg.distributed)
+        else:
+            self.engine = RolloutEngine(self.factory, cfg.rollout)
+            if cfg.algo_name == "srpo":
+                self.encoder = make_encoder(cfg.encoder)
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
@@ -602,6 +614,9 @@ class Trainer:
 
     def close(self) -> None:
         self.engine.close()
+        close_encoder = getattr(self.encoder, "close", None)  # a RayEncoder ends its actor
+        if close_encoder is not None:
+            close_encoder()
         self.metrics_log.close()
 
     def __enter__(self) -> Trainer:

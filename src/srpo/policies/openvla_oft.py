@@ -168,6 +168,7 @@ class OpenVLAOFTPolicy:
         self.stop_token_id = stop_token_id
         self.attention = attention
         self.center_crop_area = center_crop_area
+        self.source_dir: Path | None = None  # set by from_pretrained; save_pretrained copies its extra files
 
     @property
     def device(self) -> torch.device:
@@ -179,6 +180,49 @@ class OpenVLAOFTPolicy:
 
     def parameters(self) -> Any:
         return self.model.parameters()
+
+    def train(self, mode: bool = True) -> OpenVLAOFTPolicy:
+        """Train/eval mode of the wrapped model (the trainer's learner and rollout phases switch it)."""
+        self.model.train(mode)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> OpenVLAOFTPolicy:
+        """Freeze or unfreeze every weight (the KL reference policy is frozen)."""
+        self.model.requires_grad_(requires_grad)
+        return self
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write a checkpoint directory that `from_pretrained` reads back.
+
+        The model goes through transformers' `save_pretrained` (safetensors shards + config.json); the files it
+        does not write — the remote modelling code, processor/tokenizer files and dataset_statistics.json —
+        are copied from the directory the policy was loaded from. Written to a temporary sibling and renamed,
+        so an interrupted save never leaves a half-written checkpoint under the final name.
+        """
+        import shutil
+        import uuid
+
+        target = Path(directory)
+        if self.source_dir is None:
+            raise ValueError("this OpenVLAOFTPolicy was not loaded from a checkpoint directory; cannot copy its "
+                             "remote code and processor files")
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            for src in self.source_dir.iterdir():
+                if src.is_file() and not src.name.endswith((".safetensors", ".bin")) and src.name not in (
+                    "model.safetensors.index.json", "pytorch_model.bin.index.json", "config.json"
+                ):
+                    shutil.copy2(src, tmp / src.name)
+            model: Any = self.model
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
 
     # -- inputs ---------------------------------------------------------------------------------------------
 
@@ -315,8 +359,10 @@ class OpenVLAOFTPolicy:
             pil = [Image.fromarray(img).convert("RGB") for img in images]
             return processor.image_processor(pil, return_tensors="pt")["pixel_values"]
 
-        return cls(model, tokenize, preprocess, load_norm_stats(directory, unnorm_key), vocab_size=vocab_size,
-                   attention=attention)
+        policy = cls(model, tokenize, preprocess, load_norm_stats(directory, unnorm_key), vocab_size=vocab_size,
+                     attention=attention)
+        policy.source_dir = directory
+        return policy
 
 
 # ---------------------------------------------------------------------------------------------------------
