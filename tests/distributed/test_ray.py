@@ -240,3 +240,27 @@ def test_two_learners_equal_the_single_process_update() -> None:
     for w, g in zip(want, got, strict=True):
         for key in ("loss/policy", "loss/total", "loss/entropy", "ppo/clip_fraction", "ppo/ratio_mean", "grad/norm"):
             assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-6), key
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # two short training runs: ~15 s idle, up to a minute on a loaded 2-core machine
+def test_srpo_train_with_the_ray_backend_matches_the_single_machine_run(tmp_path: Path) -> None:
+    from srpo.cli import main
+    from srpo.trainer import read_metrics
+
+    common = ["train", "--preset", "tabletop", "--steps", "1", "--set", "algo.num_prompts_per_step=2",
+              "--set", "algo.group_size=2", "--set", "num_eval_episodes_per_task=0",
+              "--set", "num_videos_per_step=0", "--set", "tensorboard=false"]
+    assert main([*common, "--run-dir", str(tmp_path / "plain")]) == 0
+    on_ray_args = ["--set", "distributed.backend=ray", "--set", f"distributed.cpus_per_worker={SMALL}",
+                   "--set", f"distributed.encoder_num_cpus={SMALL}"]
+    assert main([*common, "--run-dir", str(tmp_path / "ray"), *on_ray_args]) == 0
+    plain, on_ray = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "ray")
+    assert len(on_ray) == len(plain) == 1
+    for want, got in zip(plain, on_ray, strict=True):
+        # Same seed, same batching (one actor with the in-process engine's capacity): the same step, bit for bit.
+        assert {k: v for k, v in got.items() if not k.startswith("time/")} == {
+            k: v for k, v in want.items() if not k.startswith("time/")}
+    assert on_ray[0]["rollout/num_trajectories"] == 4

@@ -78,5 +78,7 @@ class DistributedConfig:
                 "0 (CPU, gloo) or a float > 0 (NCCL), e.g. 1.0")
         require(self.learner_num_cpus > 0, "distributed.learner_num_cpus", self.learner_num_cpus,
                 "a float > 0, e.g. 1.0")
+        require(self.backend == "ray" or self.num_learners == 1, "distributed.num_learners", self.num_learners,
+                "1, or set distributed.backend=ray to run several learners")
         require(self.actor_start_timeout_s > 0, "distributed.actor_start_timeout_s", self.actor_start_timeout_s,
                 "a float > 0, e.g. 120.0")
