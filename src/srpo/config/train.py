@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from srpo.config.base import ConfigError, require, require_choice
+from srpo.config.distributed import DistributedConfig
 from srpo.config.encoder import EncoderConfig
 from srpo.config.env import TabletopConfig
 from srpo.config.libero import LiberoConfig
@@ -160,6 +161,8 @@ class TrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    """Optional Ray backend: rollout actors and an encoder actor on a cluster (single machine by default)."""
 
     def __post_init__(self) -> None:
         require_choice(self.algo_name, "algo_name", ["srpo", "grpo"])
@@ -170,6 +173,8 @@ class TrainConfig:
         require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an int >= 1")
         require(self.keep_last_checkpoints >= 1, "keep_last_checkpoints", self.keep_last_checkpoints, "an int >= 1")
         require(self.num_videos_per_step >= 0, "num_videos_per_step", self.num_videos_per_step, "an int >= 0")
+        require(self.distributed.num_learners == 1, "distributed.num_learners", self.distributed.num_learners,
+                "1: the trainer does not run srpo.distributed.learner.RayLearnerGroup yet (docs/distributed.md)")
         if self.policy.kind == "openvla_oft" and self.env.kind == "tabletop":
             raise ConfigError(
                 "policy.kind='openvla_oft' with env.kind='tabletop' is invalid: the OpenVLA-OFT checkpoints are "
