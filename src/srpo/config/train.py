@@ -224,7 +224,7 @@ def cpu_preset() -> TrainConfig:
             libero=LiberoConfig(suite="libero_spatial", task_ids=(0, 1), image_size=128, embed_image_size=128),
         ),
         rollout=RolloutConfig(num_workers=2, num_envs_per_worker=4),
-        policy=PolicyConfig(checkpoint="checkpoints/compact_libero_spatial_sft", image_size=128),
+        policy=PolicyConfig(checkpoint="checkpoints/compact_libero_spatial_sft/final", image_size=128),
         encoder=EncoderConfig(name="efficientnet", num_frames=16, dtype="float32", device="cpu"),
         algo=AlgoConfig(group_size=4, num_prompts_per_step=2, temperature=1.0, lr=1e-4, num_minibatches=2,
                         filter_low=0.0, filter_high=1.0, max_sampling_rounds=1),
