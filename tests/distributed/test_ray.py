@@ -141,14 +141,16 @@ def test_hung_actor_is_killed_and_replaced(tmp_path: Path) -> None:
                                     marker=str(tmp_path / "fired"))
     with RolloutEngine(FACTORY, RolloutConfig(num_workers=0, num_envs_per_worker=6)) as engine:
         expected, _ = engine.collect(HashPolicy(), REQUESTS, 1.0)
-    # 3 jobs per call × 8 steps × 0.15 s: a hang is detected after ~3.6 s; a healthy round takes milliseconds.
-    config = RolloutConfig(num_workers=2, num_envs_per_worker=3, step_timeout_s=0.15, reset_timeout_s=10.0)
+    # 3 jobs per call × 8 steps × 0.3 s: a hang is detected after ~7 s; a healthy round takes milliseconds (but a
+    # loaded machine can stall one, so a spurious extra timeout is tolerated: it re-runs episodes, loses none).
+    config = RolloutConfig(num_workers=2, num_envs_per_worker=3, step_timeout_s=0.3, reset_timeout_s=10.0)
     with RayRolloutEngine(factory, config, RAY_CONFIG) as engine:
         trajs, stats = engine.collect(HashPolicy(), REQUESTS, 1.0)
     assert os.path.exists(tmp_path / "fired")
     assert_same(trajs, expected)
-    assert stats.extra["rollout/num_worker_timeouts"] == 1
-    assert stats.num_worker_restarts == 1
+    assert stats.extra["rollout/num_worker_timeouts"] >= 1
+    assert stats.num_worker_restarts == stats.extra["rollout/num_worker_timeouts"]
+    assert any(t.num_restarts > 0 and (t.task_id, t.init_state_id) == (2, 2) for t in trajs)
 
 
 def replace_workers(config: RolloutConfig, num_workers: int) -> RolloutConfig:
