@@ -19,9 +19,11 @@ ray = pytest.importorskip("ray")
 
 import torch  # noqa: E402
 
+from distributed.env_helpers import SlowTabletopFactory  # noqa: E402
 from srpo.config.base import ConfigError  # noqa: E402
 from srpo.config.distributed import DistributedConfig  # noqa: E402
 from srpo.config.encoder import EncoderConfig  # noqa: E402
+from srpo.config.env import TabletopConfig  # noqa: E402
 from srpo.config.policy import PolicyConfig  # noqa: E402
 from srpo.config.rollout import RolloutConfig  # noqa: E402
 from srpo.config.train import AlgoConfig  # noqa: E402
@@ -80,6 +82,22 @@ def test_same_trajectories_as_the_multiprocess_engine() -> None:
             assert stats.extra[key] == want_stats.extra[key], key
     assert got[0][1].extra["rollout/num_env_constructions"] > 0
     assert got[1][1].extra["rollout/num_env_constructions"] == 0  # envs are built once per task and reused
+
+
+def test_two_actors_step_in_parallel() -> None:
+    # 10 ms of sleep per step: one actor runs its 4 episodes' chunks back to back, two actors overlap them. A
+    # transport that waited for one actor before sending to the next would show no gain.
+    factory = SlowTabletopFactory(TabletopConfig(num_tasks=4, num_init_states=10, max_steps=16), step_s=0.01)
+    requests = make_group_requests([0, 1], [1, 2], 2)
+    env_s = {}
+    for num_workers in (1, 2):
+        config = RolloutConfig(num_workers=num_workers, num_envs_per_worker=4 // num_workers)
+        with RayRolloutEngine(factory, config, RAY_CONFIG) as engine:
+            engine.collect(HashPolicy(), requests, 1.0)  # warm-up: actors start, envs are built
+            _, stats = engine.collect(HashPolicy(), requests, 1.0)
+        env_s[num_workers] = stats.extra["time/rollout_env_s"]
+    assert env_s[1] > 0.64  # 4 episodes × 16 steps × 10 ms in one actor
+    assert env_s[2] < 0.8 * env_s[1], env_s
 
 
 class KillingPolicy(HashPolicy):
