@@ -281,6 +281,19 @@ def test_two_learners_equal_the_single_process_update() -> None:
 # -- the CLI ---------------------------------------------------------------------------------------------------
 
 
+def test_srpo_train_checks_all_roles_together(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 2 rollout workers fit the 2 CPUs, and so would the encoder actor alone: together they do not, which must
+    # fail at once with the sum, not after actor_start_timeout_s of waiting.
+    from srpo.cli import main
+
+    code = main(["train", "--preset", "tabletop", "--steps", "1", "--run-dir", str(tmp_path / "run"),
+                 "--set", "distributed.backend=ray", "--set", "distributed.num_rollout_workers=2",
+                 "--set", "tensorboard=false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the run needs 3 CPU in all (2 rollout workers × 1 CPU; 1 encoder actors × 1 CPU)" in err
+
+
 @pytest.mark.slow  # two short training runs: ~15 s idle, up to a minute on a loaded 2-core machine
 def test_srpo_train_with_the_ray_backend_matches_the_single_machine_run(tmp_path: Path) -> None:
     from srpo.cli import main

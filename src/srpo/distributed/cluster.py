@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 RAY_INSTALL_HELP = "Ray is not installed: pip install 'srpo[distributed]' (or set distributed.backend=none)"
 
 
-class ClusterResourceError(RuntimeError):
-    """The Ray cluster lacks resources a role of the run asks for (the message names them and the fields)."""
+class ClusterResourceError(ValueError):
+    """The Ray cluster lacks resources a role of the run asks for (the message names them and the fields).
+
+    A ValueError, like ConfigError: the fix is a config value (or a bigger cluster), and `srpo` prints it as one
+    line instead of a traceback."""
 
 
 def import_ray() -> Any:
@@ -113,6 +116,31 @@ def check_cluster_resources(demands: Sequence[ActorDemand], ray: Any = None) -> 
                         name)
     if problems:
         raise ClusterResourceError("the Ray cluster lacks resources:\n  - " + "\n  - ".join(problems))
+
+
+def run_demands(config: DistributedConfig, num_rollout_workers: int, with_encoder: bool) -> list[ActorDemand]:
+    """Every actor a training run places at once: rollout workers, the encoder actor (when used), learners.
+
+    Roles are created one after another, and each checks its own demand; checking the sum first makes a run whose
+    roles fit one by one but not together fail at once, not after `actor_start_timeout_s`.
+
+    Args:
+        config: Per-role resources.
+        num_rollout_workers: Rollout actors (distributed.num_rollout_workers, or rollout.num_workers, at least 1).
+        with_encoder: The run embeds trajectories (SRPO, not GRPO).
+    """
+    demands = [ActorDemand("rollout workers", num_rollout_workers, {"CPU": config.cpus_per_worker},
+                           "distributed.num_rollout_workers or distributed.cpus_per_worker")]
+    if with_encoder and config.encoder_placement == "actor":
+        demands.append(ActorDemand("encoder actors", 1,
+                                   {"CPU": config.encoder_num_cpus, "GPU": config.encoder_num_gpus},
+                                   "distributed.encoder_num_gpus or distributed.encoder_num_cpus"))
+    if config.num_learners > 1:
+        demands.append(ActorDemand("learners", config.num_learners,
+                                   {"CPU": config.learner_num_cpus, "GPU": config.learner_num_gpus},
+                                   "distributed.num_learners, distributed.learner_num_cpus or "
+                                   "distributed.learner_num_gpus"))
+    return demands
 
 
 def wait_ready(refs: Sequence[Any], timeout_s: float, what: str, ray: Any = None) -> list[Any]:
