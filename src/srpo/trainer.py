@@ -297,9 +297,13 @@ class Trainer:
         self.encoder: VideoEncoder | None = None
         if cfg.distributed.backend == "ray":
             # Imported here: Ray is an optional extra.
+            from srpo.distributed.cluster import check_cluster_resources, ensure_ray, run_demands
             from srpo.distributed.encoder import RayEncoder
             from srpo.distributed.ray_rollout import RayRolloutEngine
 
+            num_rollout_workers = cfg.distributed.num_rollout_workers or max(1, cfg.rollout.num_workers)
+            check_cluster_resources(run_demands(cfg.distributed, num_rollout_workers, cfg.algo_name == "srpo"),
+                                    ensure_ray(cfg.distributed))
             self.engine: RolloutEngine = RayRolloutEngine(self.factory, cfg.rollout, cfg.distributed)
             if cfg.algo_name == "srpo":
                 self.encoder = RayEncoder(cfg.encoder, cfg.distributed)
