@@ -176,14 +176,14 @@ class RayRolloutEngine(RolloutEngine):
         """Take the results of `worker`'s finished call; a dead actor is replaced and its episodes re-run."""
         assert isinstance(worker, _RayWorker)
         exceptions = self._ray.exceptions
+        # The actor is gone: it died or was killed (RayActorError), Ray's memory monitor killed it
+        # (OutOfMemoryError), or its node died and took the answer with it (NodeDiedError, ObjectLostError).
+        lost = (exceptions.RayActorError, exceptions.OutOfMemoryError, exceptions.NodeDiedError,
+                exceptions.ObjectLostError)
         try:
             results = self._ray.get(worker.call)
-        except exceptions.RayActorError as err:
-            self._fault(worker, self._culprit(worker), f"its Ray actor died ({type(err).__name__})",
-                        "rollout/num_worker_crashes")
-            return
-        except exceptions.ObjectLostError as err:  # the node holding the answer was lost with the actor
-            self._fault(worker, self._culprit(worker), f"its result was lost ({type(err).__name__})",
+        except lost as err:
+            self._fault(worker, self._culprit(worker), f"its Ray actor was lost ({type(err).__name__})",
                         "rollout/num_worker_crashes")
             return
         jobs = list(worker.outstanding)
