@@ -5,7 +5,7 @@ Prints a table (final success mean ± std over seeds, steps to reach the target)
 benchmarks/results/learning_efficiency.json and .png. Runs are resumable: re-running the script reuses finished
 runs under --out.
 
-    python benchmarks/learning_efficiency.py [--seeds 0 1 2] [--steps 12] [--target 0.6]
+    python benchmarks/learning_efficiency.py [--seeds 0 1 2] [--steps 24] [--target 0.6]
 """
 
 from __future__ import annotations
@@ -15,15 +15,28 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
-from srpo.compare import run_compare
-from srpo.config.train import load_config
+import numpy as np
+import torch
+
+from srpo.compare import metric_curve, run_compare
+from srpo.config.train import TrainConfig, load_config
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def make_initial_policy(out: Path, tasks: list[int], demos_per_task: int, sft_steps: int, image_size: int) -> Path:
-    """SFT a compact VLA on a few scripted demos so that RL starts from non-zero but imperfect success."""
+def make_initial_policy(
+    out: Path, tasks: list[int], demos_per_task: int, sft_steps: int, noise_std: float, num_eval_init_states: int
+) -> Path:
+    """SFT a compact VLA so that RL starts from non-zero but imperfect success on held-out init states.
+
+    Recipe (plain SFT on a few clean demos memorises: 0 % on unseen states): noisy scripted-expert demos
+    (`noise_std` on the translation dims: DAgger-like state coverage) drawn from the *training* init states
+    only, proprioception as a token (state_dim=4: x, y, z, gripper), a trainable conv image encoder (a frozen
+    random CNN cannot localise a 5-px block), and colour jitter without random crops (a crop shifts the image
+    against the absolute proprioception and rescales the distances the policy must regress).
+    """
     from srpo.config.env import TabletopConfig
     from srpo.config.policy import PolicyConfig
     from srpo.config.sft import SFTConfig
@@ -34,37 +47,68 @@ def make_initial_policy(out: Path, tasks: list[int], demos_per_task: int, sft_st
     final = out / "final"
     if final.exists():
         return final
-    factory = TabletopEnvFactory(TabletopConfig(image_size=image_size, num_tasks=max(tasks) + 1))
-    demos = record_tabletop_demos(factory, tasks, demos_per_task + 2, seed=1234)
-    policy = CompactVLA(PolicyConfig(vision_encoder="conv", text_encoder="hashed", image_size=image_size,
-                                     d_model=64, num_layers=2, ff_dim=128, seed=0))
+    tabletop = TabletopConfig(num_tasks=max(tasks) + 1)
+    factory = TabletopEnvFactory(tabletop)
+    train_states = range(tabletop.num_init_states - num_eval_init_states)
+    # A few spare demos per task: a noisy expert occasionally fails, and failed demos are skipped.
+    demos = record_tabletop_demos(factory, tasks, demos_per_task + 4, seed=1234, noise_std=noise_std,
+                                  init_state_ids=train_states)
+    policy = CompactVLA(PolicyConfig(vision_encoder="conv", text_encoder="hashed", image_size=tabletop.image_size,
+                                     d_model=64, num_layers=2, ff_dim=128, state_dim=4, freeze_vision=False,
+                                     seed=0))
     cfg = SFTConfig(num_demos_per_task=demos_per_task, num_steps=sft_steps, checkpoint_dir=str(out),
-                    progress=True)
+                    crop_scale=1.0, color_jitter=0.1, progress=True)
     result = train_sft(policy, demos, cfg)
     assert result.checkpoint is not None
     return result.checkpoint
 
 
+def initial_success(base: TrainConfig, episodes_per_task: int) -> dict[str, float]:
+    """Success of the initial policy on held-out init states: greedy, and sampled at the rollout temperature."""
+    from srpo.evaluate import evaluate_policy, init_state_split
+    from srpo.rollout import EpisodeRequest, RolloutEngine
+    from srpo.trainer import make_env_factory, make_policy
+
+    policy = make_policy(base)
+    factory = make_env_factory(base)
+    specs = factory.task_specs()
+    with RolloutEngine(factory, base.rollout) as engine:
+        greedy = evaluate_policy(engine, policy, specs, base, episodes_per_task).mean
+        requests: list[EpisodeRequest] = []
+        for spec in specs:
+            ids = init_state_split(base, spec.num_init_states, "eval")
+            for k in range(3 * episodes_per_task):  # sampling: each held-out state three times
+                requests.append(EpisodeRequest(spec.task_id, ids[k % len(ids)], len(requests), len(requests)))
+        trajs, _ = engine.collect(policy, requests, base.algo.temperature, greedy=False)
+    sampled = float(np.mean([t.success for t in trajs]))
+    return {"greedy": greedy, f"sampled_T{base.algo.temperature:g}": sampled}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--target", type=float, default=0.6)
     parser.add_argument("--tasks", type=int, default=2, help="tabletop tasks 0..N-1")
-    parser.add_argument("--demos-per-task", type=int, default=2)
-    parser.add_argument("--sft-steps", type=int, default=150)
-    parser.add_argument("--eval-every", type=int, default=2)
+    parser.add_argument("--demos-per-task", type=int, default=40, help="noisy demos per task (training states)")
+    parser.add_argument("--demo-noise", type=float, default=0.2, help="scripted-expert translation noise std")
+    parser.add_argument("--sft-steps", type=int, default=1600)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core box)")
+    parser.add_argument("--eval-every", type=int, default=4)
     parser.add_argument("--eval-episodes", type=int, default=10, help="per task, on held-out init states")
     parser.add_argument("--out", default="runs/learning_efficiency")
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
     parser.add_argument("--set", action="append", default=[], help="extra config overrides key=value")
     args = parser.parse_args()
 
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    init = make_initial_policy(out / "init_sft", list(range(args.tasks)), args.demos_per_task, args.sft_steps, 64)
+    num_eval_states = load_config(preset="tabletop").env.tabletop_num_eval_init_states
+    init = make_initial_policy(out / "init_sft", list(range(args.tasks)), args.demos_per_task, args.sft_steps,
+                               args.demo_noise, num_eval_states)
     base = load_config(preset="tabletop", overrides=[
         f"policy.checkpoint={init}",
         f"env.tabletop.num_tasks={args.tasks}",
@@ -75,24 +119,83 @@ def main() -> None:
         "tensorboard=false",
         *args.set,
     ])
-    result = run_compare(base, out / "runs", seeds=args.seeds, target=args.target, show_progress=True)
-    elapsed = time.perf_counter() - t0
-    print(result.table())
+    args.temperature_label = f"{base.algo.temperature:g}"
+    init_path = out / "init_sft" / "initial_success.json"
+    if not init_path.exists():
+        init_path.write_text(json.dumps(initial_success(base, args.eval_episodes), indent=2))
+    init_success = json.loads(init_path.read_text())
+    print(f"initial policy on held-out init states: {init_success}")
+    # One seed at a time (both algorithms), writing the results after each, so a run cut short still leaves a
+    # labelled partial table; finished runs are reused on a re-run.
+    for k in range(1, len(args.seeds) + 1):
+        seeds = args.seeds[:k]
+        result = run_compare(base, out / "runs", seeds=seeds, target=args.target, show_progress=True)
+        elapsed = time.perf_counter() - t0
+        print(result.table())
+        secondary = {m: {algo: [metric_curve(out / "runs" / algo / f"seed{s}", m) for s in seeds]
+                         for algo in result.curves} for m in SECONDARY}
+        write_results(args, seeds, init_success, result, secondary, elapsed, complete=k == len(args.seeds))
+
+
+SECONDARY = ("rollout/success_rate", "reward/mean", "advantage/abs_mean", "reward/failure_progress_mean")
+
+
+def write_results(args: argparse.Namespace, seeds: list[int], init_success: dict[str, float], result: Any,
+                  secondary: dict[str, dict[str, list[list[tuple[int, float]]]]], elapsed: float,
+                  complete: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     RESULTS.mkdir(exist_ok=True)
-    shutil.copy(out / "runs" / "compare.png", RESULTS / "learning_efficiency.png")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {"srpo": "tab:blue", "grpo": "tab:orange"}
+    panels = [(result.curves, "held-out success (greedy eval)"),
+              (secondary["rollout/success_rate"], f"training rollout success (T={args.temperature_label})")]
+    for ax, (curves, title) in zip(axes, panels, strict=True):
+        for algo, per_seed in curves.items():
+            for i, curve in enumerate(per_seed):
+                if curve:
+                    xs, ys = zip(*curve, strict=True)
+                    ax.plot(xs, ys, "-o", ms=3, color=colours.get(algo), alpha=0.8,
+                            label=algo.upper() if i == 0 else None)
+        ax.set_xlabel("RL step")
+        ax.set_ylabel("success rate")
+        ax.set_title(title)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    tag = "" if complete else f" (PARTIAL: {len(seeds)} of {len(args.seeds)} seeds)"
+    fig.suptitle(f"tabletop, {args.tasks} tasks: SRPO vs GRPO from the same SFT policy, seeds {seeds}{tag}")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "learning_efficiency.png", dpi=110)
+    plt.close(fig)
+
+    def final(curves: list[list[tuple[int, float]]]) -> list[float | None]:
+        return [c[-1][1] if c else None for c in curves]
+
     payload = {
         "benchmark": "learning_efficiency",
+        "complete": complete,
+        "note": "" if complete else f"partial: only seeds {seeds} of {args.seeds} finished",
         "env": "tabletop",
         "num_tasks": args.tasks,
-        "initial_policy": f"compact VLA (conv vision, hashed text) after {args.sft_steps} SFT steps on "
-                          f"{args.demos_per_task} scripted demos per task",
+        "initial_policy": f"compact VLA (trainable conv vision, hashed text, proprioception) after "
+                          f"{args.sft_steps} SFT steps on {args.demos_per_task} scripted demos per task "
+                          f"(expert noise std {args.demo_noise}, training init states only, colour jitter, "
+                          f"no crop)",
+        "initial_success_held_out": init_success,
         "steps": args.steps,
         "eval": f"greedy, {args.eval_episodes} episodes per task on held-out init states, "
                 f"every {args.eval_every} steps",
-        "seeds": args.seeds,
+        "seeds": seeds,
         "target": args.target,
         "rows": result.summary_rows(),
+        "table": result.table(),
         "curves": result.curves,
+        "secondary_final": {m: {algo: final(c) for algo, c in v.items()} for m, v in secondary.items()},
+        "secondary_curves": secondary,
         "wall_time_s": elapsed,
         "overrides": args.set,
     }
