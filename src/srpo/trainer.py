@@ -311,6 +311,14 @@ class Trainer:
             self.engine = RolloutEngine(self.factory, cfg.rollout)
             if cfg.algo_name == "srpo":
                 self.encoder = make_encoder(cfg.encoder)
+        self.learners: Any = None
+        if cfg.distributed.num_learners > 1:
+            from srpo.distributed.learner import RayLearnerGroup
+
+            # Replicas start from the driver's (possibly restored) weights and optimizer state; the driver's copy
+            # is refreshed after every update so that it samples the next rollouts with the new policy.
+            self.learners = RayLearnerGroup(self.policy, cfg.algo, cfg.distributed)
+            self.learners.load_optimizer_state_dict(self.optimizer.state_dict())
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
@@ -453,16 +461,27 @@ class Trainer:
         if self.reference is not None:
             batch.ref_log_probs, _ = batched_log_probs(self.reference, batch, algo.temperature)
         self.policy.train(True)
-        sums: dict[str, float] = {}
-        num_updates = 0
         gen = np.random.default_rng([self.cfg.seed, self.step, 1])
-        for _ in range(algo.ppo_epochs):
-            order = gen.permutation(len(batch))
-            for idx in np.array_split(order, min(algo.num_minibatches, len(batch))):
-                stats = self._minibatch_update(batch, idx)
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                num_updates += 1
+        minibatches = [
+            idx
+            for _ in range(algo.ppo_epochs)
+            for idx in np.array_split(gen.permutation(len(batch)), min(algo.num_minibatches, len(batch)))
+        ]
+        if self.learners is not None:
+            # Data-parallel over the learner group: the same mini-batches and steps, gradients all-reduced.
+            all_stats = self.learners.update(batch, minibatches)
+            self.policy.load_state_dict(self.learners.state_dict())
+            self.optimizer.load_state_dict(self.learners.optimizer_state_dict())
+            clear_caches = getattr(self.policy, "clear_caches", None)
+            if clear_caches is not None:
+                clear_caches()
+        else:
+            all_stats = [self._minibatch_update(batch, idx) for idx in minibatches]
+        sums: dict[str, float] = {}
+        for stats in all_stats:
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+        num_updates = len(all_stats)
         self.policy.train(False)
         out = {k: v / max(num_updates, 1) for k, v in sums.items()}
         out["ppo/num_updates"] = num_updates
@@ -618,6 +637,8 @@ class Trainer:
 
     def close(self) -> None:
         self.engine.close()
+        if self.learners is not None:
+            self.learners.close()
         close_encoder = getattr(self.encoder, "close", None)  # a RayEncoder ends its actor
         if close_encoder is not None:
             close_encoder()

@@ -173,8 +173,6 @@ class TrainConfig:
         require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an int >= 1")
         require(self.keep_last_checkpoints >= 1, "keep_last_checkpoints", self.keep_last_checkpoints, "an int >= 1")
         require(self.num_videos_per_step >= 0, "num_videos_per_step", self.num_videos_per_step, "an int >= 0")
-        require(self.distributed.num_learners == 1, "distributed.num_learners", self.distributed.num_learners,
-                "1: the trainer does not run srpo.distributed.learner.RayLearnerGroup yet (docs/distributed.md)")
         if self.policy.kind == "openvla_oft" and self.env.kind == "tabletop":
             raise ConfigError(
                 "policy.kind='openvla_oft' with env.kind='tabletop' is invalid: the OpenVLA-OFT checkpoints are "

@@ -207,6 +207,12 @@ class _LearnerActor:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state)
 
+    def optimizer_state_dict(self) -> dict[str, Any]:
+        return dict(self.optimizer.state_dict())
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
     def param_digest(self) -> str:
         """SHA-256 of every parameter's bytes: equal digests mean bit-identical replicas."""
         h = hashlib.sha256()
@@ -288,6 +294,15 @@ class RayLearnerGroup:
         """Set every replica's weights (e.g. after resuming from a checkpoint)."""
         ref = self._ray.put(state)
         self._ray.get([a.load_state_dict.remote(ref) for a in self.actors])
+
+    def optimizer_state_dict(self) -> dict[str, Any]:
+        """Rank 0's AdamW state (all ranks take identical steps, so they hold the same), for checkpoints."""
+        return dict(self._ray.get(self.actors[0].optimizer_state_dict.remote()))
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore every replica's AdamW state (resuming a run)."""
+        ref = self._ray.put(state)
+        self._ray.get([a.load_optimizer_state_dict.remote(ref) for a in self.actors])
 
     def param_digests(self) -> list[str]:
         """One SHA-256 of the parameters per replica; all equal while the replicas are in sync."""
