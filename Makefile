@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
-TEST_EXTRAS := dev,vjepa,openvla,logging
+TEST_EXTRAS := dev,vjepa,openvla,logging,distributed
 
 .PHONY: run test venv lint bench clean
 
@@ -18,10 +18,16 @@ $(VENV)/.test-deps: $(BIN)/python pyproject.toml
 	$(PIP) install -e ".[$(TEST_EXTRAS)]"
 	touch $@
 
+$(VENV)/.run-deps: $(VENV)/.test-deps
+	$(PIP) install -e ".[$(TEST_EXTRAS),libero]"
+	touch $@
+
 venv: $(VENV)/.test-deps
 
-run: $(VENV)/.test-deps
-	$(BIN)/srpo score
+# The main job: SRPO on two LIBERO-Spatial tasks from the shipped SFT checkpoint, CPU defaults. LIBERO renders
+# headless through Mesa's EGL (llvmpipe) on a machine without a GPU.
+run: $(VENV)/.run-deps
+	MUJOCO_GL=egl PYOPENGL_PLATFORM=egl $(BIN)/srpo train --preset cpu --report --run-dir runs/cpu-$$(date +%Y%m%d-%H%M%S)
 
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest

@@ -275,6 +275,8 @@ class Trainer:
                 "choose another run_dir"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.torch_num_threads > 0:
+            torch.set_num_threads(cfg.torch_num_threads)
         torch.manual_seed(cfg.seed)
         latest = self._latest_checkpoint() if resume else None
         if latest is not None:

@@ -153,6 +153,9 @@ class TrainConfig:
     """Checkpoints kept on disk; older ones are deleted after a newer one is complete."""
     num_videos_per_step: int = 2
     """Rollout videos (mp4) saved per step, labelled with success and reward (0 = none)."""
+    torch_num_threads: int = 0
+    """Intra-op threads of torch in the driver (0 = torch's default). On a small CPU shared with env worker
+    processes, 1 avoids spinning threads competing with the simulators."""
     tensorboard: bool = True
     """Also write TensorBoard event files (needs the `logging` extra; skipped with a warning if absent)."""
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -173,6 +176,8 @@ class TrainConfig:
         require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an int >= 1")
         require(self.keep_last_checkpoints >= 1, "keep_last_checkpoints", self.keep_last_checkpoints, "an int >= 1")
         require(self.num_videos_per_step >= 0, "num_videos_per_step", self.num_videos_per_step, "an int >= 0")
+        require(self.torch_num_threads >= 0, "torch_num_threads", self.torch_num_threads,
+                "0 (torch's default) or a positive thread count, e.g. 1")
         if self.policy.kind == "openvla_oft" and self.env.kind == "tabletop":
             raise ConfigError(
                 "policy.kind='openvla_oft' with env.kind='tabletop' is invalid: the OpenVLA-OFT checkpoints are "
@@ -214,8 +219,9 @@ def cpu_preset() -> TrainConfig:
     return TrainConfig(
         run_dir="runs/cpu",
         num_steps=4,
+        torch_num_threads=1,
         eval_every=0,
-        num_eval_episodes_per_task=4,
+        num_eval_episodes_per_task=10,
         num_videos_per_step=2,
         env=EnvConfig(
             kind="libero",
