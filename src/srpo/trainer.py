@@ -24,7 +24,7 @@ import torch
 
 from srpo.algo.advantages import dynamic_sampling_mask, group_advantages
 from srpo.algo.losses import entropy_bonus, kl_penalty, masked_aggregate, ppo_clip_loss
-from srpo.config.train import TrainConfig, load_config, save_config
+from srpo.config.train import AlgoConfig, TrainConfig, load_config, save_config
 from srpo.envs.base import EnvFactory
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import PolicyInput
@@ -158,6 +158,46 @@ def batched_log_probs(
             lps.append(lp.float().cpu().numpy())
             ents.append(ent.float().cpu().numpy())
     return np.concatenate(lps), np.concatenate(ents)
+
+
+def ppo_minibatch_loss(
+    policy: Any, batch: ChunkBatch, idx: np.ndarray, algo: AlgoConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The PPO-clip (+ KL, − entropy bonus) loss of rows `idx` of `batch`: one mini-batch of the update, shared by
+    `Trainer._minibatch_update` and the data-parallel learners (`srpo.distributed.learner`).
+
+    Args:
+        policy: Has `parameters()` and `token_log_probs(batch, tokens, temperature)`.
+        batch: The step's chunks with old (and optionally reference) log-probs.
+        idx: (m,) row indices, m >= 1.
+        algo: Clip, KL and entropy settings.
+
+    Returns:
+        The scalar loss (differentiable) and its stats: loss/policy, ppo/clip_fraction, ppo/approx_kl,
+        ppo/ratio_mean, loss/entropy, and loss/kl with a reference.
+    """
+    device = next(policy.parameters()).device
+    tokens = torch.as_tensor(batch.tokens[idx], device=device)
+    mask = torch.as_tensor(batch.mask[idx], device=device)
+    old = torch.as_tensor(batch.old_log_probs[idx], device=device)
+    adv = torch.as_tensor(batch.advantages[idx], device=device)
+    log_probs, entropy = policy.token_log_probs(batch.policy_input(idx), tokens, algo.temperature)
+    log_probs = log_probs.float()
+    ppo = ppo_clip_loss(log_probs, old, adv, mask, algo.clip_low, algo.clip_high, algo.dual_clip,
+                        aggregation=algo.aggregation)
+    loss = ppo.loss
+    stats = {"loss/policy": ppo.loss.item(), "ppo/clip_fraction": ppo.clip_fraction.item(),
+             "ppo/approx_kl": ppo.approx_kl.item(), "ppo/ratio_mean": ppo.ratio_mean.item()}
+    if batch.ref_log_probs is not None:
+        ref = torch.as_tensor(batch.ref_log_probs[idx], device=device)
+        kl = masked_aggregate(kl_penalty(log_probs, ref, algo.kl_estimator), mask, algo.aggregation)
+        loss = loss + algo.kl_coef * kl
+        stats["loss/kl"] = kl.item()
+    ent = entropy_bonus(entropy.float(), mask, algo.aggregation)
+    stats["loss/entropy"] = ent.item()
+    if algo.entropy_coef > 0:
+        loss = loss - algo.entropy_coef * ent
+    return loss, stats
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -493,27 +533,7 @@ class Trainer:
 
     def _minibatch_update(self, batch: ChunkBatch, idx: np.ndarray) -> dict[str, float]:
         algo = self.cfg.algo
-        device = next(self.policy.parameters()).device
-        tokens = torch.as_tensor(batch.tokens[idx], device=device)
-        mask = torch.as_tensor(batch.mask[idx], device=device)
-        old = torch.as_tensor(batch.old_log_probs[idx], device=device)
-        adv = torch.as_tensor(batch.advantages[idx], device=device)
-        log_probs, entropy = self.policy.token_log_probs(batch.policy_input(idx), tokens, algo.temperature)
-        log_probs = log_probs.float()
-        ppo = ppo_clip_loss(log_probs, old, adv, mask, algo.clip_low, algo.clip_high, algo.dual_clip,
-                            aggregation=algo.aggregation)
-        loss = ppo.loss
-        stats = {"loss/policy": ppo.loss.item(), "ppo/clip_fraction": ppo.clip_fraction.item(),
-                 "ppo/approx_kl": ppo.approx_kl.item(), "ppo/ratio_mean": ppo.ratio_mean.item()}
-        if batch.ref_log_probs is not None:
-            ref = torch.as_tensor(batch.ref_log_probs[idx], device=device)
-            kl = masked_aggregate(kl_penalty(log_probs, ref, algo.kl_estimator), mask, algo.aggregation)
-            loss = loss + algo.kl_coef * kl
-            stats["loss/kl"] = kl.item()
-        ent = entropy_bonus(entropy.float(), mask, algo.aggregation)
-        stats["loss/entropy"] = ent.item()
-        if algo.entropy_coef > 0:
-            loss = loss - algo.entropy_coef * ent
+        loss, stats = ppo_minibatch_loss(self.policy, batch, idx, algo)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step}; stopping before it "
                                      "corrupts the weights (lower algo.lr or check the inputs)")

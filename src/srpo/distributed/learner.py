@@ -35,7 +35,6 @@ from srpo.config.train import AlgoConfig
 from srpo.distributed.cluster import ActorDemand, check_cluster_resources, ensure_ray, wait_ready
 
 if TYPE_CHECKING:
-    import torch
 
     from srpo.trainer import ChunkBatch
 
@@ -70,48 +69,6 @@ def shard_weights(mask: np.ndarray, shards: Sequence[np.ndarray], aggregation: s
     else:
         raise ValueError(f"unknown aggregation {aggregation!r}: choose 'token-mean' or 'seq-mean-token-mean'")
     return counts / max(counts.sum(), 1.0), tokens / max(tokens.sum(), 1.0)
-
-
-def ppo_minibatch_loss(
-    policy: Any, batch: ChunkBatch, idx: np.ndarray, algo: AlgoConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The PPO-clip (+ KL, − entropy bonus) loss of rows `idx` of `batch`, as `Trainer._minibatch_update` builds it.
-
-    Args:
-        policy: Has `parameters()` and `token_log_probs(batch, tokens, temperature)`.
-        batch: The step's chunks with old (and optionally reference) log-probs.
-        idx: (m,) row indices, m >= 1.
-        algo: Clip, KL and entropy settings.
-
-    Returns:
-        The scalar loss (differentiable) and its stats (see `loss_stat_keys`).
-    """
-    import torch
-
-    from srpo.algo.losses import entropy_bonus, kl_penalty, masked_aggregate, ppo_clip_loss
-
-    device = next(policy.parameters()).device
-    tokens = torch.as_tensor(batch.tokens[idx], device=device)
-    mask = torch.as_tensor(batch.mask[idx], device=device)
-    old = torch.as_tensor(batch.old_log_probs[idx], device=device)
-    adv = torch.as_tensor(batch.advantages[idx], device=device)
-    log_probs, entropy = policy.token_log_probs(batch.policy_input(idx), tokens, algo.temperature)
-    log_probs = log_probs.float()
-    ppo = ppo_clip_loss(log_probs, old, adv, mask, algo.clip_low, algo.clip_high, algo.dual_clip,
-                        aggregation=algo.aggregation)
-    loss = ppo.loss
-    stats = {"loss/policy": ppo.loss.item(), "ppo/clip_fraction": ppo.clip_fraction.item(),
-             "ppo/approx_kl": ppo.approx_kl.item(), "ppo/ratio_mean": ppo.ratio_mean.item()}
-    if batch.ref_log_probs is not None:
-        ref = torch.as_tensor(batch.ref_log_probs[idx], device=device)
-        kl = masked_aggregate(kl_penalty(log_probs, ref, algo.kl_estimator), mask, algo.aggregation)
-        loss = loss + algo.kl_coef * kl
-        stats["loss/kl"] = kl.item()
-    ent = entropy_bonus(entropy.float(), mask, algo.aggregation)
-    stats["loss/entropy"] = ent.item()
-    if algo.entropy_coef > 0:
-        loss = loss - algo.entropy_coef * ent
-    return loss, stats
 
 
 class _LearnerActor:
@@ -169,6 +126,8 @@ class _LearnerActor:
         self.optimizer.zero_grad(set_to_none=True)
         local = np.zeros(len(keys) + 1, dtype=np.float64)  # weighted stats, then the weighted total loss
         if len(mine) > 0:
+            from srpo.trainer import ppo_minibatch_loss
+
             loss, stats = ppo_minibatch_loss(self.policy, batch, mine, algo)
             (loss * float(loss_w[self.rank])).backward()
             for k, key in enumerate(keys):
