@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from srpo.trainer import read_metrics
-
-PHASES = ("rollout", "embed", "reward", "advantage", "update", "evaluate", "checkpoint", "videos")
+from srpo.trainer import PHASES, read_metrics
 
 
 def _pyplot() -> Any:

@@ -41,6 +41,7 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 TRAINER_STATE_FILE = "trainer_state.pt"
 REFERENCE_DIR = "reference_policy"
+PHASES = ("rollout", "embed", "reward", "advantage", "update", "evaluate", "checkpoint", "videos")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -654,7 +655,8 @@ class Trainer:
                  f"kl {m.get('ppo/approx_kl', float('nan')):.4f}"]
         if "eval/success_rate" in m:
             parts.append(f"eval {m['eval/success_rate']:.3f}")
-        parts.append(f"time {sum(v for k, v in m.items() if k.startswith('time/') and k.endswith('_s')):.1f}s")
+        # Only the loop's own phases: the engine's time/rollout_policy_s and time/rollout_env_s lie inside rollout.
+        parts.append(f"time {sum(m.get(f'time/{p}_s', 0.0) for p in PHASES):.1f}s")
         return " | ".join(parts)
 
     def close(self) -> None:
