@@ -114,20 +114,21 @@ def _sft(args: argparse.Namespace) -> int:
 
     result = run_sft(args)
     if args.eval_episodes > 0 and result.checkpoint is not None:
+        from srpo.config.train import load_config
         from srpo.evaluate import evaluate_checkpoint
 
         if args.env == "tabletop":
             overrides = [f"policy.image_size={result.policy.config.image_size}"]
             if args.tasks:
                 overrides.append(f"env.tabletop.num_tasks={max(args.tasks) + 1}")
-            cfg = _load_train_config(argparse.Namespace(config=None, preset="tabletop", set=overrides))
+            cfg = load_config(preset="tabletop", overrides=overrides)
         else:
             suite = args.suite or "libero_spatial"
             tasks = sorted({int(t) for t in args.tasks}) if args.tasks else None
             overrides = [f"env.libero.suite={suite}", f"env.libero.task_ids={tasks if tasks else 'null'}",
                          f"env.libero.image_size={result.policy.config.image_size}",
                          f"policy.image_size={result.policy.config.image_size}"]
-            cfg = _load_train_config(argparse.Namespace(config=None, preset="cpu", set=overrides))
+            cfg = load_config(preset="cpu", overrides=overrides)
         ev = evaluate_checkpoint(cfg, str(result.checkpoint), args.eval_episodes, args.eval_videos,
                                  Path(args.out) / "eval")
         print(f"greedy success on held-out init states of {result.checkpoint}:\n{ev.table()}")

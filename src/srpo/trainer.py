@@ -407,14 +407,14 @@ class Trainer:
         with timed(metrics, "embed"):
             embeddings = self.embed(trajs)
         with timed(metrics, "reward"):
-            rewards = self.reward(embeddings, success, task_ids, group_ids, metrics)
+            rewards, distance = self.reward(embeddings, success, task_ids, group_ids, metrics)
         with timed(metrics, "advantage"):
             advantages = group_advantages(rewards, group_ids, self.cfg.algo.adv_eps, self.cfg.algo.adv_std)
         with timed(metrics, "update"):
             metrics.update(self.update(trajs, advantages))
         metrics.update(_rollout_metrics(trajs, stats, rewards, advantages, success))
         # Outputs are named by the step being trained (self.step + 1; self.step counts completed steps).
-        self._save_step_arrays(self.step + 1, trajs, rewards, advantages, embeddings)
+        self._save_step_arrays(self.step + 1, trajs, rewards, advantages, distance)
         with timed(metrics, "videos"):
             self._save_videos(self.step + 1, trajs, rewards)
         return metrics
@@ -472,10 +472,11 @@ class Trainer:
         task_ids: np.ndarray,
         group_ids: np.ndarray,
         metrics: dict[str, float],
-    ) -> np.ndarray:
-        """SRPO progress rewards, or the binary outcome for GRPO."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """SRPO progress rewards, or the binary outcome for GRPO; with each trajectory's distance to its nearest
+        success centre (NaN where there is none, and for GRPO)."""
         if embeddings is None:
-            return success.astype(np.float64)
+            return success.astype(np.float64), np.full(success.shape, np.nan)
         out = compute_progress_rewards(
             embeddings, success, task_ids, group_ids, self.cfg.reward,
             memory=self.memory.as_mapping() if self.memory is not None else None,
@@ -488,8 +489,7 @@ class Trainer:
             metrics["reward/failure_progress_max"] = float(out.rewards[fails].max())
             metrics["reward/num_failures_shaped"] = int((out.diagnostics.reference_kind[fails] != "none").sum())
         metrics["reward/num_clusters_mean"] = float(out.diagnostics.num_clusters.mean())
-        self._last_distance = out.diagnostics.distance
-        return out.rewards
+        return out.rewards, out.diagnostics.distance
 
     def update(self, trajs: Sequence[Trajectory], advantages: np.ndarray) -> dict[str, float]:
         """PPO-clip over mini-batches of action chunks (plus KL to the reference and entropy bonus)."""
@@ -615,12 +615,11 @@ class Trainer:
         trajs: Sequence[Trajectory],
         rewards: np.ndarray,
         advantages: np.ndarray,
-        embeddings: np.ndarray | None,
+        distance: np.ndarray,
     ) -> None:
         """Per-trajectory rewards of the step (for `srpo report`): small .npz under steps/."""
         out = self.run_dir / "steps"
         out.mkdir(exist_ok=True)
-        distance = getattr(self, "_last_distance", None) if embeddings is not None else None
         np.savez(
             out / f"step_{step:06d}.npz",
             rewards=rewards,
@@ -629,7 +628,7 @@ class Trainer:
             task_ids=np.asarray([t.task_id for t in trajs]),
             group_ids=np.asarray([t.group_id for t in trajs]),
             finish_step=np.asarray([t.finish_step for t in trajs]),
-            distance=distance if distance is not None else np.full(len(trajs), np.nan),
+            distance=distance,
         )
 
     def _save_videos(self, step: int, trajs: Sequence[Trajectory], rewards: np.ndarray) -> None:
