@@ -1,16 +1,21 @@
-"""Envs for the Ray tests that rollout actors import by module path (tests/ is on the actors' PYTHONPATH)."""
+"""Envs and policies for the Ray tests that actors import by module path (tests/ is on the actors' PYTHONPATH)."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from srpo.config.env import TabletopConfig
+from srpo.config.policy import PolicyConfig
 from srpo.envs.base import Observation
 from srpo.envs.tabletop import TabletopEnv, TabletopEnvFactory
+from srpo.policies.base import PolicyInput
+from srpo.policies.compact import CompactVLA
 
 
 @dataclass(frozen=True)
@@ -46,3 +51,28 @@ class SlowEnv:
 
     def close(self) -> None:
         self.env.close()
+
+
+class ExitingCompactVLA(CompactVLA):
+    """The compact VLA whose learner of rank `exit_rank` ends its own process (os._exit, like a segfault or the
+    kernel's OOM killer) at its `exit_at_call`-th log-prob forward, once: `marker` records that it fired, so the
+    learners restarted from the same pickled policy run normally."""
+
+    def __init__(self, config: PolicyConfig, exit_rank: int, exit_at_call: int, marker: str) -> None:
+        super().__init__(config)
+        self.exit_rank = exit_rank
+        self.exit_at_call = exit_at_call
+        self.marker = marker
+        self.num_calls = 0
+
+    def token_log_probs(self, batch: PolicyInput, tokens: torch.Tensor, temperature: float
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch.distributed as dist
+
+        if dist.is_initialized() and dist.get_rank() == self.exit_rank:
+            self.num_calls += 1
+            if self.num_calls == self.exit_at_call and not os.path.exists(self.marker):
+                with open(self.marker, "w"):
+                    pass
+                os._exit(1)
+        return super().token_log_probs(batch, tokens, temperature)

@@ -214,7 +214,7 @@ def tiny_policy() -> CompactVLA:
                                    num_heads=2, num_layers=1, ff_dim=64, feature_cache_size=0))
 
 
-def random_batch(policy: CompactVLA, num_chunks: int = 12) -> ChunkBatch:
+def random_batch(policy: Any, num_chunks: int = 12) -> ChunkBatch:
     rng = np.random.default_rng(0)
     length = policy.num_action_tokens
     images = rng.integers(0, 255, size=(num_chunks, 32, 32, 3), dtype=np.uint8)
@@ -245,39 +245,147 @@ def test_shard_weights_recompose_the_minibatch_loss() -> None:
     assert np.allclose(loss_w, [2 / 3, 1 / 3])  # row 2 has no tokens and does not count
 
 
-def test_two_learners_equal_the_single_process_update() -> None:
-    algo = AlgoConfig(lr=1e-3, temperature=1.0, grad_clip=0.5)
-    policy = tiny_policy()
-    batch = random_batch(policy)
-    minibatches = [np.array([0, 3, 5, 6, 9, 10, 11]), np.array([1, 2, 4, 7, 8])]
+MINIBATCHES = [np.array([0, 3, 5, 6, 9, 10, 11]), np.array([1, 2, 4, 7, 8])]
+ALGO = AlgoConfig(lr=1e-3, temperature=1.0, grad_clip=0.5)
 
+
+def single_process_update(policy: Any, batch: ChunkBatch, minibatches: list[np.ndarray], algo: AlgoConfig
+                          ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor], dict[str, Any]]:
+    """The reference: `Trainer._minibatch_update` on a copy of `policy`; (stats, weights, AdamW state)."""
     single = copy.deepcopy(policy)
     params = [p for p in single.parameters() if p.requires_grad]
     trainer_like = SimpleNamespace(cfg=SimpleNamespace(algo=algo), policy=single, step=0,
                                    optimizer=torch.optim.AdamW(params, lr=algo.lr, weight_decay=algo.weight_decay))
     single.train(True)
-    want = [Trainer._minibatch_update(trainer_like, batch, idx) for idx in minibatches]  # type: ignore[arg-type]
+    stats = [Trainer._minibatch_update(trainer_like, batch, idx) for idx in minibatches]  # type: ignore[arg-type]
+    module = single.model if hasattr(single, "model") else single
+    return stats, module.state_dict(), trainer_like.optimizer.state_dict()
 
-    group = RayLearnerGroup(policy, algo, replace(RAY_CONFIG, num_learners=2))
+
+def assert_same_update(got: list[dict[str, float]], state: dict[str, torch.Tensor], initial: dict[str, torch.Tensor],
+                       want: list[dict[str, float]], want_state: dict[str, torch.Tensor], lr: float) -> None:
+    changed = 0
+    assert state.keys() == want_state.keys()
+    for name, value in state.items():
+        # atol of a tenth of lr: Adam scales a gradient that is only float noise (the attention key bias, which
+        # softmax ignores) up to an lr-sized step, so such parameters differ by summation order. The gradients
+        # themselves are checked tightly through grad/norm below.
+        torch.testing.assert_close(value, want_state[name], rtol=1e-5, atol=lr / 10, msg=name)
+        changed += int(not torch.equal(value, initial[name]))
+    assert changed > 0  # the update moved the weights (so equality is not vacuous)
+    for w, g in zip(want, got, strict=True):
+        for key in ("loss/policy", "loss/total", "loss/entropy", "ppo/clip_fraction", "ppo/ratio_mean", "grad/norm"):
+            assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-6), key
+
+
+def test_two_learners_equal_the_single_process_update() -> None:
+    policy = tiny_policy()
+    batch = random_batch(policy)
+    want, want_state, _ = single_process_update(policy, batch, MINIBATCHES, ALGO)
+    group = RayLearnerGroup(policy, ALGO, replace(RAY_CONFIG, num_learners=2))
     try:
-        got = group.update(batch, minibatches)
+        got = group.update(batch, MINIBATCHES)
         digests = group.param_digests()
         state = group.state_dict()
     finally:
         group.close()
     assert digests[0] == digests[1]  # replicas bit-identical after two steps
-    expected_state = single.state_dict()
-    changed = 0
-    for name, value in state.items():
-        # atol of a tenth of lr: Adam scales a gradient that is only float noise (the attention key bias, which
-        # softmax ignores) up to an lr-sized step, so such parameters differ by summation order. The gradients
-        # themselves are checked tightly through grad/norm below.
-        torch.testing.assert_close(value, expected_state[name], rtol=1e-5, atol=algo.lr / 10)
-        changed += int(not torch.equal(value, policy.state_dict()[name]))
-    assert changed > 0  # the update moved the weights (so equality is not vacuous)
-    for w, g in zip(want, got, strict=True):
-        for key in ("loss/policy", "loss/total", "loss/entropy", "ppo/clip_fraction", "ppo/ratio_mean", "grad/norm"):
-            assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-6), key
+    assert_same_update(got, state, policy.state_dict(), want, want_state, ALGO.lr)
+
+
+def test_fsdp_learners_equal_the_single_process_update() -> None:
+    # Each TransformerEncoderLayer is an FSDP unit, the rest of the policy the root unit; gradients are
+    # reduce-scattered (summed, not averaged), the norm clipped over the shards. The third mini-batch has one row,
+    # so rank 1's shard is empty (it must still join the gathers). The AdamW state gathered afterwards must
+    # equal the single-process one.
+    policy = tiny_policy()
+    batch = random_batch(policy)
+    minibatches = [*MINIBATCHES, np.array([4])]
+    want, want_state, want_optimizer = single_process_update(policy, batch, minibatches, ALGO)
+    group = RayLearnerGroup(policy, ALGO, replace(RAY_CONFIG, num_learners=2, learner_strategy="fsdp"))
+    try:
+        assert group.optimizer_state_dict()["state"] == {}  # gathering a fresh AdamW must not step it
+        got = group.update(batch, minibatches)
+        state = group.state_dict()
+        optimizer = group.optimizer_state_dict()
+        assert len(set(group.param_digests())) == 1
+    finally:
+        group.close()
+    assert_same_update(got, state, policy.state_dict(), want, want_state, ALGO.lr)
+    assert optimizer["param_groups"][0]["params"] == want_optimizer["param_groups"][0]["params"]
+    assert optimizer["state"].keys() == want_optimizer["state"].keys()
+    for i, moments in want_optimizer["state"].items():
+        assert float(optimizer["state"][i]["step"]) == float(moments["step"]) == len(minibatches)
+        torch.testing.assert_close(optimizer["state"][i]["exp_avg"], moments["exp_avg"], rtol=1e-4, atol=1e-7)
+
+
+def test_fsdp_learners_on_the_tiny_openvla_oft_adapter() -> None:
+    # The OpenVLA-OFT adapter over a real (tiny) LlamaForCausalLM: each LlamaDecoderLayer is an FSDP unit; the
+    # embeddings, vision backbone, projector and LM head are in the root unit and run outside the language
+    # model's forward, which the root's forward (the policy's token_log_probs) covers.
+    from srpo.policies.openvla_oft import build_tiny_vla
+
+    policy = build_tiny_vla(hidden=32, num_layers=2)
+    assert len([m for m in policy.model.modules() if type(m).__name__ == "LlamaDecoderLayer"]) == 2
+    batch = random_batch(policy, num_chunks=6)
+    minibatches = [np.array([0, 2, 5]), np.array([1, 3, 4])]
+    want, want_state, _ = single_process_update(policy, batch, minibatches, ALGO)
+    group = RayLearnerGroup(policy, ALGO, replace(RAY_CONFIG, num_learners=2, learner_strategy="fsdp"))
+    try:
+        got = group.update(batch, minibatches)
+        state = group.state_dict()
+    finally:
+        group.close()
+    assert_same_update(got, state, policy.model.state_dict(), want, want_state, ALGO.lr)
+
+
+@pytest.mark.parametrize("strategy", ["allreduce", "fsdp"])
+def test_dead_learner_is_replaced_and_the_update_rerun(strategy: str, tmp_path: Path) -> None:
+    # Rank 1 ends its process in its third forward, the second mini-batch of the second update (after a warm-up
+    # update, and after this update's first step): rank 0 has stepped
+    # and is waiting in a collective. The group must notice, restart both learners from the weights and AdamW
+    # state of before the update, and re-run it: the same result as the single-process update.
+    from distributed.env_helpers import ExitingCompactVLA
+
+    marker = tmp_path / "exited"
+    policy = ExitingCompactVLA(tiny_policy().config, exit_rank=1, exit_at_call=3, marker=str(marker))
+    batch = random_batch(policy)
+    # A step before the failing update: the restore must bring back this AdamW state, not a fresh one.
+    warmup = [np.arange(12)]
+    want, want_state, _ = single_process_update(policy, batch, warmup + MINIBATCHES, ALGO)
+    group = RayLearnerGroup(policy, ALGO, replace(RAY_CONFIG, num_learners=2, learner_strategy=strategy))
+    try:
+        got = group.update(batch, warmup)
+        before = group.worker_pids()
+        got += group.update(batch, MINIBATCHES)
+        assert marker.exists(), "rank 1 never exited: the test did not test a failure"
+        assert group.num_restarts == 1
+        assert not set(group.worker_pids()) & set(before)  # the whole group was re-formed
+        digests = group.param_digests()
+        state = group.state_dict()
+    finally:
+        group.close()
+    assert len(set(digests)) == 1
+    assert_same_update(got, state, policy.state_dict(), want, want_state, ALGO.lr)
+
+
+def test_learner_restarts_are_bounded(tmp_path: Path) -> None:
+    from distributed.env_helpers import ExitingCompactVLA
+    from srpo.distributed.learner import LearnerGroupError
+
+    policy = ExitingCompactVLA(tiny_policy().config, exit_rank=1, exit_at_call=1, marker=str(tmp_path / "exited"))
+    group = RayLearnerGroup(policy, ALGO, replace(RAY_CONFIG, num_learners=2, max_learner_restarts=0))
+    try:
+        with pytest.raises(LearnerGroupError, match=r"max_learner_restarts=0"):
+            group.update(random_batch(policy), MINIBATCHES)
+    finally:
+        group.close()
+    with pytest.raises(ConfigError, match=r"distributed\.max_learner_restarts"):
+        DistributedConfig(backend="ray", num_learners=2, max_learner_restarts=-1)
+    with pytest.raises(ConfigError, match=r"distributed\.learner_strategy.*num_learners > 1"):
+        DistributedConfig(backend="ray", learner_strategy="fsdp")
+    with pytest.raises(ConfigError, match=r"distributed\.learner_strategy"):
+        DistributedConfig(backend="ray", num_learners=2, learner_strategy="ddp")  # type: ignore[arg-type]
 
 
 # -- the CLI ---------------------------------------------------------------------------------------------------

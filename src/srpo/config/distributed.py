@@ -12,9 +12,11 @@ from srpo.config.base import require, require_choice
 
 DistributedBackend = Literal["none", "ray"]
 EncoderPlacement = Literal["actor", "driver"]
+LearnerStrategy = Literal["allreduce", "fsdp"]
 
 BACKENDS: tuple[str, ...] = ("none", "ray")
 ENCODER_PLACEMENTS: tuple[str, ...] = ("actor", "driver")
+LEARNER_STRATEGIES: tuple[str, ...] = ("allreduce", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,17 @@ class DistributedConfig:
     """GPUs each learner actor reserves; > 0 selects the NCCL backend, 0 gloo on CPU."""
     learner_num_cpus: float = 1.0
     """CPUs each learner actor reserves."""
+    learner_strategy: LearnerStrategy = "allreduce"
+    """How the learner replicas share the update. "allreduce": every replica holds the whole policy and the
+    gradients are summed with one explicit all-reduce. "fsdp": each transformer block (and then the rest) is
+    sharded over the replicas with FSDP2 `fully_shard`, gradients are reduce-scattered, and each replica holds
+    1/num_learners of the weights and AdamW state (for policies too big to replicate, e.g. the 7B OpenVLA-OFT).
+    Needs num_learners > 1."""
+    max_learner_restarts: int = 2
+    """Times one update may re-form the learner group after a learner dies (its process killed, its node lost,
+    a collective failing): all learners are restarted, restored to the weights and AdamW state they had before
+    the update, and the update re-runs, giving the result it would have had without the failure. 0 fails the
+    update at once (and skips the per-update copy of the trainable weights and AdamW state this needs)."""
     actor_start_timeout_s: float = 120.0
     """Longest wait for actors to be placed and started before failing with the resources they asked for
     (a pending actor otherwise waits forever for resources the cluster may never have)."""
@@ -78,6 +91,11 @@ class DistributedConfig:
                 "0 (CPU, gloo) or a float > 0 (NCCL), e.g. 1.0")
         require(self.learner_num_cpus > 0, "distributed.learner_num_cpus", self.learner_num_cpus,
                 "a float > 0, e.g. 1.0")
+        require_choice(self.learner_strategy, "distributed.learner_strategy", LEARNER_STRATEGIES)
+        require(self.learner_strategy != "fsdp" or self.num_learners > 1, "distributed.learner_strategy",
+                self.learner_strategy, "'allreduce', or set distributed.num_learners > 1 to shard over learners")
+        require(self.max_learner_restarts >= 0, "distributed.max_learner_restarts", self.max_learner_restarts,
+                "an int >= 0, e.g. 2 (0: a dead learner fails the update)")
         require(self.backend == "ray" or self.num_learners == 1, "distributed.num_learners", self.num_learners,
                 "1, or set distributed.backend=ray to run several learners")
         require(self.actor_start_timeout_s > 0, "distributed.actor_start_timeout_s", self.actor_start_timeout_s,
