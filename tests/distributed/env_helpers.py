@@ -76,3 +76,33 @@ class ExitingCompactVLA(CompactVLA):
                     pass
                 os._exit(1)
         return super().token_log_probs(batch, tokens, temperature)
+
+
+@dataclass(frozen=True)
+class ResetLoggingTabletopFactory:
+    """The tabletop env, appending one line per episode start to `log_path`: "task_id init_state_id node_id".
+    Which episodes ran on which Ray node, and how often each was (re-)started, across processes and nodes."""
+
+    config: TabletopConfig
+    log_path: str
+
+    def task_specs(self) -> list[Any]:
+        return TabletopEnvFactory(self.config).task_specs()
+
+    def make(self, task_id: int) -> ResetLoggingEnv:
+        return ResetLoggingEnv(TabletopEnv(self.config, task_id), task_id, self.log_path)
+
+
+class ResetLoggingEnv(SlowEnv):
+    def __init__(self, env: TabletopEnv, task_id: int, log_path: str) -> None:
+        super().__init__(env, step_s=0.0)
+        self.task_id = task_id
+        self.log_path = log_path
+
+    def reset(self, init_state_id: int) -> Observation:
+        import ray
+
+        # One short O_APPEND write per line: lines of concurrent actors do not interleave.
+        with open(self.log_path, "a") as f:
+            f.write(f"{self.task_id} {init_state_id} {ray.get_runtime_context().get_node_id()}\n")
+        return self.env.reset(init_state_id)

@@ -43,6 +43,12 @@ class _EnvActor:
         """(host name, pid) once the actor is placed and constructed."""
         return socket.gethostname(), os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (hex id, as in `ray.nodes()`)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def run(self, collect_id: int, jobs: list[_Job]) -> list[_Result]:
         """Execute `jobs` in order; envs left in use by an aborted earlier collect become idle first."""
         if collect_id != self._collect_id:
@@ -128,6 +134,10 @@ class RayRolloutEngine(RolloutEngine):
     def placement(self) -> list[tuple[str, int]]:
         """(host name, pid) of every current actor."""
         return list(self._ray.get([w.actor.ready.remote() for w in self._ray_workers]))
+
+    def node_ids(self) -> list[str]:
+        """The Ray node of every current actor (several hosts' nodes may share a host name)."""
+        return list(self._ray.get([w.actor.node_id.remote() for w in self._ray_workers]))
 
     def worker_pids(self) -> list[int]:
         """Process ids of the actors (on their nodes)."""
