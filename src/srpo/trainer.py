@@ -510,9 +510,13 @@ class Trainer:
             for _ in range(algo.ppo_epochs)
             for idx in np.array_split(gen.permutation(len(batch)), min(algo.num_minibatches, len(batch)))
         ]
+        learner_restarts: int | None = None
         if self.learners is not None:
-            # Data-parallel over the learner group: the same mini-batches and steps, gradients all-reduced.
+            # Data-parallel over the learner group: the same mini-batches and steps, gradients all-reduced (or
+            # reduce-scattered under FSDP); a lost learner re-forms the group and re-runs the update.
+            restarts_before = self.learners.num_restarts
             all_stats = self.learners.update(batch, minibatches)
+            learner_restarts = self.learners.num_restarts - restarts_before
             self.policy.load_state_dict(self.learners.state_dict())
             self.optimizer.load_state_dict(self.learners.optimizer_state_dict())
             clear_caches = getattr(self.policy, "clear_caches", None)
@@ -530,6 +534,8 @@ class Trainer:
         out["ppo/num_updates"] = num_updates
         out["ppo/num_chunks"] = len(batch)
         out["ppo/rollout_learner_logprob_gap"] = mismatch
+        if learner_restarts is not None:
+            out["learner/num_restarts"] = learner_restarts  # group re-formations after a lost learner
         return out
 
     def _minibatch_update(self, batch: ChunkBatch, idx: np.ndarray) -> dict[str, float]:

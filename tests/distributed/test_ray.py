@@ -425,9 +425,11 @@ def test_srpo_train_with_the_ray_backend_matches_the_single_machine_run(tmp_path
     assert on_ray[0]["rollout/num_trajectories"] == 4
 
 
-def test_trainer_with_two_learners_matches_the_single_process_step(tmp_path: Path) -> None:
-    """`num_learners=2`: the trainer's update runs data-parallel over the learner group and lands on (float-close)
-    the same weights as the single-process update; the driver's copy and both replicas stay in sync."""
+@pytest.mark.parametrize("strategy", ["allreduce", "fsdp"])
+def test_trainer_with_two_learners_matches_the_single_process_step(strategy: str, tmp_path: Path) -> None:
+    """`num_learners=2`: the trainer's update runs data-parallel over the learner group (replicated or FSDP-sharded)
+    and lands on (float-close) the same weights as the single-process update; the driver's copy and the learners'
+    gathered weights stay in sync."""
     import torch
 
     from srpo.config.train import load_config
@@ -443,6 +445,7 @@ def test_trainer_with_two_learners_matches_the_single_process_step(tmp_path: Pat
         want = {k: v.detach().clone() for k, v in trainer.policy.state_dict().items()}
     dp_cfg = load_config(preset="tabletop", overrides=[
         *common, f"run_dir={tmp_path / 'dp'}", "distributed.backend=ray", "distributed.num_learners=2",
+        f"distributed.learner_strategy={strategy}",
         f"distributed.cpus_per_worker={SMALL}", f"distributed.learner_num_cpus={SMALL}"])
     with Trainer(dp_cfg, show_progress=False) as trainer:
         history = trainer.train()
@@ -455,3 +458,4 @@ def test_trainer_with_two_learners_matches_the_single_process_step(tmp_path: Pat
         torch.testing.assert_close(replica[k], got[k], rtol=0, atol=0, msg=k)
     assert any(not torch.equal(got[k], initial[k]) for k in initial), "the data-parallel step changed nothing"
     assert np.isfinite(history[0]["loss/total"])
+    assert history[0]["learner/num_restarts"] == 0
