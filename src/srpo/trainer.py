@@ -512,12 +512,14 @@ class Trainer:
         ]
         learner_restarts: int | None = None
         if self.learners is not None:
+            from srpo.distributed.learner import policy_module
+
             # Data-parallel over the learner group: the same mini-batches and steps, gradients all-reduced (or
             # reduce-scattered under FSDP); a lost learner re-forms the group and re-runs the update.
             restarts_before = self.learners.num_restarts
             all_stats = self.learners.update(batch, minibatches)
             learner_restarts = self.learners.num_restarts - restarts_before
-            self.policy.load_state_dict(self.learners.state_dict())
+            policy_module(self.policy).load_state_dict(self.learners.state_dict())
             self.optimizer.load_state_dict(self.learners.optimizer_state_dict())
             clear_caches = getattr(self.policy, "clear_caches", None)
             if clear_caches is not None:
