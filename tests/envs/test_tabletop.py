@@ -256,6 +256,20 @@ def test_record_demos_match_the_env_and_respect_the_init_state_pool():
     assert all(np.array_equal(a.actions, b.actions) for a, b in zip(demos, again, strict=True))
 
 
+def test_random_prefix_demos_start_off_the_reset_states_and_still_succeed():
+    factory = TabletopEnvFactory(TabletopConfig(num_init_states=20))
+    demos = record_tabletop_demos(factory, [0, 2], num_per_task=8, seed=3, max_random_prefix_steps=20)
+    resets = {t: [factory.make(t).reset(i).state for i in range(20)] for t in (0, 2)}
+    off_reset = 0
+    for demo in demos:
+        assert demo.success  # the expert recovers from wherever the walk left it, wrong block in hand included
+        off_reset += not any(np.allclose(demo.states[0], s) for s in resets[demo.task_id])
+    assert len(demos) >= 14  # a walk that solves the task by chance is dropped; that is rare
+    assert off_reset >= len(demos) // 2  # most walks move the gripper before the recording starts
+    with pytest.raises(ValueError, match="max_random_prefix_steps"):
+        record_tabletop_demos(factory, [0], 1, seed=0, max_random_prefix_steps=-1)
+
+
 def test_config_rejects_invalid_values_naming_the_field():
     with pytest.raises(ConfigError, match=r"tabletop\.num_tasks"):
         TabletopConfig(num_tasks=0)

@@ -10,7 +10,13 @@ import torch
 from policy_helpers import make_batch, tiny_config
 from safetensors.torch import load_file, save_file
 
-from srpo.policies.compact import CheckpointError, CompactVLA, categorical_log_probs
+from srpo.policies.compact import (
+    NUM_KEYPOINTS,
+    CheckpointError,
+    CompactVLA,
+    KeypointImageEncoder,
+    categorical_log_probs,
+)
 from srpo.policies.tokenizer import ActionTokenizer
 
 
@@ -187,3 +193,63 @@ def test_same_seed_same_weights_and_global_rng_untouched() -> None:
     c = CompactVLA(tiny_config(seed=8))
     torch.testing.assert_close(a.head.weight, b.head.weight)
     assert not torch.equal(a.head.weight, c.head.weight)
+
+
+class _FixedMaps(torch.nn.Module):
+    """Stands in for the keypoint CNN: returns the same (1, K, H, W) score maps whatever the input."""
+
+    def __init__(self, maps: torch.Tensor) -> None:
+        super().__init__()
+        self.maps = maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps.expand(x.shape[0], -1, -1, -1)
+
+
+def test_spatial_softmax_keypoints_by_hand() -> None:
+    enc = KeypointImageEncoder(num_keypoints=2)
+    maps = torch.zeros(1, 2, 4, 4)
+    maps[0, 0, 1, 3] = 1.0  # channel 0 peaks at row 1, column 3: pixel centre x = 3.5/4·2−1, y = 1.5/4·2−1
+    # Channel 1 is flat: its keypoint is the mean of all pixel centres, the image centre (0, 0).
+    enc.net = _FixedMaps(maps)
+    with torch.no_grad():
+        enc.log_temperature.fill_(float(np.log(0.01)))  # (standardised peak 3.87) / 0.01: all mass on the peak
+    kp = enc(torch.rand(3, 3, 8, 8))
+    assert kp.shape == (3, 2, 2)
+    torch.testing.assert_close(kp[:, 0], torch.tensor([[0.75, -0.25]] * 3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(kp[:, 1], torch.zeros(3, 2), atol=1e-6, rtol=0)
+    # A higher learned temperature spreads the attention: the peaked keypoint moves towards the centre.
+    with torch.no_grad():
+        enc.log_temperature.fill_(float(np.log(10.0)))
+    assert enc(torch.rand(1, 3, 8, 8))[0, 0].abs().sum() < 1.0
+
+
+def test_keypoint_encoder_sees_where_a_block_is() -> None:
+    """Its tokens move with the object (the coordinate channels and the softmax carry position): shifting a red
+    square across the image changes the keypoints, unlike a pooled feature map's translation-invariant mean."""
+    torch.manual_seed(0)
+    enc = KeypointImageEncoder(num_keypoints=8)
+    left, right = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)
+    left[0, 0, 14:18, 2:6] = 1.0
+    right[0, 0, 14:18, 26:30] = 1.0
+    kl, kr = enc(left), enc(right)
+    assert kl.shape == (1, 8, 2) and kl.abs().max() <= 1.0
+    shift = kr[0, :, 0] - kl[0, :, 0]
+    # Already at initialisation the keypoints follow the square to the right, some by a good part of the image
+    # (flat, unstandardised score maps moved them by < 0.01).
+    assert shift.mean() > 0.05 and shift.max() > 0.3
+
+
+def test_conv_keypoints_policy_trains_freezes_and_round_trips(tmp_path: Path) -> None:
+    policy = CompactVLA(tiny_config(vision_encoder="conv_keypoints", freeze_vision=False))
+    assert policy.num_context_tokens == NUM_KEYPOINTS + 2  # keypoints, instruction, proprioception
+    batch = make_batch(2)
+    s = policy.sample(batch, temperature=1.0)
+    lp, _ = policy.token_log_probs(batch, torch.from_numpy(s.tokens), temperature=1.0)
+    lp.mean().backward()
+    assert all(p.grad is not None for p in policy.vision.parameters())
+    policy.freeze_vision_encoder()
+    assert policy.vision_frozen and policy.config.freeze_vision
+    loaded = CompactVLA.from_pretrained(policy.save_pretrained(tmp_path / "ckpt"))
+    assert loaded.vision_frozen and loaded.config.vision_encoder == "conv_keypoints"
+    torch.testing.assert_close(loaded.action_logits(batch), policy.action_logits(batch))

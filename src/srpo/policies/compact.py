@@ -46,6 +46,7 @@ CHECKPOINT_FORMAT = "srpo.compact_vla"
 CHECKPOINT_VERSION = 1
 TEXT_DIM = 384  # all-MiniLM-L6-v2 sentence embedding size
 EFFNET_CHANNELS = 1280
+NUM_KEYPOINTS = 32  # spatial-softmax keypoints of the "conv_keypoints" encoder, one token each
 
 ImageTransform = Callable[[torch.Tensor], torch.Tensor]
 """Maps (B, 3, S, S) float pixels in [0, 1] to the same shape (e.g. SFT augmentation)."""
@@ -122,6 +123,55 @@ class ConvImageEncoder(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.net(pixels * 2.0 - 1.0)
         return x.flatten(2).transpose(1, 2)
+
+
+class KeypointImageEncoder(nn.Module):
+    """CoordConv + spatial-softmax keypoints: (B, 3, S, S) in [0, 1] → (B, NUM_KEYPOINTS, 2) tokens.
+
+    Each output channel of a small convolution stack (at half resolution) becomes a probability map over image
+    positions (softmax with a learned temperature); its expected (x, y) in [−1, 1] is one keypoint token.
+    A pooled 4×4 grid (`ConvImageEncoder`) must recover a 5-px block's position from inside a 16-px cell and,
+    trained on a few dozen demos, does not (the gripper stops ~0.25 workspace widths from the block); a
+    keypoint channel that fires on "red" reads the red block's position to sub-pixel precision, which is what
+    reaching and grasping need (the spatial-softmax encoder of Levine et al. 2016, robomimic and Diffusion
+    Policy). Two coordinate channels are appended to the input so the convolutions also see where they are.
+    """
+
+    def __init__(self, num_keypoints: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(5, 32, 3, padding=1), nn.GELU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.GELU(),
+            nn.Conv2d(64, num_keypoints, 1),
+        )
+        # Softmax temperature over standardised scores, learned; 0.5 makes a 3σ response take most of the mass.
+        self.log_temperature = nn.Parameter(torch.tensor(float(np.log(0.5))))
+        self.num_keypoints = num_keypoints
+        self.out_channels = 2
+
+    @staticmethod
+    def _grid(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel-centre coordinates in [−1, 1]: x (1, 1, H, W) along columns, y along rows."""
+        ys = (torch.arange(h, device=like.device, dtype=like.dtype) + 0.5) / h * 2.0 - 1.0
+        xs = (torch.arange(w, device=like.device, dtype=like.dtype) + 0.5) / w * 2.0 - 1.0
+        return xs.view(1, 1, 1, w).expand(1, 1, h, w), ys.view(1, 1, h, 1).expand(1, 1, h, w)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = pixels.shape
+        gx, gy = self._grid(h, w, pixels)
+        x = torch.cat([pixels * 2.0 - 1.0, gx.expand(b, -1, -1, -1), gy.expand(b, -1, -1, -1)], dim=1)
+        maps = self.net(x)  # (B, K, H', W')
+        fx, fy = self._grid(maps.shape[-2], maps.shape[-1], maps)
+        # Standardise each score map over positions first: a randomly initialised CNN's maps are nearly flat
+        # (every keypoint starts at the image centre and barely moves with the scene, so gradients cannot tell
+        # where anything is); standardised, whatever a channel responds to stands out from the start.
+        scores = maps.flatten(2)
+        scores = (scores - scores.mean(-1, keepdim=True)) / (scores.std(-1, keepdim=True) + 1e-5)
+        attn = torch.softmax(scores / self.log_temperature.exp(), dim=-1)  # (B, K, H'W')
+        kx = (attn * fx.flatten(2)).sum(-1)
+        ky = (attn * fy.flatten(2)).sum(-1)
+        return torch.stack([kx, ky], dim=-1)
 
 
 class EfficientNetImageEncoder(nn.Module):
@@ -238,8 +288,12 @@ class CompactVLA(nn.Module):
         elif config.vision_encoder == "conv":
             self.vision = ConvImageEncoder()
             num_image_tokens = _ceil_div(config.image_size, 16) ** 2
+        elif config.vision_encoder == "conv_keypoints":
+            self.vision = KeypointImageEncoder(NUM_KEYPOINTS)
+            num_image_tokens = NUM_KEYPOINTS
         else:
-            raise ValueError(f"unknown vision_encoder {config.vision_encoder!r}: 'efficientnet_lite0' or 'conv'")
+            raise ValueError(f"unknown vision_encoder {config.vision_encoder!r}: 'efficientnet_lite0', 'conv' or "
+                             "'conv_keypoints'")
         if config.freeze_vision:
             self.vision.requires_grad_(False)
         d = config.d_model
@@ -288,6 +342,16 @@ class CompactVLA(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def freeze_vision_encoder(self) -> None:
+        """Stop training the image encoder from now on (also recorded in `config`, so checkpoints keep it).
+
+        For RL after an SFT that trained the encoder: frozen features are cached per image, so PPO re-scores the
+        rollout's images without an encoder pass, and RL adapts only the action transformer.
+        """
+        self.vision.requires_grad_(False)
+        self.config = dataclasses.replace(self.config, freeze_vision=True)
+        self.clear_caches()
 
     def clear_caches(self) -> None:
         """Drop cached image features (call after changing the vision weights by hand)."""
