@@ -15,6 +15,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,16 @@ from srpo.config.train import TrainConfig, load_config
 RESULTS = Path(__file__).parent / "results"
 
 
-def make_initial_policy(
-    out: Path, tasks: list[int], demos_per_task: int, sft_steps: int, noise_std: float, num_eval_init_states: int
-) -> Path:
+def make_initial_policy(out: Path, tasks: list[int], args: argparse.Namespace, num_eval_init_states: int) -> Path:
     """SFT a compact VLA so that RL starts from non-zero but imperfect success on held-out init states.
 
-    Recipe (plain SFT on a few clean demos memorises: 0 % on unseen states): noisy scripted-expert demos
-    (`noise_std` on the translation dims: DAgger-like state coverage) drawn from the *training* init states
-    only, proprioception as a token (state_dim=4: x, y, z, gripper), a trainable conv image encoder (a frozen
-    random CNN cannot localise a 5-px block), and colour jitter without random crops (a crop shifts the image
-    against the absolute proprioception and rescales the distances the policy must regress).
+    Recipe (what failed before it is in the README): noisy scripted-expert demos in many layouts (none of them a
+    held-out evaluation layout), each started after an unrecorded random walk (`max_random_prefix_steps`) so
+    that the clone sees how the expert recovers from off-path states; the spatial-softmax keypoint encoder (a
+    pooled 4×4 conv grid never localised the 5-px block), trained; proprioception as a token (x, y, z, gripper;
+    with --object-state also the block and plate centres); short chunks (closed loop often enough to correct
+    itself); colour jitter without random crops (a crop shifts the image against the absolute proprioception).
+    After SFT the encoder is frozen: RL adapts the action transformer, and PPO re-scores cached image features.
     """
     from srpo.config.env import TabletopConfig
     from srpo.config.policy import PolicyConfig
@@ -48,19 +49,29 @@ def make_initial_policy(
     final = out / "final"
     if final.exists():
         return final
-    tabletop = TabletopConfig(num_tasks=max(tasks) + 1)
-    factory = TabletopEnvFactory(tabletop)
-    train_states = range(tabletop.num_init_states - num_eval_init_states)
-    # A few spare demos per task: a noisy expert occasionally fails, and failed demos are skipped.
-    demos = record_tabletop_demos(factory, tasks, demos_per_task + 4, seed=1234, noise_std=noise_std,
-                                  init_state_ids=train_states)
-    policy = CompactVLA(PolicyConfig(vision_encoder="conv", text_encoder="hashed", image_size=tabletop.image_size,
-                                     d_model=64, num_layers=2, ff_dim=128, state_dim=4, freeze_vision=False,
-                                     seed=0))
-    cfg = SFTConfig(num_demos_per_task=demos_per_task, num_steps=sft_steps, checkpoint_dir=str(out),
+    tabletop = TabletopConfig(num_tasks=max(tasks) + 1, object_state=args.object_state)
+    # Layout i of a task depends only on (seed, task, i), so a config with more initial states offers more
+    # layouts to record demos in; the RL run's held-out evaluation states (the last `num_eval_init_states` of
+    # its `num_init_states`) are excluded. Demos in the 40 RL training layouts alone are memorised: the clone
+    # walks to where the block was in a training layout.
+    pool = max(args.demo_layouts, tabletop.num_init_states)
+    held_out = range(tabletop.num_init_states - num_eval_init_states, tabletop.num_init_states)
+    factory = TabletopEnvFactory(replace(tabletop, num_init_states=pool))
+    demo_states = [i for i in range(pool) if i not in held_out]
+    # A few spare demos per task: a noisy expert occasionally fails (skipped), and a lucky walk is dropped.
+    demos = record_tabletop_demos(factory, tasks, args.demos_per_task + 4, seed=1234, noise_std=args.demo_noise,
+                                  init_state_ids=demo_states, max_random_prefix_steps=args.random_prefix)
+    policy = CompactVLA(PolicyConfig(vision_encoder="conv_keypoints", text_encoder="hashed",
+                                     image_size=tabletop.image_size, d_model=64, num_layers=2, ff_dim=128,
+                                     state_dim=len(factory.make(tasks[0]).reset(0).state), freeze_vision=False,
+                                     chunk_size=args.chunk_size, seed=0))
+    cfg = SFTConfig(num_demos_per_task=args.demos_per_task, num_steps=args.sft_steps, checkpoint_dir=str(out),
                     crop_scale=1.0, color_jitter=0.1, progress=True)
     result = train_sft(policy, demos, cfg)
     assert result.checkpoint is not None
+    if args.freeze_vision_for_rl:
+        policy.freeze_vision_encoder()
+        policy.save_pretrained(result.checkpoint)
     return result.checkpoint
 
 
@@ -91,9 +102,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--target", type=float, default=0.1)
     parser.add_argument("--tasks", type=int, default=2, help="tabletop tasks 0..N-1")
-    parser.add_argument("--demos-per-task", type=int, default=40, help="noisy demos per task (training states)")
-    parser.add_argument("--demo-noise", type=float, default=0.2, help="scripted-expert translation noise std")
-    parser.add_argument("--sft-steps", type=int, default=1600)
+    parser.add_argument("--demos-per-task", type=int, default=300, help="noisy scripted demos per task")
+    parser.add_argument("--demo-layouts", type=int, default=1000,
+                        help="demos are recorded in layouts 0..N-1 of each task, minus the held-out eval layouts")
+    parser.add_argument("--demo-noise", type=float, default=0.1, help="scripted-expert translation noise std")
+    parser.add_argument("--random-prefix", type=int, default=24,
+                        help="each demo starts after an unrecorded random walk of up to this many steps")
+    parser.add_argument("--chunk-size", type=int, default=4, help="actions per policy call")
+    parser.add_argument("--sft-steps", type=int, default=3000)
+    parser.add_argument("--object-state", action="store_true",
+                        help="env.tabletop.object_state: block and plate centres in the proprioception vector")
+    parser.add_argument("--no-freeze-vision-for-rl", dest="freeze_vision_for_rl", action="store_false",
+                        help="keep training the image encoder during RL (slower: no feature cache)")
     parser.add_argument("--lr", type=float, default=3e-5,
                         help="RL learning rate (the tabletop preset's 3e-4 collapses this policy within 2 steps)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core box)")
@@ -110,11 +130,11 @@ def main() -> None:
         shutil.rmtree(out)
     t0 = time.perf_counter()
     num_eval_states = load_config(preset="tabletop").env.tabletop_num_eval_init_states
-    init = make_initial_policy(out / "init_sft", list(range(args.tasks)), args.demos_per_task, args.sft_steps,
-                               args.demo_noise, num_eval_states)
+    init = make_initial_policy(out / "init_sft", list(range(args.tasks)), args, num_eval_states)
     base = load_config(preset="tabletop", overrides=[
         f"policy.checkpoint={init}",
         f"env.tabletop.num_tasks={args.tasks}",
+        f"env.tabletop.object_state={str(args.object_state).lower()}",
         f"num_steps={args.steps}",
         f"eval_every={args.eval_every}",
         f"num_eval_episodes_per_task={args.eval_episodes}",
@@ -186,10 +206,13 @@ def write_results(args: argparse.Namespace, seeds: list[int], init_success: dict
         "note": "" if complete else f"partial: only seeds {seeds} of {args.seeds} finished",
         "env": "tabletop",
         "num_tasks": args.tasks,
-        "initial_policy": f"compact VLA (trainable conv vision, hashed text, proprioception) after "
-                          f"{args.sft_steps} SFT steps on {args.demos_per_task} scripted demos per task "
-                          f"(expert noise std {args.demo_noise}, training init states only, colour jitter, "
-                          f"no crop)",
+        "initial_policy": f"compact VLA (conv_keypoints vision, hashed text, proprioception"
+                          f"{' + object state' if args.object_state else ''}, chunk "
+                          f"{args.chunk_size}) after {args.sft_steps} SFT steps on {args.demos_per_task} scripted "
+                          f"demos per task (expert noise std {args.demo_noise}, random-walk prefix <= "
+                          f"{args.random_prefix} steps, layouts drawn from {args.demo_layouts} minus the held-out "
+                          f"eval ones, colour jitter, no crop); "
+                          f"vision {'frozen' if args.freeze_vision_for_rl else 'trained'} during RL",
         "initial_success_held_out": init_success,
         "steps": args.steps,
         "eval": f"greedy, {args.eval_episodes} episodes per task on held-out init states, "

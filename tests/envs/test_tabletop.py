@@ -12,11 +12,13 @@ from srpo.config.base import ConfigError
 from srpo.config.env import TabletopConfig
 from srpo.envs.tabletop import (
     _BLOCK_RGB,
+    OBJECT_STATE_DIM,
     STAGE_CARRY,
     STAGE_GRASP,
     STAGE_NONE,
     STAGE_PLACE,
     STAGE_REACH,
+    STATE_DIM,
     TabletopEnv,
     TabletopEnvFactory,
     record_tabletop_demos,
@@ -268,6 +270,22 @@ def test_random_prefix_demos_start_off_the_reset_states_and_still_succeed():
     assert off_reset >= len(demos) // 2  # most walks move the gripper before the recording starts
     with pytest.raises(ValueError, match="max_random_prefix_steps"):
         record_tabletop_demos(factory, [0], 1, seed=0, max_random_prefix_steps=-1)
+
+
+def test_object_state_appends_block_and_plate_centres():
+    plain = TabletopEnvFactory(TabletopConfig()).make(1)
+    env = TabletopEnvFactory(TabletopConfig(object_state=True)).make(1)
+    obs, ref = env.reset(3), plain.reset(3)
+    assert obs.state.shape == (STATE_DIM + OBJECT_STATE_DIM,) and obs.state.dtype == np.float32
+    np.testing.assert_array_equal(obs.state[:STATE_DIM], ref.state)
+    np.testing.assert_allclose(obs.state[STATE_DIM:], np.concatenate([env.block_xy.ravel(), env.plate_xy.ravel()]),
+                               rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(obs.image, ref.image)
+    while env.held_block is None:  # carry the task's block: its entry follows the gripper
+        obs = env.step(tabletop_expert_action(env), True, False)
+    obs = env.step(np.array([0.5, 0.5, 0, 0, 0, 0, 1.0]), True, False)
+    held = env.held_block
+    np.testing.assert_allclose(obs.state[STATE_DIM + 2 * held: STATE_DIM + 2 * held + 2], obs.state[:2], atol=1e-6)
 
 
 def test_config_rejects_invalid_values_naming_the_field():

@@ -35,6 +35,11 @@ class TabletopConfig:
     """Seed of the initial-state layouts; the dynamics themselves are deterministic."""
     action_scale: float = 0.05
     """Gripper displacement per step, in workspace widths, for a translation action of ±1."""
+    object_state: bool = False
+    """Append every block's and plate's centre (3 blocks then 2 plates, x and y: 10 values) to the 4-value
+    proprioception, like robosuite's "object-state" observations: a policy then need not localise the 5-px
+    blocks in the image, but must still read the instruction to know which block and plate matter. Images are
+    rendered either way (the policy sees them and the world-model reward embeds them)."""
 
     def __post_init__(self) -> None:
         require(self.image_size >= 16, "tabletop.image_size", self.image_size, "an int >= 16, e.g. 64")

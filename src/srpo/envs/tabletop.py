@@ -37,6 +37,7 @@ if len(TABLETOP_TASKS) != NUM_TABLETOP_TASKS:
     raise RuntimeError(f"srpo.config.env.NUM_TABLETOP_TASKS must be {len(TABLETOP_TASKS)}")
 
 STATE_DIM = 4  # gripper x, y, z and gripper command (+1 closed, −1 open)
+OBJECT_STATE_DIM = 10  # with TabletopConfig.object_state: + 3 block centres and 2 plate centres (x, y)
 BLOCK_HALF = 0.04  # half side of a block, workspace widths (≈ 5 px at 64²)
 PLATE_RADIUS = 0.1
 GRASP_RADIUS = 0.045  # gripper–block centre distance (xy) within which closing grasps the block
@@ -251,6 +252,8 @@ class TabletopEnv:
             # A copy, not the same array: the policy image and the embedding frame go to different owners.
             embed = image.copy() if same and image is not None else self._render(self.config.embed_image_size)
         state = np.array([self._x, self._y, self._z, 1.0 if self._closed else -1.0], dtype=np.float32)
+        if self.config.object_state:
+            state = np.concatenate([state, self._blocks.ravel(), self._plates.ravel()]).astype(np.float32)
         return Observation(image=image, embed_frame=embed, state=state, success=self.success)
 
     def _render(self, size: int) -> np.ndarray:
