@@ -118,7 +118,8 @@ def _sft(args: argparse.Namespace) -> int:
         from srpo.evaluate import evaluate_checkpoint
 
         if args.env == "tabletop":
-            overrides = [f"policy.image_size={result.policy.config.image_size}"]
+            overrides = [f"policy.image_size={result.policy.config.image_size}",
+                         f"env.tabletop.object_state={str(args.object_state).lower()}"]
             if args.tasks:
                 overrides.append(f"env.tabletop.num_tasks={max(args.tasks) + 1}")
             cfg = load_config(preset="tabletop", overrides=overrides)

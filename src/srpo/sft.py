@@ -17,7 +17,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -295,10 +295,20 @@ def add_sft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory (writes <out>/final)")
     p.add_argument("--checkpoint-every", type=int, default=SFTConfig.checkpoint_every)
     p.add_argument("--init", type=Path, default=None, help="start from this CompactVLA checkpoint")
-    p.add_argument("--vision-encoder", choices=["efficientnet_lite0", "conv"], default="efficientnet_lite0")
+    p.add_argument("--vision-encoder", choices=["efficientnet_lite0", "conv", "conv_keypoints"],
+                   default="efficientnet_lite0")
+    p.add_argument("--chunk-size", type=int, default=None, help="actions per chunk (default: policy default, 8)")
     p.add_argument("--fine-tune-vision", action="store_true", help="train the image encoder too")
     p.add_argument("--text-encoder", choices=["minilm", "hashed"], default="minilm")
     p.add_argument("--image-size", type=int, default=None, help="policy image side (default: 128; tabletop 64)")
+    p.add_argument("--demo-noise", type=float, default=0.0, help="tabletop: expert translation noise std")
+    p.add_argument("--random-prefix", type=int, default=0,
+                   help="tabletop: start each demo after an unrecorded random walk of up to N steps (recovery data)")
+    p.add_argument("--demo-layouts", type=int, default=None,
+                   help="tabletop: record demos in layouts 0..N-1 (minus the held-out ones) instead of the "
+                        "training init states only")
+    p.add_argument("--object-state", action="store_true",
+                   help="tabletop: block and plate centres in the proprioception (env.tabletop.object_state)")
     p.add_argument("--num-eval-init-states", type=int, default=10,
                    help="tabletop: the last N initial states are held out for evaluation and never used for demos "
                         "(keep equal to env.tabletop_num_eval_init_states)")
@@ -329,16 +339,21 @@ def load_demos(args: argparse.Namespace) -> list[Demo]:
         from srpo.config.env import TabletopConfig
         from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
 
-        factory = TabletopEnvFactory(TabletopConfig(image_size=args.image_size or 64))
-        task_ids = list(range(factory.config.num_tasks))
-        num_train_states = factory.config.num_init_states - args.num_eval_init_states
+        config = TabletopConfig(image_size=args.image_size or 64, object_state=args.object_state)
+        task_ids = list(range(config.num_tasks))
+        num_train_states = config.num_init_states - args.num_eval_init_states
         if num_train_states < 1:
             raise ValueError(f"--num-eval-init-states={args.num_eval_init_states} leaves no training initial states "
-                             f"out of {factory.config.num_init_states}")
-        # Two spare demos per task in case the expert fails one (they are filtered by success). Demos come only
-        # from the training initial states so that the evaluation after SFT is on unseen states.
-        demos = record_tabletop_demos(factory, args.tasks or task_ids, args.num_demos_per_task + 2, seed=args.seed,
-                                      init_state_ids=range(num_train_states))
+                             f"out of {config.num_init_states}")
+        # Demos never come from the held-out evaluation states, so the evaluation after SFT is on unseen layouts.
+        # Layout i depends only on (seed, task, i): a larger pool gives more layouts and the same held-out ones.
+        pool = max(args.demo_layouts or 0, config.num_init_states)
+        held_out = range(num_train_states, config.num_init_states)
+        factory = TabletopEnvFactory(replace(config, num_init_states=pool))
+        # Spare demos per task: a noisy expert may fail one (filtered by success), a lucky random walk is dropped.
+        demos = record_tabletop_demos(factory, args.tasks or task_ids, args.num_demos_per_task + 4, seed=args.seed,
+                                      noise_std=args.demo_noise, max_random_prefix_steps=args.random_prefix,
+                                      init_state_ids=[i for i in range(pool) if i not in held_out])
     if args.tasks:
         demos = [d for d in demos if d.task_id in set(args.tasks)]
     return demos
@@ -357,7 +372,7 @@ def run_sft(args: argparse.Namespace) -> SFTResult:
         policy = CompactVLA(PolicyConfig(
             vision_encoder=args.vision_encoder, freeze_vision=not args.fine_tune_vision,
             text_encoder=args.text_encoder, image_size=image_size, state_dim=state_dim, device=args.device,
-            seed=args.seed,
+            seed=args.seed, **({"chunk_size": args.chunk_size} if args.chunk_size else {}),
         ))
     config = SFTConfig(
         num_demos_per_task=args.num_demos_per_task, num_steps=args.steps, batch_size=args.batch_size,

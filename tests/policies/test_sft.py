@@ -14,7 +14,16 @@ from srpo.config.env import TabletopConfig
 from srpo.config.sft import SFTConfig
 from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
 from srpo.policies.compact import CompactVLA
-from srpo.sft import action_chunks, add_sft_parser, augment_images, imitation_accuracy, run_sft, select_demos, train_sft
+from srpo.sft import (
+    action_chunks,
+    add_sft_parser,
+    augment_images,
+    imitation_accuracy,
+    load_demos,
+    run_sft,
+    select_demos,
+    train_sft,
+)
 from srpo.types import Demo
 
 
@@ -81,6 +90,29 @@ def test_run_sft_through_its_parser(tmp_path: Path) -> None:
     assert result.checkpoint == tmp_path / "run" / "final"
     loaded = CompactVLA.from_pretrained(tmp_path / "run" / "final")
     assert loaded.config.state_dim == 4 and loaded.config.image_size == 32
+
+
+def test_run_sft_tabletop_recipe_options(tmp_path: Path) -> None:
+    """The benchmark's recipe through the CLI: keypoint encoder, object state, random-walk demos from a larger
+    layout pool (never a held-out one), chunk size."""
+    parser = argparse.ArgumentParser(prog="srpo")
+    add_sft_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "sft", "--env", "tabletop", "--tasks", "1", "--num-demos-per-task", "3", "--steps", "2", "--batch-size", "4",
+        "--vision-encoder", "conv_keypoints", "--fine-tune-vision", "--text-encoder", "hashed", "--image-size", "32",
+        "--chunk-size", "2", "--object-state", "--random-prefix", "10", "--demo-noise", "0.1", "--demo-layouts",
+        "500", "--out", str(tmp_path / "run"), "--no-progress",
+    ])
+    demos = load_demos(args)
+    assert len(demos) >= 3 and all(d.states.shape[1] == 14 for d in demos)
+    held_out = {TabletopEnvFactory(TabletopConfig(image_size=32)).make(1).reset(i).image.tobytes()
+                for i in range(40, 50)}
+    assert not any(d.images[0].tobytes() in held_out for d in demos)
+    result = run_sft(args)
+    assert result.checkpoint is not None
+    loaded = CompactVLA.from_pretrained(result.checkpoint)
+    assert (loaded.config.state_dim, loaded.config.chunk_size) == (14, 2)
+    assert loaded.config.vision_encoder == "conv_keypoints"
 
 
 def test_run_sft_reads_a_folder_of_hdf5_demo_files(tmp_path: Path) -> None:
