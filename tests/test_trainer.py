@@ -142,6 +142,20 @@ def cli_overrides(*extra: str) -> list[str]:
     return out
 
 
+def test_encoder_construction_does_not_shift_the_sampling_stream(tmp_path: Path):
+    """EfficientNet initialises randomly before loading its weights; that must not change which actions the
+    first rollout samples, or SRPO (which builds an encoder) and GRPO (which does not) would not be paired runs
+    of one seed, and a resumed SRPO run would not continue its saved stream."""
+    tokens = {}
+    for algo, encoder in (("grpo", "pixel"), ("srpo", "efficientnet")):
+        cfg = tiny_config(tmp_path / algo, f"algo_name={algo}", f"encoder.name={encoder}", "encoder.device=cpu",
+                          "encoder.dtype=float32")
+        with Trainer(cfg, show_progress=False) as trainer:
+            trajs, _ = trainer.rollout({})
+        tokens[algo] = np.concatenate([t.action_tokens.ravel() for t in trajs])
+    np.testing.assert_array_equal(tokens["srpo"], tokens["grpo"])
+
+
 def test_cli_train_kill_resume_report(tmp_path: Path):
     run_dir = tmp_path / "cli"
     args = ["train", "--preset", "tabletop", "--run-dir", str(run_dir), "--steps", "3",

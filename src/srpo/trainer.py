@@ -349,11 +349,17 @@ class Trainer:
                                     ensure_ray(cfg.distributed))
             self.engine: RolloutEngine = RayRolloutEngine(self.factory, cfg.rollout, cfg.distributed)
             if cfg.algo_name == "srpo":
-                self.encoder = RayEncoder(cfg.encoder, cfg.distributed)
+                with torch.random.fork_rng():  # see below
+                    self.encoder = RayEncoder(cfg.encoder, cfg.distributed)
         else:
             self.engine = RolloutEngine(self.factory, cfg.rollout)
             if cfg.algo_name == "srpo":
-                self.encoder = make_encoder(cfg.encoder)
+                # Building an encoder may draw from torch's global RNG (EfficientNet and V-JEPA 2 initialise
+                # randomly before loading weights), which rollout sampling also uses: forked, SRPO and GRPO runs
+                # of one seed sample the same first batch whatever the encoder, and a resumed run continues the
+                # stream its checkpoint saved.
+                with torch.random.fork_rng():
+                    self.encoder = make_encoder(cfg.encoder)
         self.learners: Any = None
         if cfg.distributed.num_learners > 1:
             from srpo.distributed.learner import RayLearnerGroup
