@@ -215,11 +215,16 @@ def write_results(args: argparse.Namespace, seeds: list[int], init_success: dict
               (secondary["rollout/success_rate"], f"training rollout success (T={args.temperature_label})")]
     for ax, (curves, title) in zip(axes, panels, strict=True):
         for algo, per_seed in curves.items():
-            for i, curve in enumerate(per_seed):
+            for curve in per_seed:  # thin lines: one per seed
                 if curve:
                     xs, ys = zip(*curve, strict=True)
-                    ax.plot(xs, ys, "-o", ms=3, color=colours.get(algo), alpha=0.8,
-                            label=algo.upper() if i == 0 else None)
+                    ax.plot(xs, ys, "-", lw=0.8, color=colours.get(algo), alpha=0.35)
+            # Thick line: the mean over seeds at the steps every seed logged.
+            common = sorted(set.intersection(*(set(dict(c)) for c in per_seed))) if per_seed else []
+            if common:
+                mean = [float(np.mean([dict(c)[x] for c in per_seed])) for x in common]
+                ax.plot(common, mean, "-o", ms=3, lw=2.2, color=colours.get(algo),
+                        label=f"{algo.upper()} (mean of {len(per_seed)} seeds)")
         ax.set_xlabel("RL step")
         ax.set_ylabel("success rate")
         ax.set_title(title)
