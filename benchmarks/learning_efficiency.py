@@ -15,7 +15,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ def make_initial_policy(out: Path, tasks: list[int], args: argparse.Namespace, n
     from srpo.config.env import TabletopConfig
     from srpo.config.policy import PolicyConfig
     from srpo.config.sft import SFTConfig
-    from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
+    from srpo.envs.tabletop import demo_layout_pool, record_tabletop_demos
     from srpo.policies.compact import CompactVLA
     from srpo.sft import train_sft
 
@@ -50,20 +49,15 @@ def make_initial_policy(out: Path, tasks: list[int], args: argparse.Namespace, n
     if final.exists():
         return final
     tabletop = TabletopConfig(num_tasks=max(tasks) + 1, object_state=args.object_state)
-    # Layout i of a task depends only on (seed, task, i), so a config with more initial states offers more
-    # layouts to record demos in; the RL run's held-out evaluation states (the last `num_eval_init_states` of
-    # its `num_init_states`) are excluded. Demos in the 40 RL training layouts alone are memorised: the clone
-    # walks to where the block was in a training layout.
-    pool = max(args.demo_layouts, tabletop.num_init_states)
-    held_out = range(tabletop.num_init_states - num_eval_init_states, tabletop.num_init_states)
-    factory = TabletopEnvFactory(replace(tabletop, num_init_states=pool))
-    demo_states = [i for i in range(pool) if i not in held_out]
+    # Demos in the 40 RL training layouts alone are memorised (the clone walks to where the block was in a
+    # training layout), so they come from many more layouts, none of them held out for evaluation.
+    factory, demo_states = demo_layout_pool(tabletop, num_eval_init_states, args.demo_layouts)
     # A few spare demos per task: a noisy expert occasionally fails (skipped), and a lucky walk is dropped.
     demos = record_tabletop_demos(factory, tasks, args.demos_per_task + 4, seed=1234, noise_std=args.demo_noise,
                                   init_state_ids=demo_states, max_random_prefix_steps=args.random_prefix)
     policy = CompactVLA(PolicyConfig(vision_encoder="conv_keypoints", text_encoder="hashed",
                                      image_size=tabletop.image_size, d_model=64, num_layers=2, ff_dim=128,
-                                     state_dim=len(factory.make(tasks[0]).reset(0).state), freeze_vision=False,
+                                     state_dim=demos[0].states.shape[1], freeze_vision=False,
                                      chunk_size=args.chunk_size, seed=0))
     cfg = SFTConfig(num_demos_per_task=args.demos_per_task, num_steps=args.sft_steps, checkpoint_dir=str(out),
                     crop_scale=1.0, color_jitter=0.1, progress=True)

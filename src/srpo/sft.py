@@ -17,7 +17,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -337,23 +337,15 @@ def load_demos(args: argparse.Namespace) -> list[Demo]:
             demos += file_demos
     else:
         from srpo.config.env import TabletopConfig
-        from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
+        from srpo.envs.tabletop import demo_layout_pool, record_tabletop_demos
 
         config = TabletopConfig(image_size=args.image_size or 64, object_state=args.object_state)
-        task_ids = list(range(config.num_tasks))
-        num_train_states = config.num_init_states - args.num_eval_init_states
-        if num_train_states < 1:
-            raise ValueError(f"--num-eval-init-states={args.num_eval_init_states} leaves no training initial states "
-                             f"out of {config.num_init_states}")
         # Demos never come from the held-out evaluation states, so the evaluation after SFT is on unseen layouts.
-        # Layout i depends only on (seed, task, i): a larger pool gives more layouts and the same held-out ones.
-        pool = max(args.demo_layouts or 0, config.num_init_states)
-        held_out = range(num_train_states, config.num_init_states)
-        factory = TabletopEnvFactory(replace(config, num_init_states=pool))
+        factory, demo_states = demo_layout_pool(config, args.num_eval_init_states, args.demo_layouts)
         # Spare demos per task: a noisy expert may fail one (filtered by success), a lucky random walk is dropped.
-        demos = record_tabletop_demos(factory, args.tasks or task_ids, args.num_demos_per_task + 4, seed=args.seed,
-                                      noise_std=args.demo_noise, max_random_prefix_steps=args.random_prefix,
-                                      init_state_ids=[i for i in range(pool) if i not in held_out])
+        demos = record_tabletop_demos(factory, args.tasks or list(range(config.num_tasks)),
+                                      args.num_demos_per_task + 4, seed=args.seed, noise_std=args.demo_noise,
+                                      max_random_prefix_steps=args.random_prefix, init_state_ids=demo_states)
     if args.tasks:
         demos = [d for d in demos if d.task_id in set(args.tasks)]
     return demos

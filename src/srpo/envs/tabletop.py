@@ -17,7 +17,7 @@ finger gap encodes open / closed; a held block is drawn larger (lifted towards t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -373,6 +373,34 @@ def tabletop_expert_action(
         action[:3] += rng.normal(0.0, noise_std, size=3)
     action[GRIPPER_DIM] = grip
     return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def demo_layout_pool(
+    config: TabletopConfig, num_eval_init_states: int, num_layouts: int | None = None
+) -> tuple[TabletopEnvFactory, list[int]]:
+    """A factory and the initial-state ids to record demos in, never one of the held-out evaluation states.
+
+    Layout i of a task depends only on (config.seed, task, i), so a config with more initial states offers more
+    layouts while keeping the held-out ones (the last `num_eval_init_states` of `config.num_init_states`, the
+    split `srpo.evaluate.init_state_split` evaluates on) the same. Demos in a few dozen layouts are memorised.
+
+    Args:
+        config: The env config that training and evaluation use.
+        num_eval_init_states: Held-out states at the end of config.num_init_states.
+        num_layouts: Draw from layouts 0..num_layouts−1 (None or fewer than config.num_init_states: the training
+            states only).
+
+    Raises:
+        ValueError: no training state is left.
+    """
+    num_train_states = config.num_init_states - num_eval_init_states
+    if num_train_states < 1:
+        raise ValueError(f"num_eval_init_states={num_eval_init_states} leaves no training initial states out of "
+                         f"{config.num_init_states}")
+    pool = max(num_layouts or 0, config.num_init_states)
+    held_out = range(num_train_states, config.num_init_states)
+    factory = TabletopEnvFactory(replace(config, num_init_states=pool))
+    return factory, [i for i in range(pool) if i not in held_out]
 
 
 def record_tabletop_demos(
