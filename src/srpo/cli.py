@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from srpo.errors import SrpoError
+
 
 def _score(args: argparse.Namespace) -> int:
     import numpy as np
@@ -215,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (SrpoError, ValueError, FileNotFoundError, FileExistsError) as err:
         # Bad input, config and path errors: one clear line, non-zero exit, no traceback.
         print(f"srpo {args.command}: error: {err}", file=sys.stderr)
         return 2

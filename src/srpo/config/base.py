@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from srpo.errors import SrpoError
 
-class ConfigError(ValueError):
+
+class ConfigError(SrpoError, ValueError):
     """An invalid config value. The message names the field, the bad value and what to set instead."""
 
 
