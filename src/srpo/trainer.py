@@ -456,6 +456,12 @@ class Trainer:
             new = [t for t, k in zip(trajs, keep, strict=True) if k]
             kept.extend(new)
             num_groups += len({t.group_id for t in new})
+        if num_groups < algo.num_prompts_per_step:
+            log.warning(
+                "step %d: dynamic sampling gave up after %d rounds (algo.max_sampling_rounds): %d of %d groups had a "
+                "success rate in [algo.filter_low=%g, algo.filter_high=%g]; %s",
+                self.step + 1, rounds, num_groups, algo.num_prompts_per_step, algo.filter_low, algo.filter_high,
+                "training on the groups kept" if kept else "training on the last round's groups (zero advantages)")
         if not kept:
             # Nothing passed the filter in any round: train on the last round rather than skip the step (the
             # group advantages of all-equal groups are 0, so such a batch changes nothing but is logged).
