@@ -26,8 +26,11 @@ from srpo.algo.advantages import dynamic_sampling_mask, group_advantages
 from srpo.algo.losses import entropy_bonus, kl_penalty, masked_aggregate, ppo_clip_loss
 from srpo.config.train import AlgoConfig, TrainConfig, load_config, save_config
 from srpo.envs.base import EnvFactory
+from srpo.errors import InputFileError
 from srpo.evaluate import evaluate_policy, init_state_split
+from srpo.manifest import write_manifest
 from srpo.policies.base import PolicyInput
+from srpo.resume import newest_intact, read_trainer_state
 from srpo.reward.encoders import make_encoder
 from srpo.reward.encoders.base import VideoEncoder
 from srpo.reward.progress import SuccessMemory, compute_progress_rewards
@@ -311,7 +314,7 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         self.show_progress = show_progress
         if not resume and list_checkpoints(self.run_dir):
-            raise FileExistsError(
+            raise InputFileError(
                 f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue that run, or "
                 "choose another run_dir"
             )
@@ -319,9 +322,12 @@ class Trainer:
         if cfg.torch_num_threads > 0:
             torch.set_num_threads(cfg.torch_num_threads)
         torch.manual_seed(cfg.seed)
-        latest = self._latest_checkpoint() if resume else None
-        if latest is not None:
-            policy = load_policy_checkpoint(cfg, latest / "policy")
+        latest: Path | None = None
+        if resume:
+            # The newest checkpoint whose manifest, trainer state and policy all load (damaged ones are skipped
+            # with a warning that names them).
+            latest, (state, policy) = newest_intact(self._checkpoints_to_resume(), lambda ckpt: (
+                read_trainer_state(ckpt / TRAINER_STATE_FILE), load_policy_checkpoint(cfg, ckpt / "policy")))
         self.policy = policy if policy is not None else make_policy(cfg)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
@@ -331,7 +337,7 @@ class Trainer:
         self.step = 0
         self.metrics_log = MetricsLog(self.run_dir, cfg.tensorboard)
         if latest is not None:
-            self._restore_state(latest)
+            self._restore_state(state)
         else:
             save_config(cfg, self.run_dir / CONFIG_FILE)
         self.reference = self._load_or_make_reference() if cfg.algo.kl_coef > 0 else None
@@ -586,9 +592,12 @@ class Trainer:
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "memory": self.memory.state_dict() if self.memory is not None else None,
+            # Tensors, not numpy arrays: the state is read back with torch.load(weights_only=True).
+            "memory": ({k: torch.from_numpy(v) for k, v in self.memory.state_dict().items()}
+                       if self.memory is not None else None),
         }
         torch.save(state, tmp / TRAINER_STATE_FILE)
+        write_manifest(tmp)
         _fsync_tree(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -597,20 +606,19 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def _latest_checkpoint(self) -> Path:
+    def _checkpoints_to_resume(self) -> list[Path]:
         ckpts = list_checkpoints(self.run_dir)
         if not ckpts:
-            raise FileNotFoundError(f"nothing to resume in {self.run_dir}: no complete {CHECKPOINT_PREFIX}* directory")
+            raise InputFileError(f"nothing to resume in {self.run_dir}: no complete {CHECKPOINT_PREFIX}* directory")
         for stale in self.run_dir.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)  # a checkpoint cut short by a kill
-        return ckpts[-1]
+        return ckpts
 
-    def _restore_state(self, latest: Path) -> None:
-        state = torch.load(latest / TRAINER_STATE_FILE, weights_only=False)
+    def _restore_state(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         if self.memory is not None and state.get("memory"):
-            self.memory.load_state_dict(state["memory"])
+            self.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
         self.step = int(state["step"])
         self.metrics_log.truncate_after(self.step)
         log.info("resumed %s at step %d", self.run_dir, self.step)
@@ -620,7 +628,7 @@ class Trainer:
         path = self.run_dir / REFERENCE_DIR
         if not path.exists():
             if self.step > 0:
-                raise FileNotFoundError(f"{path} is missing: the KL reference of this run cannot be recovered")
+                raise InputFileError(f"{path} is missing: the KL reference of this run cannot be recovered")
             self.policy.save_pretrained(path)
         ref = load_policy_checkpoint(self.cfg, path)
         ref.requires_grad_(False)
@@ -733,5 +741,5 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Tr
     """The config a run was started with (its config.yaml), with optional overrides (e.g. more num_steps)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not an srpo run directory")
+        raise InputFileError(f"{path} not found: {run_dir} is not an srpo run directory")
     return load_config(path, overrides=[*(overrides or []), f"run_dir={run_dir}"])

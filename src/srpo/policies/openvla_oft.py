@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srpo.config.policy import PolicyConfig
+from srpo.manifest import verify_manifest, write_manifest
 from srpo.policies.base import ActionSample, PolicyInput
 from srpo.policies.compact import categorical_log_probs, sample_tokens
 from srpo.policies.tokenizer import ActionTokenizer
@@ -216,6 +217,7 @@ class OpenVLAOFTPolicy:
                     shutil.copy2(src, tmp / src.name)
             model: Any = self.model
             model.save_pretrained(str(tmp), safe_serialization=True)
+            write_manifest(tmp)
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)
@@ -334,6 +336,7 @@ class OpenVLAOFTPolicy:
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
         directory = Path(checkpoint_dir)
+        verify_manifest(directory)  # a checkpoint srpo wrote: sizes and checksums (a downloaded one has none)
         config_path = directory / "config.json"
         if not config_path.is_file():
             raise FileNotFoundError(f"{config_path} is missing: policy.checkpoint must be a local checkpoint dir")
