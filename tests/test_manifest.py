@@ -61,7 +61,7 @@ def test_unreadable_or_foreign_manifest(tmp_path: Path):
 def test_no_manifest_is_allowed_unless_required(tmp_path: Path):
     (tmp_path / "old").mkdir()
     assert verify_manifest(tmp_path / "old") is False
-    with pytest.raises(CheckpointCorruptError, match="has no manifest.json"):
+    with pytest.raises(CheckpointCorruptError, match=r"has no manifest\.json"):
         verify_manifest(tmp_path / "old", required=True)
 
 
