@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -377,9 +377,16 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
-    def train(self) -> list[dict[str, float]]:
-        """Run cfg.num_steps steps (from the current step when resuming). Returns the per-step metrics."""
+    def train(self, should_stop: Callable[[], bool] | None = None) -> list[dict[str, float]]:
+        """Run cfg.num_steps steps (from the current step when resuming). Returns the per-step metrics.
+
+        Args:
+            should_stop: Polled after each step (e.g. `srpo.interrupt.StopOnSignal.requested`): when it returns
+                True, the step just finished is checkpointed and the loop returns early.
+        """
         from tqdm import tqdm
+
+        stop_requested = should_stop or (lambda: False)
 
         history = []
         if self.step == 0 and self.cfg.num_eval_episodes_per_task > 0:
@@ -387,7 +394,7 @@ class Trainer:
         bar = tqdm(total=self.cfg.num_steps, initial=self.step, desc="srpo train", unit="step",
                    disable=not self.show_progress, dynamic_ncols=True)
         try:
-            while self.step < self.cfg.num_steps:
+            while self.step < self.cfg.num_steps and not stop_requested():
                 metrics = self.train_step()
                 self.step += 1
                 is_last = self.step == self.cfg.num_steps
@@ -396,7 +403,7 @@ class Trainer:
                 ):
                     with timed(metrics, "evaluate"):
                         metrics.update(self.evaluate())
-                if is_last or self.step % self.cfg.checkpoint_every == 0:
+                if is_last or self.step % self.cfg.checkpoint_every == 0 or stop_requested():
                     with timed(metrics, "checkpoint"):
                         self.save_checkpoint()
                 self.metrics_log.write(self.step, metrics)
