@@ -36,6 +36,7 @@ from srpo.reward.encoders.base import VideoEncoder
 from srpo.reward.progress import SuccessMemory, compute_progress_rewards
 from srpo.rollout import EpisodeRequest, RolloutEngine, make_group_requests
 from srpo.types import EpisodeStats, Trajectory
+from srpo.watchdog import PhaseWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +335,8 @@ class Trainer:
             raise ValueError("the policy has no trainable parameters (is everything frozen?)")
         self.optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
         self.memory = SuccessMemory(cfg.reward.memory_size) if cfg.reward.memory_size > 0 else None
+        self.watchdog = PhaseWatchdog({"embed": cfg.watchdog.embed_timeout_s, "update": cfg.watchdog.update_timeout_s},
+                                      cfg.watchdog.grace_s)
         self.step = 0
         self.metrics_log = MetricsLog(self.run_dir, cfg.tensorboard)
         if latest is not None:
@@ -423,13 +426,13 @@ class Trainer:
         success = np.asarray([t.success for t in trajs], dtype=bool)
         task_ids = np.asarray([t.task_id for t in trajs], dtype=np.int64)
         group_ids = np.asarray([t.group_id for t in trajs], dtype=np.int64)
-        with timed(metrics, "embed"):
+        with timed(metrics, "embed"), self.watchdog.watch("embed", self.step + 1):
             embeddings = self.embed(trajs)
         with timed(metrics, "reward"):
             rewards, distance = self.reward(embeddings, success, task_ids, group_ids, metrics)
         with timed(metrics, "advantage"):
             advantages = group_advantages(rewards, group_ids, self.cfg.algo.adv_eps, self.cfg.algo.adv_std)
-        with timed(metrics, "update"):
+        with timed(metrics, "update"), self.watchdog.watch("update", self.step + 1):
             metrics.update(self.update(trajs, advantages))
         metrics.update(_rollout_metrics(trajs, stats, rewards, advantages, success))
         # Outputs are named by the step being trained (self.step + 1; self.step counts completed steps).

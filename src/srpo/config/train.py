@@ -23,6 +23,7 @@ from srpo.config.libero import LiberoConfig
 from srpo.config.policy import PolicyConfig
 from srpo.config.reward import RewardConfig
 from srpo.config.rollout import RolloutConfig
+from srpo.config.watchdog import WatchdogConfig
 
 Algo = Literal["srpo", "grpo"]
 EnvKind = Literal["tabletop", "libero"]
@@ -166,6 +167,8 @@ class TrainConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     """Optional Ray backend: rollout actors and an encoder actor on a cluster (single machine by default)."""
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    """Time limits of the embed and update phases: a hang becomes an error naming the phase."""
 
     def __post_init__(self) -> None:
         require_choice(self.algo_name, "algo_name", ["srpo", "grpo"])
