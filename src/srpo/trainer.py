@@ -244,18 +244,13 @@ class Trainer:
         minibatches = make_minibatches(len(batch), algo, np.random.default_rng([self.cfg.seed, self.step, 1]))
         learner_restarts: int | None = None
         if self.learners is not None:
-            from srpo.distributed.learner import policy_module
-
             # Data-parallel over the learner group: the same mini-batches and steps, gradients all-reduced (or
             # reduce-scattered under FSDP); a lost learner re-forms the group and re-runs the update.
             restarts_before = self.learners.num_restarts
             all_stats = self.learners.update(batch, minibatches)
             learner_restarts = self.learners.num_restarts - restarts_before
-            policy_module(self.policy).load_state_dict(self.learners.state_dict())
+            self.policy.load_state_dict(self.learners.state_dict())
             self.optimizer.load_state_dict(self.learners.optimizer_state_dict())
-            clear_caches = getattr(self.policy, "clear_caches", None)
-            if clear_caches is not None:
-                clear_caches()
         else:
             all_stats = [minibatch_step(self.policy, self.optimizer, batch, idx, algo, self.step)
                          for idx in minibatches]

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srpo.config.policy import PolicyConfig
-from srpo.policies.base import ActionSample, PolicyInput, torch_dtype
+from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.compact import categorical_log_probs, sample_tokens
 from srpo.policies.tokenizer import ActionTokenizer
 from srpo.types import ACTION_DIM, DEFAULT_CHUNK_SIZE, DEFAULT_NUM_BINS
@@ -120,10 +120,10 @@ def load_norm_stats(checkpoint_dir: str | Path, unnorm_key: str | None) -> Actio
                            gripper_convention="openvla")
 
 
-class OpenVLAOFTPolicy(nn.Module):
+class OpenVLAOFTPolicy(TrainablePolicy):
     """srpo `TrainablePolicy` over an OpenVLA-OFT-style model (parallel decoding of discrete action tokens).
 
-    An `nn.Module` whose one child is `model`: parameters, train/eval, freezing and state dicts are the module's
+    A module whose one child is `model`: parameters, train/eval, freezing and state dicts are the module's
     own (state-dict keys carry the "model." prefix); `save_pretrained` writes the wrapped model's transformers
     checkpoint.
 
@@ -310,6 +310,11 @@ class OpenVLAOFTPolicy(nn.Module):
                 f"checkpoints decode {DEFAULT_CHUNK_SIZE} × {ACTION_DIM}; set those values"
             )
         return cls.from_pretrained(config.checkpoint, config.unnorm_key, config.device, torch_dtype(config.dtype))
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, config: PolicyConfig) -> OpenVLAOFTPolicy:
+        """`from_pretrained` with config.unnorm_key on config.device in config.dtype."""
+        return cls.from_pretrained(directory, config.unnorm_key, config.device, torch_dtype(config.dtype))
 
     @classmethod
     def from_pretrained(
