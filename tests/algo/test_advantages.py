@@ -97,7 +97,8 @@ def test_referenced_failure_groups_hand_computed():
     # The threshold sits exactly at group 1's spread: 0.1414 passes 0.14 and fails 0.15.
     assert referenced_failure_group_mask(rewards, success, groups, has_ref, 0.14)[2]
     assert not referenced_failure_group_mask(rewards, success, groups, has_ref, 0.15)[2]
-    # Biased std of group 1 is 0.1 (0.0999… in floats): kept at 0.099, dropped at 0.11 (the unbiased 0.1414 would keep it).
+    # Biased std of group 1 is 0.1 (0.0999… in floats): kept at 0.099, dropped at 0.11 (the unbiased 0.1414
+    # would keep it).
     assert referenced_failure_group_mask(rewards, success, groups, has_ref, 0.099, std="biased")[2]
     assert not referenced_failure_group_mask(rewards, success, groups, has_ref, 0.11, std="biased")[2]
     # Threshold 0 keeps the near-zero group 2 as well, and the z-score blows its 2e-5 spread up to ±0.66.
@@ -112,7 +113,8 @@ def test_referenced_failure_groups_edge_cases():
     from srpo.algo.advantages import referenced_failure_group_mask
 
     # A group of one has no spread to rank; bad shapes and a negative threshold are errors.
-    one = referenced_failure_group_mask(np.asarray([0.3]), np.asarray([False]), np.asarray([0]), np.asarray([True]), 0.0)
+    one = referenced_failure_group_mask(np.asarray([0.3]), np.asarray([False]), np.asarray([0]), np.asarray([True]),
+                                        0.0)
     assert not one.any()
     with pytest.raises(ValueError, match="must all be"):
         referenced_failure_group_mask(np.zeros(2), np.zeros(3, bool), np.zeros(2), np.ones(2, bool), 0.1)
