@@ -36,6 +36,7 @@ from srpo.algo.advantages import task_baseline_advantages
 from srpo.algo.losses import awr_weights, weighted_nll_loss
 from srpo.config.train import TrainConfig, load_config, save_config
 from srpo.errors import SrpoError
+from srpo.evaluate import EvalResult, evaluate_policy
 from srpo.lerobot import DatasetEpisode, read_dataset
 from srpo.policies.base import PolicyInput
 from srpo.policies.tokenizer import ActionTokenizer
@@ -187,15 +188,17 @@ class OfflineTrainer:
         resume: Continue from the newest complete checkpoint in cfg.run_dir.
         policy: Optionally an already-built policy; built from cfg.policy otherwise.
         show_progress: Progress bar and one summary line per evaluation.
+        evaluate_start: Evaluate the starting policy before the first step (when evaluation is on).
     """
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, policy: Any = None, show_progress: bool = True
-                 ) -> None:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, policy: Any = None, show_progress: bool = True,
+                 evaluate_start: bool = True) -> None:
         if not cfg.offline.dataset:
             raise SrpoError("offline.dataset is empty: pass --dataset DIR (a LeRobot v3 folder or LIBERO HDF5 files)")
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.show_progress = show_progress
+        self.evaluate_start = evaluate_start
         if not resume and list_checkpoints(self.run_dir):
             raise FileExistsError(f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue "
                                   "that run, or choose another run dir")
@@ -234,6 +237,8 @@ class OfflineTrainer:
         self.episodes: list[DatasetEpisode] = []
         self.samples: OfflineSamples | None = None
         self.row_weights = np.zeros(0)
+        self.prepare_metrics: dict[str, float] = {}
+        self.last_eval: EvalResult | None = None
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
@@ -243,7 +248,7 @@ class OfflineTrainer:
 
         prep = self.prepare()
         if self.step == 0:
-            if self.cfg.num_eval_episodes_per_task > 0:
+            if self.cfg.num_eval_episodes_per_task > 0 and self.evaluate_start:
                 with timed(prep, "evaluate"):
                     prep.update(self.evaluate())
             self.metrics_log.write(0, prep)
@@ -315,6 +320,7 @@ class OfflineTrainer:
             "weights/effective_sample_fraction": float(weights.sum() ** 2 / (weights**2).sum() / weights.size),
         })
         self._save_episode_arrays(rewards, advantages, weights, success, task_ids, distance)
+        self.prepare_metrics = dict(metrics)
         return metrics
 
     def embed(self, videos: Sequence[np.ndarray]) -> np.ndarray:
@@ -384,18 +390,14 @@ class OfflineTrainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.algo.grad_clip)
         self.optimizer.step()
         self.policy.train(False)
-        clear = getattr(self.policy, "clear_caches", None)
-        if clear is not None:
-            clear()
         return {"loss/policy": loss.item(), "loss/nll_unweighted": float(nll.mean()), "grad/norm": float(grad_norm),
                 "weights/batch_mean": float(weights.mean())}
 
     def evaluate(self) -> dict[str, float]:
         """Greedy success per task on the env's held-out init states."""
-        from srpo.evaluate import evaluate_policy
-
-        return evaluate_policy(self.engine, self.policy, self.specs, self.cfg,
-                               self.cfg.num_eval_episodes_per_task).metrics()
+        self.last_eval = evaluate_policy(self.engine, self.policy, self.specs, self.cfg,
+                                         self.cfg.num_eval_episodes_per_task)
+        return self.last_eval.metrics()
 
     # -- outputs ----------------------------------------------------------------------------------------------
 
