@@ -131,7 +131,7 @@ def test_missing_info_and_wrong_version(dataset: Path, tmp_path: Path) -> None:
     info = json.loads((dataset / INFO_PATH).read_text())
     info["codebase_version"] = "v2.1"
     (dataset / INFO_PATH).write_text(json.dumps(info))
-    with pytest.raises(InputFileError, match="v2.1 dataset; srpo reads v3"):
+    with pytest.raises(InputFileError, match=r"v2\.1 dataset; srpo reads v3"):
         read_dataset(dataset)
     (dataset / INFO_PATH).unlink()
     with pytest.raises(InputFileError, match="neither a LeRobot v3 folder"):
@@ -139,7 +139,7 @@ def test_missing_info_and_wrong_version(dataset: Path, tmp_path: Path) -> None:
 
 
 def test_missing_keys(dataset: Path) -> None:
-    with pytest.raises(SrpoError, match="feature 'joint_action' not in meta/info.json"):
+    with pytest.raises(SrpoError, match=r"feature .joint_action. not in meta/info\.json"):
         read_lerobot_dataset(dataset, action_key="joint_action")
     with pytest.raises(SrpoError, match="success key 'is_ok'"):
         read_lerobot_dataset(dataset, success_key="is_ok")
@@ -156,7 +156,7 @@ def test_episode_without_frames_and_mismatched_lengths(dataset: Path) -> None:
 
 def test_video_shorter_than_data(dataset: Path) -> None:
     _rewrite_episodes(dataset, **{"videos/observation.images.image/from_timestamp": [0.0, 0.3, 5.0]})
-    with pytest.raises(SrpoError, match="episode 2 needs frames 50..54"):
+    with pytest.raises(SrpoError, match=r"episode 2 needs frames 50\.\.54"):
         read_lerobot_dataset(dataset)
 
 

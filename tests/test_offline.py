@@ -97,7 +97,7 @@ def test_episode_weights_by_hand() -> None:
     np.testing.assert_allclose(w[:3], [min(math.exp((1 - mean) / 0.5), 3.0), math.exp((0.4 - mean) / 0.5),
                                        math.exp((0.1 - mean) / 0.5)])
     assert w[1] > w[2]
-    with pytest.raises(SrpoError, match="offline.arm"):
+    with pytest.raises(SrpoError, match=r"offline\.arm"):
         episode_weights("awr", success, shaped, tasks, 0.5, 3.0)
 
 
