@@ -20,6 +20,7 @@ from srpo.config.distributed import DistributedConfig
 from srpo.config.encoder import EncoderConfig
 from srpo.config.env import TabletopConfig
 from srpo.config.libero import LiberoConfig
+from srpo.config.offline import OfflineConfig
 from srpo.config.policy import PolicyConfig
 from srpo.config.reward import RewardConfig
 from srpo.config.rollout import RolloutConfig
@@ -181,6 +182,9 @@ class TrainConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     """Optional Ray backend: rollout actors and an encoder actor on a cluster (single machine by default)."""
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    """`srpo offline` only: the recorded dataset and the advantage weighting (num_steps counts optimiser steps
+    there, algo.lr and algo.grad_clip apply, the env is used for evaluation alone)."""
 
     def __post_init__(self) -> None:
         require_choice(self.algo_name, "algo_name", ["srpo", "grpo"])
