@@ -34,6 +34,7 @@ import torch
 
 from srpo.algo.advantages import task_baseline_advantages
 from srpo.algo.losses import awr_weights, weighted_nll_loss
+from srpo.build import load_policy_checkpoint, make_env_factory, make_policy
 from srpo.config.train import TrainConfig, load_config, save_config
 from srpo.errors import SrpoError
 from srpo.evaluate import EvalResult, evaluate_policy
@@ -41,18 +42,15 @@ from srpo.lerobot import DatasetEpisode, read_dataset
 from srpo.policies.base import PolicyInput
 from srpo.policies.tokenizer import ActionTokenizer
 from srpo.reward.progress import compute_progress_rewards
-from srpo.sft import action_chunks
-from srpo.trainer import (
+from srpo.run_dir import (
     CHECKPOINT_PREFIX,
     CONFIG_FILE,
     TRAINER_STATE_FILE,
     MetricsLog,
     list_checkpoints,
-    load_policy_checkpoint,
-    make_env_factory,
-    make_policy,
     timed,
 )
+from srpo.sft import action_chunks
 
 log = logging.getLogger(__name__)
 

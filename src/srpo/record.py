@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from srpo.build import make_env_factory, make_policy
 from srpo.config.train import TrainConfig, config_to_dict
 from srpo.errors import SrpoError
 from srpo.evaluate import init_state_split
 from srpo.lerobot import DatasetEpisode, LeRobotWriter, read_parquet_dir
 from srpo.rollout import EpisodeRequest, RolloutEngine
-from srpo.trainer import make_env_factory, make_policy
 from srpo.types import Trajectory
 
 RECORD_INFO = "meta/srpo_record.json"
