@@ -22,6 +22,7 @@ from srpo.config.env import TabletopConfig
 from srpo.config.libero import LiberoConfig
 from srpo.config.policy import PolicyConfig
 from srpo.config.reward import RewardConfig
+from srpo.config.robustness import RobustnessConfig
 from srpo.config.rollout import RolloutConfig
 
 Algo = Literal["srpo", "grpo"]
@@ -166,6 +167,8 @@ class TrainConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     """Optional Ray backend: rollout actors and an encoder actor on a cluster (single machine by default)."""
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    """`srpo eval --benchmark libero-plus|libero-pro`: perturbed LIBERO tasks (unused by training)."""
 
     def __post_init__(self) -> None:
         require_choice(self.algo_name, "algo_name", ["srpo", "grpo"])
