@@ -3,7 +3,7 @@
 Each mini-batch is split into N shards, one per replica. A replica's shard loss is weighted by the shard's
 share of the mini-batch (its share of masked tokens for "token-mean", of sequences with tokens for
 "seq-mean-token-mean"), so the sum of the weighted shard losses is exactly the mini-batch loss that the
-single-process `Trainer._minibatch_update` minimises, not a mean of per-shard means. Two strategies
+single-process `srpo.update.minibatch_step` minimises, not a mean of per-shard means. Two strategies
 (`distributed.learner_strategy`) turn the per-shard gradients into the mini-batch gradient:
 
 "allreduce": every replica holds the whole policy. Gradients are summed with one explicit all-reduce (gloo on
@@ -45,11 +45,11 @@ from torch import nn
 from srpo.config.distributed import DistributedConfig
 from srpo.config.train import AlgoConfig
 from srpo.distributed.cluster import ActorDemand, check_cluster_resources, ensure_ray, wait_ready
+from srpo.update import ppo_minibatch_loss
 
 if TYPE_CHECKING:
-
     from srpo.policies.base import PolicyInput
-    from srpo.trainer import ChunkBatch
+    from srpo.update import ChunkBatch
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +228,6 @@ class _LearnerActor:
 
     def _step(self, batch: ChunkBatch, idx: np.ndarray) -> dict[str, float]:
         import torch.distributed as dist
-
-        from srpo.trainer import ppo_minibatch_loss
 
         algo = self.algo
         shards = np.array_split(np.asarray(idx), self.world_size)
@@ -490,7 +488,7 @@ class RayLearnerGroup:
             minibatches: Row indices of each mini-batch, in the order they are stepped.
 
         Returns:
-            Per mini-batch: the stats `Trainer._minibatch_update` reports, over the whole mini-batch.
+            Per mini-batch: the stats `srpo.update.minibatch_step` reports, over the whole mini-batch.
 
         Raises:
             LearnerGroupError: Learners were lost more than `distributed.max_learner_restarts` times.

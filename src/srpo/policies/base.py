@@ -7,7 +7,9 @@ differentiably.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -68,3 +70,38 @@ class Policy(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable (B, L) log-probs and (B, L) entropies of `tokens` (B, L) at `temperature`."""
         ...
+
+
+class TrainablePolicy(Policy, Protocol):
+    """A `Policy` that can be trained and saved: what the trainer, the update step and the learners need.
+
+    Both implementations are `torch.nn.Module`s, so `parameters`, `train`, `requires_grad_`, `state_dict` and
+    `load_state_dict` are the module's own; the weights the learners replicate are the module's state dict.
+    """
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
+        """Every weight (frozen ones too: filter on `requires_grad` for the optimiser)."""
+        ...
+
+    def train(self, mode: bool = True) -> TrainablePolicy:
+        """Training mode (dropout on) or, with mode=False, evaluation mode."""
+        ...
+
+    def requires_grad_(self, requires_grad: bool = True) -> TrainablePolicy:
+        """Freeze or unfreeze every weight (the KL reference policy is frozen)."""
+        ...
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write a checkpoint directory that the implementation's `from_pretrained` reads back."""
+        ...
+
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""policy.dtype names → torch dtypes."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a policy.dtype name ("float32", "bfloat16" or "float16")."""
+    if name not in TORCH_DTYPES:
+        raise ValueError(f"unknown dtype {name!r}: 'float32', 'bfloat16' or 'float16'")
+    return TORCH_DTYPES[name]

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srpo.config.policy import PolicyConfig
-from srpo.policies.base import ActionSample, PolicyInput
+from srpo.policies.base import ActionSample, PolicyInput, torch_dtype
 from srpo.policies.tokenizer import TOKENIZER_FILE, ActionTokenizer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -315,7 +315,7 @@ class CompactVLA(nn.Module):
 
         self._text_cache: dict[str, torch.Tensor] = {}
         self._feature_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self.to(device=torch.device(config.device), dtype=_torch_dtype(config.dtype))
+        self.to(device=torch.device(config.device), dtype=torch_dtype(config.dtype))
         self.train(False)
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -570,13 +570,3 @@ def _image_key(image: np.ndarray) -> bytes:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _torch_dtype(name: str) -> torch.dtype:
-    if name == "float32":
-        return torch.float32
-    if name == "bfloat16":
-        return torch.bfloat16
-    if name == "float16":
-        return torch.float16
-    raise ValueError(f"unknown dtype {name!r}: 'float32', 'bfloat16' or 'float16'")
