@@ -415,8 +415,8 @@ def _read_episodes(path: Path) -> list[dict[str, Any]]:
 
 def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> RobustnessResult:
     """Plan, roll out (resuming from episodes.jsonl), summarise and write the results of `cfg.robustness`."""
+    from srpo.build import make_policy
     from srpo.rollout import EpisodeRequest, RolloutEngine
-    from srpo.trainer import make_policy
 
     if checkpoint is not None:
         cfg = replace(cfg, policy=replace(cfg.policy, checkpoint=checkpoint))
