@@ -104,6 +104,16 @@ def _fake_liberoplus(root: Path) -> dict[str, Any]:
     (pkg / "benchmark" / "libero_suite_task_map.py").write_text(f"libero_task_map = {{'libero_spatial': {names!r}}}\n")
     bddl = pkg / "bddl_files" / "libero_spatial"
     bddl.mkdir(parents=True)
+    (pkg / "envs" / "problems").mkdir(parents=True)
+    (pkg / "envs" / "arenas").mkdir(parents=True)
+    (pkg / "envs" / "arenas" / "style.py").write_text("FLOOR_STYLE = {}\nWALL_STYLE = {}\n")
+    (pkg / "envs" / "problems" / "tabletop.py").write_text("".join(
+        f"class Light_{k}(Base):\n    def __init__(self):\n"
+        f"        kwargs = {{\"scene_xml\": \"scenes/lights/l_{k}.xml\"}}\n"
+        for k in (1, 2)))
+    for base in (BOWL, RAMEKIN):
+        for k in (1, 2):
+            (bddl / f"{base}_light_{k}.bddl").write_text(f"(define (problem Light_{k})\n  (:language x)\n)")
     for base, text in ((BOWL, "lift the bowl between plate and ramekin onto the plate"),
                        (RAMEKIN, "move the bowl beside the ramekin to the plate")):
         for k in (1, 2):
@@ -144,7 +154,8 @@ def test_plan_runs_archive_dimensions_when_assets_are_given(tmp_path: Path) -> N
     info = _fake_liberoplus(tmp_path)
     archive = tmp_path / "archive"
     (archive / "scenes" / "lights").mkdir(parents=True)
-    (archive / "scenes" / "lights" / "tabletop_light_sync_modified_0.xml").write_text("<mujoco/>")
+    for k in (1, 2):
+        (archive / "scenes" / "lights" / f"l_{k}.xml").write_text("<mujoco/>")
     (archive / "new_objects" / "box_of_yogurt").mkdir(parents=True)
     cfg = load_config(preset="cpu", overrides=[f"robustness.assets={archive}", "robustness.dimensions=[light,layout]",
                                                "robustness.tasks_per_dimension=4"])

@@ -30,9 +30,11 @@ from srpo.config.train import TrainConfig
 from srpo.envs.libero_variants import VariantEnvFactory, VariantTask
 from srpo.envs.perturbations import (
     PRO_SUITE_SUFFIX,
+    bddl_problem,
     missing_assets,
     plus_catalogue,
     read_plus_task_map,
+    scene_index,
     select_variants,
 )
 from srpo.errors import SrpoError
@@ -188,6 +190,7 @@ def plan_libero_plus(cfg: TrainConfig, info: dict[str, Any], base: Sequence[Any]
     chosen = select_variants(plus_catalogue(task_map, libero.suite), rob.resolved_dimensions,
                              [t.name for t in base], rob.tasks_per_dimension, rob.seed)
     asset_root = plus_asset_root(info, rob.assets)
+    scenes = scene_index(package_dir / "envs")
     plan = RobustnessPlan("libero-plus", libero.suite, [t.name for t in base], [],
                           environment={**info, "asset_root": str(asset_root)})
     for dim, variants in chosen.items():
@@ -195,12 +198,13 @@ def plan_libero_plus(cfg: TrainConfig, info: dict[str, Any], base: Sequence[Any]
             plan.unavailable.append(Unavailable(dim, "*", f"LIBERO-Plus has no {dim} variant of these tasks"))
         for v in variants:
             key = f"libero-plus/{v.suite}/{v.name}"
-            reason = missing_assets(v, asset_root)
+            bddl_file = package_dir / "bddl_files" / v.suite / f"{v.bddl_name}.bddl"
+            scene_files = scenes.get(bddl_problem(bddl_file), ()) if bddl_file.exists() else ()
+            reason = missing_assets(v, asset_root, scene_files)
             if reason is not None:
                 plan.unavailable.append(Unavailable(dim, key, reason))
                 continue
-            instruction = (bddl_language(package_dir / "bddl_files" / v.suite / f"{v.bddl_name}.bddl")
-                           if v.dimension == "language" else base_language[v.base_name])
+            instruction = bddl_language(bddl_file) if v.dimension == "language" else base_language[v.base_name]
             plan.tasks.append(VariantTask(
                 key=key, package="liberoplus", benchmark_suite=v.suite, task_index=index[v.name],
                 bddl=f"{v.suite}/{v.name}.bddl", instruction=instruction, dimension=dim, level=v.level,

@@ -10,10 +10,12 @@ from srpo.envs.perturbations import (
     PLUS_DIMENSIONS,
     PlusVariant,
     UnknownVariantError,
+    bddl_problem,
     missing_assets,
     parse_plus_task,
     plus_catalogue,
     read_plus_task_map,
+    scene_index,
     select_variants,
 )
 
@@ -118,12 +120,37 @@ def test_missing_assets_names_what_an_asset_root_lacks(tmp_path: Path) -> None:
     light = parse_plus_task(BOWL + "_light_3", "libero_spatial")
     add = parse_plus_task(BOWL + "_add_3", "libero_spatial")
     camera = parse_plus_task(BOWL + "_view_11_15_100_0_0_initstate_0", "libero_spatial")
-    reason = missing_assets(light, tmp_path)
-    assert reason is not None and "scenes/lights" in reason and "--assets" in reason
-    assert missing_assets(add, tmp_path) is not None
+    scene = ("scenes/lights/tabletop_light_sync_modified_3.xml", "textures/gray_floor.png")
+    reason = missing_assets(light, tmp_path, scene)
+    assert reason is not None and "scenes/lights/tabletop_light_sync_modified_3.xml" in reason and "--assets" in reason
+    assert "gray_floor" in reason
+    assert missing_assets(add, tmp_path) is not None  # added objects need assets/new_objects
     assert missing_assets(camera, tmp_path) is None
     assert missing_assets(parse_plus_task(BOWL + "_level1_sample1", "s"), tmp_path) is None
-    (tmp_path / "scenes" / "lights").mkdir(parents=True)
-    (tmp_path / "scenes" / "lights" / "tabletop_light_sync_modified_3.xml").write_text("<mujoco/>")
-    assert missing_assets(light, tmp_path) is None
-    assert missing_assets(parse_plus_task(BOWL + "_table_2", "s"), tmp_path) is not None
+    for rel in scene:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("<mujoco/>")
+    assert missing_assets(light, tmp_path, scene) is None
+
+
+def test_scene_index_reads_scene_files_and_textures_from_the_sources(tmp_path: Path) -> None:
+    (tmp_path / "arenas").mkdir()
+    (tmp_path / "problems").mkdir()
+    (tmp_path / "arenas" / "style.py").write_text(
+        'FLOOR_STYLE = {"light-gray": "gray_floor.png", "Carbon_6K": "Carbon_6K.png"}\n'
+        'WALL_STYLE = {"light-gray-plaster": "light-gray-plaster.png"}\n')
+    (tmp_path / "problems" / "floor.py").write_text(
+        "class Libero_Floor_Manipulation(BDDLBaseDomain):\n    pass\n\n"
+        "class Libero_Floor_Manipulation_Carbon(Libero_Floor_Manipulation):\n"
+        '    def __init__(self, **kwargs):\n        kwargs.update({"scene_properties": {"floor_style": "Carbon_6K",\n'
+        '            "wall_style": "light-gray-plaster"}})\n\n'
+        "class Libero_Tabletop_Manipulation_tabletop_light_sync_modified_0(Base):\n"
+        '    def __init__(self, **kwargs):\n        kwargs.update({"scene_xml": "scenes/lights/x_0.xml"})\n')
+    index = scene_index(tmp_path)
+    assert index == {
+        "libero_floor_manipulation_carbon": ("textures/Carbon_6K.png", "textures/light-gray-plaster.png"),
+        "libero_tabletop_manipulation_tabletop_light_sync_modified_0": ("scenes/lights/x_0.xml",),
+    }
+    bddl = tmp_path / "t.bddl"
+    bddl.write_text("(define (problem Libero_Floor_Manipulation_Carbon)\n  (:domain robosuite)\n")
+    assert bddl_problem(bddl) == "libero_floor_manipulation_carbon"

