@@ -29,8 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
     # 4 build / update / run_dir: making the parts, the mini-batch update (single-process and data-parallel),
     # the run directory
     ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner"),
-    # 5 evaluate: greedy evaluation, reward-quality evaluation, reports of a run
-    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record"),
+    # 5 evaluate: greedy evaluation, reward-quality evaluation, reports of a run, recording, robustness benchmarks
+    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.robustness"),
     # 6 the loops
     ("srpo.trainer", "srpo.sft", "srpo.compare", "srpo.offline"),
     # 7 the command line

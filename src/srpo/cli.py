@@ -90,6 +90,10 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from srpo.evaluate import evaluate_checkpoint
 
+    if args.benchmark is not None:  # robustness benchmarks (srpo.robustness)
+        from srpo.robustness import eval_robustness_from_args
+
+        return eval_robustness_from_args(args, _load_train_config)
     cfg = _load_train_config(args)
     result = evaluate_checkpoint(cfg, args.checkpoint, args.episodes, args.videos, args.out)
     print(result.table())
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10, help="episodes per task")
     ev.add_argument("--videos", type=int, default=2, help="videos per task")
     ev.add_argument("--out", default="runs/eval", help="directory for eval.json and videos")
+    from srpo.robustness import add_robustness_arguments
+
+    add_robustness_arguments(ev)
     ev.set_defaults(func=_eval)
 
     from srpo.reward_eval import add_reward_eval_parser

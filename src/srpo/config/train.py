@@ -23,6 +23,7 @@ from srpo.config.libero import LiberoConfig
 from srpo.config.offline import OfflineConfig
 from srpo.config.policy import PolicyConfig
 from srpo.config.reward import RewardConfig
+from srpo.config.robustness import RobustnessConfig
 from srpo.config.rollout import RolloutConfig
 
 Algo = Literal["srpo", "grpo"]
@@ -185,6 +186,8 @@ class TrainConfig:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     """`srpo offline` only: the recorded dataset and the advantage weighting (num_steps counts optimiser steps
     there, algo.lr and algo.grad_clip apply, the env is used for evaluation alone)."""
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    """`srpo eval --benchmark libero-plus|libero-pro`: perturbed LIBERO tasks (unused by training)."""
 
     def __post_init__(self) -> None:
         require_choice(self.algo_name, "algo_name", ["srpo", "grpo"])
