@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, ...]] = [
     # 1 algo, reward: pure maths and the public SRPO reward library (no envs, no policies)
     ("srpo.algo", "srpo.reward", "srpo.scoring"),
     # 2 envs, policies: contracts and implementations; data files and videos they read and write
-    ("srpo.envs", "srpo.policies", "srpo.demos", "srpo.lerobot", "srpo.video", "srpo.distributed", "srpo.distributed.cluster"),
+    ("srpo.envs", "srpo.policies", "srpo.demos", "srpo.lerobot", "srpo.video", "srpo.distributed",
+     "srpo.distributed.cluster"),
     # 3 rollout: the scheduler and its worker transports (local processes, Ray), the remote encoder
     ("srpo.rollout", "srpo.distributed.ray_rollout", "srpo.distributed.encoder"),
     # 4 build / update / run_dir: making the parts, the mini-batch update (single-process and data-parallel),
