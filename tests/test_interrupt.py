@@ -18,7 +18,7 @@ import pytest
 
 from srpo.interrupt import StopOnSignal, interrupted_message
 from srpo.manifest import verify_manifest
-from srpo.trainer import checkpoint_step, list_checkpoints, read_metrics
+from srpo.run_dir import checkpoint_step, list_checkpoints, read_metrics
 
 SRPO = str(Path(sys.executable).with_name("srpo"))
 

@@ -103,7 +103,8 @@ def test_newest_intact_skips_damaged_checkpoints_with_a_warning(tmp_path: Path, 
 def test_trainer_resumes_from_the_newest_intact_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     from srpo.config.train import load_config
     from srpo.policies.compact import CompactVLA
-    from srpo.trainer import CHECKPOINT_PREFIX, Trainer, list_checkpoints
+    from srpo.run_dir import CHECKPOINT_PREFIX, list_checkpoints
+    from srpo.trainer import Trainer
 
     cfg = load_config(preset="tabletop", overrides=[
         "env.tabletop.num_tasks=2", "env.tabletop.max_steps=8", "env.tabletop.image_size=32", "policy.image_size=32",

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from srpo.config.train import TrainConfig, load_config
-from srpo.trainer import ChunkBatch, Trainer, batched_log_probs
+from srpo.trainer import Trainer
 from srpo.types import ACTION_DIM, Trajectory
+from srpo.update import ChunkBatch, batched_log_probs
 
 TINY = [
     "env.tabletop.num_tasks=2",

@@ -1,4 +1,5 @@
-"""The `srpo` command line: score, train, eval, sft, reward-eval, report, compare (heavy imports inside each)."""
+"""The `srpo` command line: score, train, eval, sft, reward-eval, record, offline, report, compare (heavy imports
+inside each)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def _load_train_config(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from srpo.trainer import Trainer, resume_config
+    from srpo.run_dir import resume_config
+    from srpo.trainer import Trainer
 
     if args.resume:
         overrides = list(args.set or [])
@@ -84,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
             pass
     if stop.requested():
         from srpo.interrupt import interrupted_message
-        from srpo.trainer import checkpoint_step, list_checkpoints
+        from srpo.run_dir import checkpoint_step, list_checkpoints
 
         ckpts = list_checkpoints(Path(cfg.run_dir))
         print(interrupted_message("srpo train", stop.signal_name, str(cfg.run_dir),
@@ -104,6 +106,10 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from srpo.evaluate import evaluate_checkpoint
 
+    if args.benchmark is not None:  # robustness benchmarks (srpo.robustness)
+        from srpo.robustness import eval_robustness_from_args
+
+        return eval_robustness_from_args(args, _load_train_config)
     cfg = _load_train_config(args)
     result = evaluate_checkpoint(cfg, args.checkpoint, args.episodes, args.videos, args.out)
     print(result.table())
@@ -154,6 +160,44 @@ def _sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    from srpo.record import record_dataset
+
+    overrides = list(args.set or [])
+    if args.checkpoint:
+        overrides.append(f"policy.checkpoint={args.checkpoint}")
+    cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
+    result = record_dataset(cfg, args.out, args.episodes_per_task, args.temperature, args.split, args.batch_episodes,
+                            args.fps)
+    print(f"LeRobot v3 dataset: {result.root}\n{result.table()}")
+    return 0
+
+
+def _offline(args: argparse.Namespace) -> int:
+    from srpo.offline import OfflineTrainer, offline_resume_config
+
+    overrides = list(args.set or [])
+    for flag, key in (("dataset", "offline.dataset"), ("arm", "offline.arm"), ("beta", "offline.beta"),
+                      ("policy", "policy.checkpoint"), ("out", "run_dir"), ("steps", "num_steps")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.resume:
+        cfg = offline_resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
+    else:
+        cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
+    with OfflineTrainer(cfg, resume=bool(args.resume)) as trainer:
+        history = trainer.train()
+    last = history[-1] if history else {}
+    print(f"finished {cfg.num_steps} offline steps ({cfg.offline.arm}) in {cfg.run_dir}"
+          + (f": eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
+    if args.report:
+        from srpo.report import build_report
+
+        print(f"report: {build_report(cfg.run_dir)}")
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["cpu", "tabletop", "paper"], default=None,
                    help="starting config (default: cpu, the README's main job)")
@@ -200,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10, help="episodes per task")
     ev.add_argument("--videos", type=int, default=2, help="videos per task")
     ev.add_argument("--out", default="runs/eval", help="directory for eval.json and videos")
+    from srpo.robustness import add_robustness_arguments
+
+    add_robustness_arguments(ev)
     ev.set_defaults(func=_eval)
 
     from srpo.reward_eval import add_reward_eval_parser
@@ -211,6 +258,34 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--eval-videos", type=int, default=1, help="evaluation videos per task")
     sft.set_defaults(func=_sft)
     add_reward_eval_parser(sub)
+
+    rec = sub.add_parser("record", help="roll out a policy and write the episodes as a LeRobot v3 dataset",
+                         description="Sampled episodes (successes and failures) of every task of the config's env, "
+                         "one row per policy decision; run again with the same arguments to continue a killed one.")
+    _add_config_args(rec)
+    rec.add_argument("--out", required=True, help="dataset folder")
+    rec.add_argument("--checkpoint", help="policy checkpoint (default: policy.checkpoint of the config)")
+    rec.add_argument("--episodes-per-task", type=int, default=50)
+    rec.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0)")
+    rec.add_argument("--split", choices=["train", "eval"], default="train", help="init states to start from")
+    rec.add_argument("--batch-episodes", type=int, default=32, help="episodes per rollout batch / appended file")
+    rec.add_argument("--fps", type=int, default=10, help="nominal frame rate stored in the dataset")
+    rec.set_defaults(func=_record)
+
+    off = sub.add_parser("offline", help="offline SRPO: advantage-weighted behaviour cloning on a recorded dataset",
+                         description="Per task: embed every episode, SRPO reward for failures against the dataset's "
+                         "successes, advantage over the task mean, AWR weights exp(A/beta) clipped, weighted BC on "
+                         "the policy's action tokens. Arms: bc, filtered_bc, awr_binary, awr_srpo.")
+    _add_config_args(off)
+    off.add_argument("--dataset", help="LeRobot v3 folder, LIBERO HDF5 file or folder of them (offline.dataset)")
+    off.add_argument("--arm", choices=["bc", "filtered_bc", "awr_binary", "awr_srpo"], help="offline.arm")
+    off.add_argument("--beta", type=float, help="AWR temperature (offline.beta)")
+    off.add_argument("--policy", help="starting policy checkpoint (policy.checkpoint)")
+    off.add_argument("--out", help="run directory (run_dir)")
+    off.add_argument("--steps", type=int, help="optimiser steps (num_steps)")
+    off.add_argument("--resume", metavar="RUN_DIR", help="continue an offline run from its newest checkpoint")
+    off.add_argument("--report", action="store_true", help="write the HTML report at the end")
+    off.set_defaults(func=_offline)
 
     rep = sub.add_parser("report", help="HTML report (+ PNGs) of a run directory")
     rep.add_argument("run_dir")

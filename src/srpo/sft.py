@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from srpo.config.sft import SFTConfig
+from srpo.errors import InputFileError
 from srpo.policies.base import PolicyInput
 from srpo.policies.compact import CompactVLA
 from srpo.policies.tokenizer import ActionTokenizer
@@ -325,7 +326,7 @@ def load_demos(args: argparse.Namespace) -> list[Demo]:
         path: Path = args.demos
         files = sorted(path.glob("*.hdf5")) if path.is_dir() else [path]
         if not files:
-            raise FileNotFoundError(f"--demos {path}: no .hdf5 files found")
+            raise InputFileError(f"--demos {path}: no .hdf5 files found")
         demos: list[Demo] = []
         for i, f in enumerate(files):
             file_demos = read_demos(f, suite=args.suite, max_demos=None)
