@@ -77,6 +77,8 @@ class Trainer:
                 f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue that run, or "
                 "choose another run_dir"
             )
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise InputFileError(f"run_dir={self.run_dir} is a file, not a directory: choose another run_dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.torch_num_threads > 0:
             torch.set_num_threads(cfg.torch_num_threads)

@@ -540,7 +540,8 @@ class CompactVLA(TrainablePolicy):
         verify_manifest(directory)  # sizes and checksums, when the checkpoint has a manifest
         for name in (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE):
             if not (directory / name).is_file():
-                raise CheckpointError(f"{directory} is not a CompactVLA checkpoint: {name} is missing")
+                hint = f" (did you mean {directory / 'policy'}?)" if (directory / "policy").is_dir() else ""
+                raise CheckpointError(f"{directory} is not a CompactVLA checkpoint: {name} is missing{hint}")
         try:
             meta = json.loads((directory / CONFIG_FILE).read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
