@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from srpo.config.train import TrainConfig, load_config, save_config
+from srpo.errors import InputFileError
 from srpo.policies.base import TrainablePolicy
 from srpo.types import Trajectory
 
@@ -141,7 +142,7 @@ def latest_checkpoint(run_dir: Path) -> Path:
     """The newest complete checkpoint; removes temp dirs of checkpoints that a kill cut short."""
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
-        raise FileNotFoundError(f"nothing to resume in {run_dir}: no complete {CHECKPOINT_PREFIX}* directory")
+        raise InputFileError(f"nothing to resume in {run_dir}: no complete {CHECKPOINT_PREFIX}* directory")
     for stale in run_dir.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return ckpts[-1]
@@ -204,7 +205,7 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Tr
     """The config a run was started with (its config.yaml), with optional overrides (e.g. more num_steps)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not an srpo run directory")
+        raise InputFileError(f"{path} not found: {run_dir} is not an srpo run directory")
     return load_config(path, overrides=[*(overrides or []), f"run_dir={run_dir}"])
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from srpo.algo.advantages import group_advantages
 from srpo.config.reward import RewardConfig
+from srpo.errors import InputFileError
 from srpo.reward.progress import compute_progress_rewards, validate_reward_inputs
 from srpo.types import RewardOutput
 
@@ -41,19 +42,22 @@ def load_batch(path: str | Path) -> dict[str, np.ndarray]:
     """Read and validate the four arrays of a batch file; errors name the missing key or bad rows."""
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"batch file {path} does not exist")
+        raise InputFileError(f"batch file {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in REQUIRED_KEYS if k not in data.files]
             if missing:
-                raise ValueError(
+                raise InputFileError(
                     f"{path} lacks {', '.join(missing)}; an .npz needs {', '.join(REQUIRED_KEYS)} (found "
                     f"{', '.join(data.files) or 'nothing'})"
                 )
             arrays = {k: np.asarray(data[k]) for k in REQUIRED_KEYS}
     except (OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npz file: {err}") from err
-    validate_reward_inputs(arrays["embeddings"], arrays["success"], arrays["task_ids"], arrays["group_ids"])
+        raise InputFileError(f"{path} is not a readable .npz file: {err}") from err
+    try:
+        validate_reward_inputs(arrays["embeddings"], arrays["success"], arrays["task_ids"], arrays["group_ids"])
+    except ValueError as err:  # the library's error names the bad rows; for the CLI it is a bad input file
+        raise InputFileError(f"{path}: {err}") from err
     return arrays
 
 

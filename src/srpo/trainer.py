@@ -25,6 +25,7 @@ from srpo.build import (
     make_rollout_engine,
 )
 from srpo.config.train import TrainConfig
+from srpo.errors import SrpoError
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import TrainablePolicy
 from srpo.reward.encoders.base import VideoEncoder
@@ -70,7 +71,7 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         self.show_progress = show_progress
         if not resume and list_checkpoints(self.run_dir):
-            raise FileExistsError(
+            raise SrpoError(
                 f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue that run, or "
                 "choose another run_dir"
             )
@@ -84,7 +85,8 @@ class Trainer:
         self.policy: TrainablePolicy = policy if policy is not None else make_policy(cfg)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
-            raise ValueError("the policy has no trainable parameters (is everything frozen?)")
+            raise SrpoError("the policy has no trainable parameters: unfreeze some (e.g. policy.freeze_vision=false "
+                            "for a checkpoint whose only weights are its vision encoder)")
         self.optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
         self.memory = SuccessMemory(cfg.reward.memory_size) if cfg.reward.memory_size > 0 else None
         self.step = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from srpo.config.base import require, require_choice
+from srpo.config.base import ConfigError, require, require_choice
 
 LiberoSuite = Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"]
 RenderBackend = Literal["egl", "osmesa"]
@@ -116,7 +116,7 @@ class LiberoConfig:
             return OFFICIAL_MAX_STEPS
         if self.horizon == "suite":
             return SUITE_MAX_STEPS[self.suite]
-        raise ValueError(f"unknown libero.horizon {self.horizon!r}: choose 'suite' or 'official'")
+        raise ConfigError(f"env.libero.horizon={self.horizon!r} is invalid: choose one of 'suite', 'official'")
 
     def init_state_ids(self, split: InitStateSplit, num_available: int = NUM_INIT_STATES) -> list[int]:
         """Initial-state indices of a task for one split.

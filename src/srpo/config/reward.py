@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from srpo.config.base import require, require_choice
+from srpo.config.base import ConfigError, require, require_choice
 
 RewardPreset = Literal["official", "paper"]
 ReferenceScope = Literal["task", "group"]
@@ -100,5 +100,5 @@ class RewardConfig:
                 alpha=0.8,
             )
         else:
-            raise ValueError(f"unknown reward preset {name!r}: choose 'official' or 'paper'")
+            raise ConfigError(f"reward preset {name!r} is invalid: choose one of 'official', 'paper'")
         return replace(base, **overrides)  # type: ignore[arg-type]

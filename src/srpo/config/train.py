@@ -365,12 +365,14 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 def load_config(
     path: str | Path | None = None, preset: TrainPreset | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:
-    """Build a validated TrainConfig: preset (default "cpu") ← YAML file ← `key.path=value` overrides.
+    """Build a validated TrainConfig: the named preset, or the fields' defaults when none is named (the
+    built-in tabletop env, a fresh compact VLA, the official SRPO and PPO values) ← YAML file ←
+    `key.path=value` overrides.
 
     Override values are parsed as YAML scalars/lists (`algo.lr=1e-5`, `env.libero.task_ids=[0,1]`,
     `algo.dual_clip=null`).
     """
-    base = TrainConfig.preset(preset or "cpu")
+    base = TrainConfig.preset(preset) if preset is not None else TrainConfig()
     tree = config_to_dict(base)
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
