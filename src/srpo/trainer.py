@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from srpo.algo.advantages import dynamic_sampling_mask, group_advantages
+from srpo.algo.advantages import dynamic_sampling_mask
 from srpo.build import (
     load_or_make_reference,
     load_policy_checkpoint,
@@ -28,8 +28,8 @@ from srpo.config.train import TrainConfig
 from srpo.errors import SrpoError
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import TrainablePolicy
+from srpo.reward import ScoredBatch, SuccessMemory, srpo_advantages
 from srpo.reward.encoders.base import VideoEncoder
-from srpo.reward.progress import SuccessMemory, compute_progress_rewards
 from srpo.rollout import EpisodeRequest, RolloutEngine, make_group_requests
 from srpo.run_dir import (
     PHASES,
@@ -144,7 +144,7 @@ class Trainer:
         return history
 
     def train_step(self) -> dict[str, float]:
-        """One step: rollout → embed → reward → advantage → update, each timed."""
+        """One step: rollout → embed → reward (→ advantages) → update, each timed."""
         metrics: dict[str, float] = {}
         with timed(metrics, "rollout"):
             trajs, stats = self.rollout(metrics)
@@ -154,14 +154,13 @@ class Trainer:
         with timed(metrics, "embed"):
             embeddings = self.embed(trajs)
         with timed(metrics, "reward"):
-            rewards, distance = self.reward(embeddings, success, task_ids, group_ids, metrics)
-        with timed(metrics, "advantage"):
-            advantages = group_advantages(rewards, group_ids, self.cfg.algo.adv_eps, self.cfg.algo.adv_std)
+            scored = self.reward(embeddings, success, task_ids, group_ids, metrics)
+        rewards, advantages = scored.rewards, scored.advantages
         with timed(metrics, "update"):
             metrics.update(self.update(trajs, advantages))
         metrics.update(_rollout_metrics(trajs, stats, rewards, advantages, success))
         # Outputs are named by the step being trained (self.step + 1; self.step counts completed steps).
-        write_step_arrays(self.run_dir, self.step + 1, trajs, rewards, advantages, distance)
+        write_step_arrays(self.run_dir, self.step + 1, trajs, rewards, advantages, scored.distance)
         with timed(metrics, "videos"):
             self._save_videos(self.step + 1, trajs, rewards)
         return metrics
@@ -219,24 +218,21 @@ class Trainer:
         task_ids: np.ndarray,
         group_ids: np.ndarray,
         metrics: dict[str, float],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """SRPO progress rewards, or the binary outcome for GRPO; with each trajectory's distance to its nearest
-        success centre (NaN where there is none, and for GRPO)."""
-        if embeddings is None:
-            return success.astype(np.float64), np.full(success.shape, np.nan)
-        out = compute_progress_rewards(
-            embeddings, success, task_ids, group_ids, self.cfg.reward,
-            memory=self.memory.as_mapping() if self.memory is not None else None,
-        )
-        if self.memory is not None:
-            self.memory.update(embeddings, success, task_ids)
-        fails = ~success
-        if fails.any():
-            metrics["reward/failure_progress_mean"] = float(out.rewards[fails].mean())
-            metrics["reward/failure_progress_max"] = float(out.rewards[fails].max())
-            metrics["reward/num_failures_shaped"] = int((out.diagnostics.reference_kind[fails] != "none").sum())
-        metrics["reward/num_clusters_mean"] = float(out.diagnostics.num_clusters.mean())
-        return out.rewards, out.diagnostics.distance
+    ) -> ScoredBatch:
+        """SRPO progress rewards (the binary outcome for GRPO, which has no embeddings) and their group
+        advantages, through the same `srpo_advantages` call that `srpo score` makes."""
+        algo = self.cfg.algo
+        scored = srpo_advantages(embeddings, success, task_ids, group_ids, self.cfg.reward, memory=self.memory,
+                                 adv_eps=algo.adv_eps, adv_std=algo.adv_std)
+        if scored.output is not None:
+            out = scored.output
+            fails = ~success
+            if fails.any():
+                metrics["reward/failure_progress_mean"] = float(out.rewards[fails].mean())
+                metrics["reward/failure_progress_max"] = float(out.rewards[fails].max())
+                metrics["reward/num_failures_shaped"] = int((out.diagnostics.reference_kind[fails] != "none").sum())
+            metrics["reward/num_clusters_mean"] = float(out.diagnostics.num_clusters.mean())
+        return scored
 
     def update(self, trajs: Sequence[Trajectory], advantages: np.ndarray) -> dict[str, float]:
         """PPO-clip over mini-batches of action chunks (plus KL to the reference and entropy bonus)."""
