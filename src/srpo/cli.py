@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     from srpo.reward_eval import add_reward_eval_parser
 
     add_sft_parser(sub)
-    # The reward-eval parser moves here once the reward_eval.py split (issue #12) has landed.
+    # reward_eval.py is being split (recording, maths, plots); its parser moves here once that has landed.
     add_reward_eval_parser(sub)
 
     scripted = sub.add_parser(

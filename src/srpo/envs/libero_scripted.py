@@ -318,10 +318,6 @@ class PickPlaceController:
     def _above(eef: np.ndarray, point: np.ndarray, radius: float = 0.03) -> bool:
         return bool(np.linalg.norm(eef[:2] - point[:2]) < radius)
 
-    def _object_centre(self, name: str) -> np.ndarray:
-        low, high = self._object_bounds(name)
-        return (low + high) / 2
-
     def _advance_when(self, eef: np.ndarray, goal: np.ndarray, tolerance: float = POSITION_TOLERANCE) -> None:
         if np.linalg.norm(goal - eef) < tolerance or self._phase_steps >= MAX_PHASE_STEPS:
             self._next_phase()

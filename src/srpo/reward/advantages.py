@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from srpo.algo.advantages import StdKind, group_advantages
+from srpo.algo.advantages import group_advantages
 from srpo.config.reward import RewardConfig
 from srpo.reward.progress import SuccessMemory, compute_progress_rewards
-from srpo.types import RewardOutput
+from srpo.types import RewardOutput, StdKind
 
 
 @dataclass
