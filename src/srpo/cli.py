@@ -1,4 +1,5 @@
-"""The `srpo` command line: score, train, eval, sft, reward-eval, report, compare (heavy imports inside each)."""
+"""The `srpo` command line: score, train, eval, sft, reward-eval, record, offline, report, compare (heavy imports
+inside each)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,10 @@ def _check_resume_flags(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from srpo.evaluate import evaluate_checkpoint
 
+    if args.benchmark is not None:  # robustness benchmarks (srpo.robustness)
+        from srpo.robustness import eval_robustness_from_args
+
+        return eval_robustness_from_args(args, _load_train_config)
     cfg = _load_train_config(args)
     result = evaluate_checkpoint(cfg, args.checkpoint, args.episodes, args.videos, args.out)
     print(result.table())
@@ -183,6 +188,44 @@ def _scripted_demos(args: argparse.Namespace) -> int:
 
     measure_scripted_expert(args.suite or ["libero_spatial", "libero_object"], args.task_ids, args.num_episodes,
                             args.json, args.demo_dir, args.image_size)
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from srpo.record import record_dataset
+
+    overrides = list(args.set or [])
+    if args.checkpoint:
+        overrides.append(f"policy.checkpoint={args.checkpoint}")
+    cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
+    result = record_dataset(cfg, args.out, args.episodes_per_task, args.temperature, args.split, args.batch_episodes,
+                            args.fps)
+    print(f"LeRobot v3 dataset: {result.root}\n{result.table()}")
+    return 0
+
+
+def _offline(args: argparse.Namespace) -> int:
+    from srpo.offline import OfflineTrainer, offline_resume_config
+
+    overrides = list(args.set or [])
+    for flag, key in (("dataset", "offline.dataset"), ("arm", "offline.arm"), ("beta", "offline.beta"),
+                      ("policy", "policy.checkpoint"), ("out", "run_dir"), ("steps", "num_steps")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.resume:
+        cfg = offline_resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
+    else:
+        cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
+    with OfflineTrainer(cfg, resume=bool(args.resume)) as trainer:
+        history = trainer.train()
+    last = history[-1] if history else {}
+    print(f"finished {cfg.num_steps} offline steps ({cfg.offline.arm}) in {cfg.run_dir}"
+          + (f": eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
+    if args.report:
+        from srpo.report import build_report
+
+        print(f"report: {build_report(cfg.run_dir)}")
     return 0
 
 
@@ -286,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10, help="episodes per task")
     ev.add_argument("--videos", type=int, default=2, help="videos per task")
     ev.add_argument("--out", default="runs/eval", help="directory for eval.json and videos")
+    from srpo.robustness import add_robustness_arguments
+
+    add_robustness_arguments(ev)
     ev.set_defaults(func=_eval)
 
     from srpo.reward_eval import add_reward_eval_parser
@@ -310,6 +356,34 @@ def build_parser() -> argparse.ArgumentParser:
                                "step)")
     scripted.add_argument("--image-size", type=int, default=128, help="image side of recorded demos")
     scripted.set_defaults(func=_scripted_demos)
+
+    rec = sub.add_parser("record", help="roll out a policy and write the episodes as a LeRobot v3 dataset",
+                         description="Sampled episodes (successes and failures) of every task of the config's env, "
+                         "one row per policy decision; run again with the same arguments to continue a killed one.")
+    _add_config_args(rec)
+    rec.add_argument("--out", required=True, help="dataset folder")
+    rec.add_argument("--checkpoint", help="policy checkpoint (default: policy.checkpoint of the config)")
+    rec.add_argument("--episodes-per-task", type=int, default=50)
+    rec.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0)")
+    rec.add_argument("--split", choices=["train", "eval"], default="train", help="init states to start from")
+    rec.add_argument("--batch-episodes", type=int, default=32, help="episodes per rollout batch / appended file")
+    rec.add_argument("--fps", type=int, default=10, help="nominal frame rate stored in the dataset")
+    rec.set_defaults(func=_record)
+
+    off = sub.add_parser("offline", help="offline SRPO: advantage-weighted behaviour cloning on a recorded dataset",
+                         description="Per task: embed every episode, SRPO reward for failures against the dataset's "
+                         "successes, advantage over the task mean, AWR weights exp(A/beta) clipped, weighted BC on "
+                         "the policy's action tokens. Arms: bc, filtered_bc, awr_binary, awr_srpo.")
+    _add_config_args(off)
+    off.add_argument("--dataset", help="LeRobot v3 folder, LIBERO HDF5 file or folder of them (offline.dataset)")
+    off.add_argument("--arm", choices=["bc", "filtered_bc", "awr_binary", "awr_srpo"], help="offline.arm")
+    off.add_argument("--beta", type=float, help="AWR temperature (offline.beta)")
+    off.add_argument("--policy", help="starting policy checkpoint (policy.checkpoint)")
+    off.add_argument("--out", help="run directory (run_dir)")
+    off.add_argument("--steps", type=int, help="optimiser steps (num_steps)")
+    off.add_argument("--resume", metavar="RUN_DIR", help="continue an offline run from its newest checkpoint")
+    off.add_argument("--report", action="store_true", help="write the HTML report at the end")
+    off.set_defaults(func=_offline)
 
     rep = sub.add_parser("report", help="HTML report (+ PNGs) of a run directory")
     rep.add_argument("run_dir")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from srpo.algo.advantages import dynamic_sampling_mask
+from srpo.algo.advantages import dynamic_sampling_mask, referenced_failure_group_mask
 from srpo.build import (
     load_or_make_reference,
     load_policy_checkpoint,
@@ -155,12 +155,22 @@ class Trainer:
             embeddings = self.embed(trajs)
         with timed(metrics, "reward"):
             scored = self.reward(embeddings, success, task_ids, group_ids, metrics)
-        rewards, advantages = scored.rewards, scored.advantages
+        rewards, advantages, distance = scored.rewards, scored.advantages, scored.distance
+        if self.cfg.algo.keep_referenced_failure_groups:  # all-failure groups SRPO can rank
+            keep = self._failure_group_filter(rewards, success, group_ids, distance, metrics)
+            trajs = [t for t, k in zip(trajs, keep, strict=True) if k]
+            # Whole groups are dropped, so the advantages of the kept groups (normalised per group) stand.
+            success, task_ids, group_ids, rewards, advantages, distance = (
+                a[keep] for a in (success, task_ids, group_ids, rewards, advantages, distance))
+        # Groups whose advantages are not all zero: the ones that carry any learning signal this step.
+        metrics["advantage/num_groups_with_signal"] = len(np.unique(group_ids[np.abs(advantages) > 0]))
+        metrics["advantage/share_groups_with_signal"] = (metrics["advantage/num_groups_with_signal"]
+                                                         / max(metrics["rollout/num_groups_sampled"], 1))
         with timed(metrics, "update"):
             metrics.update(self.update(trajs, advantages))
         metrics.update(_rollout_metrics(trajs, stats, rewards, advantages, success))
         # Outputs are named by the step being trained (self.step + 1; self.step counts completed steps).
-        write_step_arrays(self.run_dir, self.step + 1, trajs, rewards, advantages, scored.distance)
+        write_step_arrays(self.run_dir, self.step + 1, trajs, rewards, advantages, distance)
         with timed(metrics, "videos"):
             self._save_videos(self.step + 1, trajs, rewards)
         return metrics
@@ -173,8 +183,10 @@ class Trainer:
         algo = self.cfg.algo
         rng = np.random.default_rng([self.cfg.seed, self.step])  # a function of (seed, step): resumable
         kept: list[Trajectory] = []
+        candidates: list[Trajectory] = []  # all-failure groups for keep_referenced_failure_groups
         total = EpisodeStats()
         num_groups = 0
+        num_groups_sampled = 0
         rounds = 0
         while num_groups < algo.num_prompts_per_step and rounds < algo.max_sampling_rounds:
             rounds += 1
@@ -188,20 +200,29 @@ class Trainer:
                                        r.rollout_id + len(kept) + 10_000 * rounds) for r in requests]
             trajs, stats = self.engine.collect(self.policy, requests, algo.temperature, greedy=False)
             _accumulate(total, stats)
+            num_groups_sampled += len({t.group_id for t in trajs})
             if algo.dynamic_sampling:
                 keep = dynamic_sampling_mask(np.asarray([t.success for t in trajs]),
                                              np.asarray([t.group_id for t in trajs]), algo.filter_low, algo.filter_high)
+                if algo.keep_referenced_failure_groups:
+                    # Judged after the reward phase; they do not count towards the batch, so the refill is the
+                    # official one.
+                    failed = dynamic_sampling_mask(np.asarray([t.success for t in trajs]),
+                                                   np.asarray([t.group_id for t in trajs]), 0.0, 0.0)
+                    candidates.extend(t for t, f, k in zip(trajs, failed, keep, strict=True) if f and not k)
             else:
                 keep = np.ones(len(trajs), dtype=bool)
             new = [t for t, k in zip(trajs, keep, strict=True) if k]
             kept.extend(new)
             num_groups += len({t.group_id for t in new})
-        if not kept:
+        if not kept and not candidates:
             # Nothing passed the filter in any round: train on the last round rather than skip the step (the
             # group advantages of all-equal groups are 0, so such a batch changes nothing but is logged).
             kept = trajs
-        metrics["rollout/num_sampling_rounds"] = rounds
         metrics["rollout/num_groups_kept"] = len({t.group_id for t in kept})
+        kept.extend(candidates)
+        metrics["rollout/num_sampling_rounds"] = rounds
+        metrics["rollout/num_groups_sampled"] = num_groups_sampled
         metrics["rollout/num_episodes_total"] = total.num_episodes
         return kept, total
 
@@ -233,6 +254,24 @@ class Trainer:
                 metrics["reward/num_failures_shaped"] = int((out.diagnostics.reference_kind[fails] != "none").sum())
             metrics["reward/num_clusters_mean"] = float(out.diagnostics.num_clusters.mean())
         return scored
+
+    def _failure_group_filter(
+        self, rewards: np.ndarray, success: np.ndarray, group_ids: np.ndarray, distance: np.ndarray,
+        metrics: dict[str, float],
+    ) -> np.ndarray:
+        """(N,) bool: drop the all-failure groups that `algo.keep_referenced_failure_groups` does not keep (no
+        reference for their task, or shaped rewards spread below the threshold); every other group stays."""
+        algo = self.cfg.algo
+        all_failed = dynamic_sampling_mask(success, group_ids, 0.0, 0.0)
+        referenced = referenced_failure_group_mask(rewards, success, group_ids, np.isfinite(distance),
+                                                   algo.failure_group_min_reward_std, algo.adv_std)
+        keep = ~all_failed | referenced
+        if not algo.dynamic_sampling or algo.filter_low == 0.0:
+            keep = np.ones_like(keep)  # the filter kept all-failure groups already: nothing to judge
+        if not keep.any():
+            keep = np.ones_like(keep)  # as in `rollout`: train on a batch with zero advantages rather than none
+        metrics["rollout/num_failure_groups_kept"] = len(np.unique(group_ids[referenced & keep]))
+        return keep
 
     def update(self, trajs: Sequence[Trajectory], advantages: np.ndarray) -> dict[str, float]:
         """PPO-clip over mini-batches of action chunks (plus KL to the reference and entropy bonus)."""
