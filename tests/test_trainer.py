@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from srpo.config.train import TrainConfig, load_config
-from srpo.errors import InputFileError, SrpoError
+from srpo.errors import InputFileError
 from srpo.run_dir import CHECKPOINT_PREFIX, list_checkpoints, read_metrics
 from srpo.trainer import Trainer
 
@@ -106,7 +106,7 @@ def test_refuses_to_overwrite_and_resume_needs_checkpoint(tmp_path: Path):
         Trainer(cfg, resume=True, show_progress=False)
     with Trainer(cfg, show_progress=False) as trainer:
         trainer.train()
-    with pytest.raises(SrpoError, match="--resume"):
+    with pytest.raises(InputFileError, match="--resume"):
         Trainer(cfg, show_progress=False)
 
 

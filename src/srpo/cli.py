@@ -79,8 +79,24 @@ def _train(args: argparse.Namespace) -> int:
         cfg = resume_config(args.resume, overrides)
     else:
         cfg = _load_train_config(args)
-    with Trainer(cfg, resume=bool(args.resume)) as trainer:
-        history = trainer.train()
+    from srpo.interrupt import Interrupted, StopOnSignal
+
+    # Ctrl-C / SIGTERM: the first stops after the step in flight (checkpointed), a second abandons it; either
+    # way the trainer closes its workers on the way out and one line says how to resume.
+    with StopOnSignal("srpo train") as stop:
+        try:
+            with Trainer(cfg, resume=bool(args.resume)) as trainer:
+                history = trainer.train(should_stop=stop.requested)
+        except Interrupted:
+            pass
+    if stop.requested():
+        from srpo.interrupt import interrupted_message
+        from srpo.run_dir import checkpoint_step, list_checkpoints
+
+        ckpts = list_checkpoints(Path(cfg.run_dir))
+        print(interrupted_message("srpo train", stop.signal_name, str(cfg.run_dir),
+                                  checkpoint_step(ckpts[-1]) if ckpts else None, cfg.num_steps), file=sys.stderr)
+        return stop.exit_code
     if history:
         last = history[-1]
         print(f"finished {cfg.num_steps} steps in {cfg.run_dir}: rollout success {last['rollout/success_rate']:.3f}"

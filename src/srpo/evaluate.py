@@ -11,6 +11,7 @@ import numpy as np
 from srpo.build import make_env_factory, make_policy
 from srpo.config.train import TrainConfig
 from srpo.envs.base import TaskSpec
+from srpo.errors import SrpoError
 from srpo.policies.base import Policy
 from srpo.rollout import EpisodeRequest, RolloutEngine
 from srpo.types import Trajectory
@@ -78,6 +79,10 @@ def evaluate_checkpoint(
     """`srpo eval`: load a policy checkpoint, evaluate it greedily, write eval.json and labelled videos."""
     from srpo.video import write_labelled_video
 
+    if episodes_per_task < 1:
+        raise SrpoError(f"--episodes={episodes_per_task} is invalid: set it to an int >= 1 (episodes per task)")
+    if videos_per_task < 0:
+        raise SrpoError(f"--videos={videos_per_task} is invalid: set it to an int >= 0 (videos per task)")
     if checkpoint is not None:
         cfg = replace(cfg, policy=replace(cfg.policy, checkpoint=checkpoint))
     policy = make_policy(cfg)
