@@ -44,7 +44,7 @@ POLICY_DIR = "policy"
 REFERENCE_DIR = "reference_policy"
 STEPS_DIR = "steps"
 VIDEOS_DIR = "videos"
-PHASES = ("rollout", "embed", "reward", "advantage", "update", "evaluate", "checkpoint", "videos")
+PHASES = ("rollout", "embed", "reward", "update", "evaluate", "checkpoint", "videos")
 """The named phases of a training step; each is timed into the metrics as `time/<phase>_s`."""
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +16,14 @@ import numpy as np
 from srpo.algo.advantages import group_advantages
 from srpo.config.reward import RewardConfig
 from srpo.errors import InputFileError
-from srpo.reward.progress import compute_progress_rewards, validate_reward_inputs
-from srpo.types import RewardOutput
+from srpo.reward.advantages import ScoredBatch, srpo_advantages
+from srpo.reward.progress import validate_reward_inputs
 
 REQUIRED_KEYS = ("embeddings", "success", "task_ids", "group_ids")
 CSV_COLUMNS = (
     "index", "task_id", "group_id", "success", "reward", "advantage", "distance", "normalized_distance",
     "cluster_id", "num_clusters", "reference",
 )
-
-
-@dataclass
-class ScoredBatch:
-    """A scored batch: inputs, rewards and advantages, all (N,) in input order."""
-
-    success: np.ndarray
-    task_ids: np.ndarray
-    group_ids: np.ndarray
-    rewards: np.ndarray
-    advantages: np.ndarray
-    output: RewardOutput | None
 
 
 class BatchFileError(InputFileError, ValueError):
@@ -78,24 +65,9 @@ def load_batch(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def score_batch(arrays: dict[str, np.ndarray], config: RewardConfig, binary: bool = False) -> ScoredBatch:
-    """Rewards (SRPO, or 0/1 when `binary`) and GRPO advantages of a validated batch."""
-    success = arrays["success"].astype(bool)
-    if binary:
-        rewards = success.astype(np.float64)
-        output = None
-    else:
-        output = compute_progress_rewards(
-            arrays["embeddings"], success, arrays["task_ids"], arrays["group_ids"], config
-        )
-        rewards = output.rewards
-    return ScoredBatch(
-        success=success,
-        task_ids=arrays["task_ids"],
-        group_ids=arrays["group_ids"],
-        rewards=rewards,
-        advantages=group_advantages(rewards, arrays["group_ids"]),
-        output=output,
-    )
+    """Rewards (SRPO, or 0/1 when `binary`) and GRPO advantages of a validated batch (`srpo_advantages`)."""
+    embeddings = None if binary else arrays["embeddings"]
+    return srpo_advantages(embeddings, arrays["success"], arrays["task_ids"], arrays["group_ids"], config)
 
 
 def to_csv(scored: ScoredBatch) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from srpo.algo.advantages import dynamic_sampling_mask, group_advantages, referenced_failure_group_mask
+from srpo.algo.advantages import dynamic_sampling_mask, referenced_failure_group_mask
 from srpo.build import (
     load_or_make_reference,
     load_policy_checkpoint,
@@ -25,12 +25,12 @@ from srpo.build import (
     make_rollout_engine,
 )
 from srpo.config.train import TrainConfig
-from srpo.errors import InputFileError
+from srpo.errors import InputFileError, SrpoError
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import TrainablePolicy
 from srpo.resume import newest_intact
+from srpo.reward import ScoredBatch, SuccessMemory, srpo_advantages
 from srpo.reward.encoders.base import VideoEncoder
-from srpo.reward.progress import SuccessMemory, compute_progress_rewards
 from srpo.rollout import EpisodeRequest, RolloutEngine, make_group_requests
 from srpo.run_dir import (
     PHASES,
@@ -92,7 +92,8 @@ class Trainer:
         self.policy: TrainablePolicy = policy if policy is not None else make_policy(cfg)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
-            raise ValueError("the policy has no trainable parameters (is everything frozen?)")
+            raise SrpoError("the policy has no trainable parameters: unfreeze some (e.g. policy.freeze_vision=false "
+                            "for a checkpoint whose only weights are its vision encoder)")
         self.optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
         self.memory = SuccessMemory(cfg.reward.memory_size) if cfg.reward.memory_size > 0 else None
         self.watchdog = PhaseWatchdog({"embed": cfg.watchdog.embed_timeout_s, "update": cfg.watchdog.update_timeout_s},
@@ -159,7 +160,7 @@ class Trainer:
         return history
 
     def train_step(self) -> dict[str, float]:
-        """One step: rollout → embed → reward → advantage → update, each timed."""
+        """One step: rollout → embed → reward (→ advantages) → update, each timed."""
         metrics: dict[str, float] = {}
         with timed(metrics, "rollout"):
             trajs, stats = self.rollout(metrics)
@@ -169,14 +170,14 @@ class Trainer:
         with timed(metrics, "embed"), self.watchdog.watch("embed", self.step + 1):
             embeddings = self.embed(trajs)
         with timed(metrics, "reward"):
-            rewards, distance = self.reward(embeddings, success, task_ids, group_ids, metrics)
-        if self.cfg.algo.keep_referenced_failure_groups:  # issue #17: all-failure groups SRPO can rank
+            scored = self.reward(embeddings, success, task_ids, group_ids, metrics)
+        rewards, advantages, distance = scored.rewards, scored.advantages, scored.distance
+        if self.cfg.algo.keep_referenced_failure_groups:  # all-failure groups SRPO can rank
             keep = self._failure_group_filter(rewards, success, group_ids, distance, metrics)
             trajs = [t for t, k in zip(trajs, keep, strict=True) if k]
-            success, task_ids, group_ids, rewards, distance = (a[keep] for a in (success, task_ids, group_ids,
-                                                                                  rewards, distance))
-        with timed(metrics, "advantage"):
-            advantages = group_advantages(rewards, group_ids, self.cfg.algo.adv_eps, self.cfg.algo.adv_std)
+            # Whole groups are dropped, so the advantages of the kept groups (normalised per group) stand.
+            success, task_ids, group_ids, rewards, advantages, distance = (
+                a[keep] for a in (success, task_ids, group_ids, rewards, advantages, distance))
         # Groups whose advantages are not all zero: the ones that carry any learning signal this step.
         metrics["advantage/num_groups_with_signal"] = len(np.unique(group_ids[np.abs(advantages) > 0]))
         metrics["advantage/share_groups_with_signal"] = (metrics["advantage/num_groups_with_signal"]
@@ -261,24 +262,21 @@ class Trainer:
         task_ids: np.ndarray,
         group_ids: np.ndarray,
         metrics: dict[str, float],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """SRPO progress rewards, or the binary outcome for GRPO; with each trajectory's distance to its nearest
-        success centre (NaN where there is none, and for GRPO)."""
-        if embeddings is None:
-            return success.astype(np.float64), np.full(success.shape, np.nan)
-        out = compute_progress_rewards(
-            embeddings, success, task_ids, group_ids, self.cfg.reward,
-            memory=self.memory.as_mapping() if self.memory is not None else None,
-        )
-        if self.memory is not None:
-            self.memory.update(embeddings, success, task_ids)
-        fails = ~success
-        if fails.any():
-            metrics["reward/failure_progress_mean"] = float(out.rewards[fails].mean())
-            metrics["reward/failure_progress_max"] = float(out.rewards[fails].max())
-            metrics["reward/num_failures_shaped"] = int((out.diagnostics.reference_kind[fails] != "none").sum())
-        metrics["reward/num_clusters_mean"] = float(out.diagnostics.num_clusters.mean())
-        return out.rewards, out.diagnostics.distance
+    ) -> ScoredBatch:
+        """SRPO progress rewards (the binary outcome for GRPO, which has no embeddings) and their group
+        advantages, through the same `srpo_advantages` call that `srpo score` makes."""
+        algo = self.cfg.algo
+        scored = srpo_advantages(embeddings, success, task_ids, group_ids, self.cfg.reward, memory=self.memory,
+                                 adv_eps=algo.adv_eps, adv_std=algo.adv_std)
+        if scored.output is not None:
+            out = scored.output
+            fails = ~success
+            if fails.any():
+                metrics["reward/failure_progress_mean"] = float(out.rewards[fails].mean())
+                metrics["reward/failure_progress_max"] = float(out.rewards[fails].max())
+                metrics["reward/num_failures_shaped"] = int((out.diagnostics.reference_kind[fails] != "none").sum())
+            metrics["reward/num_clusters_mean"] = float(out.diagnostics.num_clusters.mean())
+        return scored
 
     def _failure_group_filter(
         self, rewards: np.ndarray, success: np.ndarray, group_ids: np.ndarray, distance: np.ndarray,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-StdKind = Literal["unbiased", "biased"]
+from srpo.types import StdKind
 
 
 def group_advantages(

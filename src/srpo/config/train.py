@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -28,12 +28,11 @@ from srpo.config.reward import RewardConfig
 from srpo.config.robustness import RobustnessConfig
 from srpo.config.rollout import RolloutConfig
 from srpo.config.watchdog import WatchdogConfig
+from srpo.types import Aggregation, KLEstimator, StdKind
 
 Algo = Literal["srpo", "grpo"]
 EnvKind = Literal["tabletop", "libero"]
 TrainPreset = Literal["cpu", "tabletop", "paper"]
-Aggregation = Literal["token-mean", "seq-mean-token-mean"]
-KLEstimator = Literal["k1", "k3"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class EnvConfig:
     own split in env.libero)."""
 
     def __post_init__(self) -> None:
-        require_choice(self.kind, "env.kind", ["tabletop", "libero"])
+        require_choice(self.kind, "env.kind", get_args(EnvKind))
         require(
             0 < self.tabletop_num_eval_init_states < self.tabletop.num_init_states,
             "env.tabletop_num_eval_init_states",
@@ -121,7 +120,7 @@ class AlgoConfig:
     """Weight of the entropy bonus [0]."""
     adv_eps: float = 1e-6
     """ε in (r − mean) / (std + ε) [1e-6]."""
-    adv_std: Literal["unbiased", "biased"] = "unbiased"
+    adv_std: StdKind = "unbiased"
     """Group std estimator ["unbiased"]."""
 
     def __post_init__(self) -> None:
@@ -142,12 +141,12 @@ class AlgoConfig:
         require(0 <= self.clip_low < 1, "algo.clip_low", self.clip_low, "a float in [0, 1), e.g. 0.2")
         require(self.clip_high >= 0, "algo.clip_high", self.clip_high, "a float >= 0, e.g. 0.28")
         require(self.dual_clip is None or self.dual_clip > 1, "algo.dual_clip", self.dual_clip, "None or a float > 1")
-        require_choice(self.aggregation, "algo.aggregation", ["token-mean", "seq-mean-token-mean"])
+        require_choice(self.aggregation, "algo.aggregation", get_args(Aggregation))
         require(self.kl_coef >= 0, "algo.kl_coef", self.kl_coef, "a float >= 0 (0 = off)")
-        require_choice(self.kl_estimator, "algo.kl_estimator", ["k1", "k3"])
+        require_choice(self.kl_estimator, "algo.kl_estimator", get_args(KLEstimator))
         require(self.entropy_coef >= 0, "algo.entropy_coef", self.entropy_coef, "a float >= 0")
         require(self.adv_eps > 0, "algo.adv_eps", self.adv_eps, "a float > 0, e.g. 1e-6")
-        require_choice(self.adv_std, "algo.adv_std", ["unbiased", "biased"])
+        require_choice(self.adv_std, "algo.adv_std", get_args(StdKind))
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ class TrainConfig:
     """Time limits of the embed and update phases: a hang becomes an error naming the phase."""
 
     def __post_init__(self) -> None:
-        require_choice(self.algo_name, "algo_name", ["srpo", "grpo"])
+        require_choice(self.algo_name, "algo_name", get_args(Algo))
         require(self.num_steps >= 1, "num_steps", self.num_steps, "an int >= 1")
         require(self.eval_every >= 0, "eval_every", self.eval_every, "0 or a positive int")
         require(self.num_eval_episodes_per_task >= 0, "num_eval_episodes_per_task", self.num_eval_episodes_per_task,
@@ -415,12 +414,14 @@ def _read_yaml(path: Path) -> Any:
 def load_config(
     path: str | Path | None = None, preset: TrainPreset | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:
-    """Build a validated TrainConfig: preset (default "cpu") ← YAML file ← `key.path=value` overrides.
+    """Build a validated TrainConfig: the named preset, or the fields' defaults when none is named (the
+    built-in tabletop env, a fresh compact VLA, the official SRPO and PPO values) ← YAML file ←
+    `key.path=value` overrides.
 
     Override values are parsed as YAML scalars/lists (`algo.lr=1e-5`, `env.libero.task_ids=[0,1]`,
     `algo.dual_clip=null`).
     """
-    base = TrainConfig.preset(preset or "cpu")
+    base = TrainConfig.preset(preset) if preset is not None else TrainConfig()
     tree = config_to_dict(base)
     if path is not None:
         loaded = _read_yaml(Path(path)) or {}
