@@ -107,13 +107,14 @@ def test_second_sigterm_abandons_the_step_and_leaves_the_run_resumable(tmp_path:
 def test_stop_on_signal_first_requests_then_abandons():
     from srpo.interrupt import Interrupted
 
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with StopOnSignal("srpo test") as stop:
         assert not stop.requested()
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested() and stop.exit_code == 143 and stop.signal_name == "SIGTERM"
         with pytest.raises(Interrupted):
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # previous handlers restored
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # previous handlers restored
 
 
 def test_interrupted_message_without_a_checkpoint():
