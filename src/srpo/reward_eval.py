@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from srpo.config.base import ConfigError
 from srpo.config.encoder import ENCODER_NAMES, EncoderConfig
 from srpo.config.reward import RewardConfig
 from srpo.errors import InputFileError, SrpoError
@@ -707,7 +708,7 @@ def run_reward_eval(args: argparse.Namespace) -> int:
     from srpo.reward.encoders import make_encoder
 
     if args.num_cuts < 2:
-        raise SrpoError(f"--num-cuts={args.num_cuts} is invalid: set it to an int >= 2, e.g. 10")
+        raise ConfigError(f"--num-cuts={args.num_cuts} is invalid: set it to an int >= 2, e.g. 10")
     data = _load(args)
     if args.max_trajectories is not None:
         k = args.max_trajectories
