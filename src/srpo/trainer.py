@@ -28,6 +28,7 @@ from srpo.config.train import AlgoConfig, TrainConfig, load_config, save_config
 from srpo.envs.base import EnvFactory
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import PolicyInput
+from srpo.provenance import provenance
 from srpo.reward.encoders import make_encoder
 from srpo.reward.encoders.base import VideoEncoder
 from srpo.reward.progress import SuccessMemory, compute_progress_rewards
@@ -40,6 +41,7 @@ CHECKPOINT_PREFIX = "ckpt-"
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 TRAINER_STATE_FILE = "trainer_state.pt"
+PROVENANCE_FILE = "provenance.jsonl"
 REFERENCE_DIR = "reference_policy"
 PHASES = ("rollout", "embed", "reward", "advantage", "update", "evaluate", "checkpoint", "videos")
 
@@ -334,6 +336,9 @@ class Trainer:
             self._restore_state(latest)
         else:
             save_config(cfg, self.run_dir / CONFIG_FILE)
+        # One line per start or resume: the commit and command behind this run's results.
+        with open(self.run_dir / PROVENANCE_FILE, "a") as f:
+            f.write(json.dumps({"step": self.step, **provenance()}) + "\n")
         self.reference = self._load_or_make_reference() if cfg.algo.kl_coef > 0 else None
         self.factory = make_env_factory(cfg)
         self.specs = self.factory.task_specs()
