@@ -47,7 +47,7 @@ def test_switch_runs_the_loop_and_logs_signal_share(tmp_path: Path) -> None:
         "algo.max_sampling_rounds=2", "algo.keep_referenced_failure_groups=true"])
     with Trainer(cfg, show_progress=False) as trainer:
         trainer.train()
-    step = [m for m in read_metrics(tmp_path / "run") if m["step"] == 1][0]
+    step = next(m for m in read_metrics(tmp_path / "run") if m["step"] == 1)
     assert step["rollout/num_groups_sampled"] == 4  # 2 prompts, refilled once: nothing passed the filter
     assert step["rollout/num_groups_kept"] == 0
     assert step["rollout/num_failure_groups_kept"] == 0
