@@ -36,7 +36,7 @@ def run(run_dir: Path, threads: int, steps: int, hash_seed: str) -> tuple[list[d
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
     from safetensors.torch import load_file
 
-    from srpo.trainer import list_checkpoints, read_metrics
+    from srpo.run_dir import list_checkpoints, read_metrics
 
     state = load_file(str(list_checkpoints(run_dir)[-1] / "policy" / "model.safetensors"))
     weights = np.concatenate([v.double().flatten().numpy() for _, v in sorted(state.items())])

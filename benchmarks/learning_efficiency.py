@@ -92,9 +92,9 @@ def make_initial_policy(out: Path, args: argparse.Namespace) -> Path:
 def initial_success(base: TrainConfig) -> dict[str, float]:
     """The initial policy on held-out init states: greedy (the evaluation of every run), and sampled at the
     training temperature (each held-out state twice)."""
+    from srpo.build import make_env_factory, make_policy
     from srpo.evaluate import evaluate_policy, init_state_split
     from srpo.rollout import EpisodeRequest, RolloutEngine
-    from srpo.trainer import make_env_factory, make_policy
 
     torch.manual_seed(0)
     policy = make_policy(base)
@@ -144,14 +144,14 @@ def run_config(base: TrainConfig, out: Path, arm: str, seed: int) -> Path:
 
 
 def run_finished(run_dir: Path, num_steps: int) -> bool:
-    from srpo.trainer import read_metrics
+    from srpo.run_dir import read_metrics
 
     return any(int(m.get("step", 0)) >= num_steps for m in read_metrics(run_dir))
 
 
 def launch(out: Path, cfg_path: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
     """Start (or resume) one run as its own `srpo train` process, one torch thread, output to run_dir/train.log."""
-    from srpo.trainer import list_checkpoints
+    from srpo.run_dir import list_checkpoints
 
     cmd = [sys.executable, "-m", "srpo.cli", "train"]
     cmd += ["--resume", str(run_dir)] if list_checkpoints(run_dir) else ["--config", str(cfg_path)]
@@ -223,7 +223,7 @@ def first_step_reaching(steps: np.ndarray, success: np.ndarray, target: float) -
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    from srpo.trainer import read_metrics
+    from srpo.run_dir import read_metrics
 
     records = read_metrics(run_dir)
     evals = [(int(m["step"]), float(m["eval/success_rate"])) for m in records if "eval/success_rate" in m]

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from srpo.config.train import TrainConfig, load_config
-from srpo.trainer import Trainer, read_metrics
+from srpo.run_dir import read_metrics
+from srpo.trainer import Trainer
 
 TINY = [
     "env.tabletop.num_tasks=2", "env.tabletop.max_steps=16", "env.tabletop.image_size=32",

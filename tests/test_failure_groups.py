@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from srpo.config.train import load_config
-from srpo.trainer import Trainer, read_metrics
+from srpo.run_dir import read_metrics
+from srpo.trainer import Trainer
 from test_determinism import TINY
 
 

@@ -63,7 +63,8 @@ def _load_train_config(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from srpo.trainer import Trainer, resume_config
+    from srpo.run_dir import resume_config
+    from srpo.trainer import Trainer
 
     if args.resume:
         overrides = list(args.set or [])
