@@ -1,4 +1,5 @@
-"""Reward-quality metrics of the paper's "progress reward quality" table (SC, Mono, MMD, JS, SMD).
+"""Reward-quality metrics: the paper's "progress reward quality" table (SC, Mono, MMD, JS, SMD) and metrics
+against a privileged progress label (AUROC, Spearman with the stage reached, failure-curve progress).
 
 Conventional definitions (docs/reward.md): SC and Mono read one trajectory's progress curve (the reward of
 growing prefixes); MMD, JS and SMD compare the reward distributions of successes and failures. Higher is better
@@ -139,3 +140,97 @@ def standardized_mean_difference(x: np.ndarray, y: np.ndarray) -> float:
     if pooled == 0.0:
         return 0.0 if diff == 0.0 else float(np.copysign(np.inf, diff))
     return float(diff / pooled)
+
+
+# --- progress-label metrics (a labelled set with the simulator's own progress stage) -----------------------------
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of scores that should rank positives (successes) above negatives (failures).
+
+    AUROC = P(x > y) + ½ · P(x = y) for x drawn from `positive`, y from `negative` (the Mann–Whitney U statistic
+    divided by n · m), computed over all n · m pairs.
+
+    Args:
+        positive: (n,) scores of the positives, n >= 1.
+        negative: (m,) scores of the negatives, m >= 1.
+
+    Returns:
+        AUROC in [0, 1]; 1.0 when every positive scores above every negative, 0.5 for chance.
+    """
+    a = _as_1d(positive, "positive")
+    b = _as_1d(negative, "negative")
+    greater = (a[:, None] > b[None, :]).mean()
+    ties = (a[:, None] == b[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation of two paired samples (average ranks for ties).
+
+    Args:
+        x: (n,) first variable (e.g. failure rewards), n >= 2.
+        y: (n,) second variable (e.g. the furthest progress stage each failure reached).
+
+    Returns:
+        Correlation in [−1, 1]; NaN when `y` is constant (the label carries no order to follow); 0.0 when only
+        `x` is constant (a reward that does not distinguish ordered labels earns nothing).
+    """
+    a = _as_1d(x, "x", min_len=2)
+    b = _as_1d(y, "y", min_len=2)
+    if a.shape != b.shape:
+        raise ValueError(f"x and y must pair up, got shapes {a.shape} and {b.shape}")
+    if np.ptp(b) == 0.0:
+        return float("nan")
+    if np.ptp(a) == 0.0:
+        return 0.0
+    return float(spearmanr(a, b).statistic)
+
+
+def stage_at_cuts(frame_stages: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The furthest stage reached within each growing prefix: s_j = max(stage[:L_j]).
+
+    Args:
+        frame_stages: (T,) int progress stage of every frame.
+        lengths: (C,) prefix lengths in [1, T] (`reward_eval.prefix_lengths`).
+
+    Returns:
+        (C,) int64, non-decreasing when `lengths` is.
+    """
+    stages = np.asarray(frame_stages)
+    cuts = np.asarray(lengths, dtype=np.int64)
+    if stages.ndim != 1 or stages.size == 0:
+        raise ValueError(f"frame_stages must be a non-empty 1-D array, got shape {stages.shape}")
+    if cuts.ndim != 1 or cuts.size == 0 or cuts.min() < 1 or cuts.max() > stages.size:
+        raise ValueError(f"lengths must be 1-D in [1, {stages.size}], got {cuts.tolist()}")
+    return np.maximum.accumulate(stages.astype(np.int64))[cuts - 1]
+
+
+def failure_curve_progress(curve: np.ndarray, stages: np.ndarray) -> tuple[float, float, float]:
+    """Does a failure's progress curve rise while the robot makes progress and flatten once it stops?
+
+    With k* the first cut at which the furthest stage s reaches its final value s_C (progress stops there):
+
+        rho    = Spearman(curve, s) over the C cuts     (NaN if s is constant: no progress to follow)
+        rise   = curve[k*] − curve[0]                  (NaN if s is constant; > 0 is good)
+        after  = curve[C−1] − curve[k*]                 (NaN if k* = C−1; ≈ 0 is good, > 0 rewards time spent)
+
+    Args:
+        curve: (C,) progress scores of the failure's growing prefixes, C >= 2.
+        stages: (C,) furthest stage within each prefix (`stage_at_cuts`), non-decreasing.
+
+    Returns:
+        (rho, rise, after).
+    """
+    c = _as_1d(curve, "curve", min_len=2)
+    s = _as_1d(stages, "stages", min_len=2)
+    if c.shape != s.shape:
+        raise ValueError(f"curve and stages must pair up, got shapes {c.shape} and {s.shape}")
+    if (np.diff(s) < 0).any():
+        raise ValueError(f"stages must be non-decreasing (the furthest stage so far), got {s.tolist()}")
+    k_star = int(np.argmax(s == s[-1]))
+    progressed = s[-1] > s[0]
+    rho = spearman(c, s) if progressed else float("nan")
+    rise = float(c[k_star] - c[0]) if progressed else float("nan")
+    after = float(c[-1] - c[k_star]) if k_star < c.size - 1 else float("nan")
+    return rho, rise, after
