@@ -433,7 +433,8 @@ def main() -> None:
     parser.add_argument("--encoder-crop", type=int, default=96, help="EfficientNet input side (measured choice)")
     parser.add_argument("--num-frames", type=int, default=8, help="frames sampled per trajectory for the reward")
     parser.add_argument("--demos-per-task", type=int, default=2, help="scripted demos per task for the SFT start")
-    parser.add_argument("--demo-layouts", type=int, default=1000)
+    parser.add_argument("--demo-layouts", type=int, default=None,
+                        help="record demos in layouts 0..N-1 minus the held-out ones (default: the training layouts)")
     parser.add_argument("--demo-noise", type=float, default=0.1)
     parser.add_argument("--random-prefix", type=int, default=24)
     parser.add_argument("--chunk-size", type=int, default=2)
