@@ -67,6 +67,7 @@ import numpy as np
 
 from srpo.config.encoder import ENCODER_NAMES, EncoderConfig
 from srpo.config.reward import RewardConfig
+from srpo.provenance import provenance
 from srpo.reward.quality import failure_curve_progress, spearman, stage_at_cuts
 from srpo.types import ACTION_DIM, GRIPPER_DIM
 
@@ -1059,7 +1060,8 @@ def run_reward_eval(args: argparse.Namespace) -> int:
         k: v for k, v in vars(args).items() if k != "func" and isinstance(v, str | int | float | bool | list | None)
     }
     json_path = out_dir / "reward_eval.json"
-    json_path.write_text(json.dumps(report_json(reports, data, settings), indent=1))
+    # The commit and command behind the numbers (issue #17: every result file says what made it).
+    json_path.write_text(json.dumps({**report_json(reports, data, settings), "provenance": provenance()}, indent=1))
     print(f"wrote {json_path}", file=sys.stderr)
     if not args.no_plots:
         print(f"wrote {plot_reports(reports, data, out_dir / 'reward_eval.png')}", file=sys.stderr)
