@@ -219,6 +219,8 @@ def add_reward_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--num-cuts", type=int, default=10, help="points on each progress curve")
     p.add_argument("--rotate-180", action="store_true", help="rotate frames by 180° (raw LIBERO renders)")
     p.add_argument("--segments", type=int, default=1, help="EfficientNet temporal segments")
+    p.add_argument("--crop-size", type=int, default=None,
+                   help="input side of EfficientNet / V-JEPA 2 (encoder.crop_size; default: the model's own)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--batch-size", type=int, default=0, help="trajectories per forward (0: automatic)")
     p.add_argument("--reward-preset", choices=["official", "paper"], default="official")
@@ -286,6 +288,7 @@ def run_reward_eval(args: argparse.Namespace) -> int:
             segments=args.segments if name == "efficientnet" else 1,
             device=args.device,
             batch_size=args.batch_size,
+            crop_size=args.crop_size if name != "pixel" else None,
         )
         encoder = make_encoder(config)
         reports.append(evaluate_encoder(encoder, data, reward_config, args.num_cuts, name=name))
