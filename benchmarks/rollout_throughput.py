@@ -179,7 +179,10 @@ def run_srpo(work: Workload, num_workers: int, render_quality: str = "fast",
         for r, (k, init_id) in enumerate((k, i) for k in range(len(work.task_ids)) for i in work.init_state_ids)
     ]
     envs_per_worker = -(-len(requests) // max(1, num_workers))
-    config = RolloutConfig(num_workers=num_workers, num_envs_per_worker=envs_per_worker, embed_stride=embed_stride)
+    # Generous timeouts: on an oversubscribed machine building an env can take minutes of wall time, and a
+    # worker killed for it would be timed again from scratch (this measures throughput, not fault handling).
+    config = RolloutConfig(num_workers=num_workers, num_envs_per_worker=envs_per_worker, embed_stride=embed_stride,
+                           step_timeout_s=600.0, reset_timeout_s=3600.0)
     policy = FixedActionPolicy()
     with RolloutEngine(factory, config) as engine:
         t0 = time.perf_counter()
