@@ -101,6 +101,12 @@ def _train(args: argparse.Namespace) -> int:
         last = history[-1]
         print(f"finished {cfg.num_steps} steps in {cfg.run_dir}: rollout success {last['rollout/success_rate']:.3f}"
               + (f", eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
+    from srpo.evaluate import before_after_line
+    from srpo.trainer import read_metrics
+
+    line = before_after_line(read_metrics(cfg.run_dir))
+    if line is not None:
+        print(line)
     if args.report:
         from srpo.report import build_report
 
