@@ -57,6 +57,7 @@ import json
 import math
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ import numpy as np
 
 from srpo.config.encoder import ENCODER_NAMES, EncoderConfig
 from srpo.config.reward import RewardConfig
+from srpo.errors import InputFileError, SrpoError
 from srpo.recording import LIBERO_FAILURE_KINDS, TABLETOP_FAILURE_KINDS, record_libero, record_tabletop
 from srpo.reward.labelled import LABEL_COLUMNS, LABELS_FILE, LabelledSet, load_folder, save_folder
 from srpo.reward.quality import METRIC_NAMES, EncoderReport, evaluate_embeddings, prefix_lengths
@@ -217,6 +219,8 @@ def add_reward_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--num-cuts", type=int, default=10, help="points on each progress curve")
     p.add_argument("--rotate-180", action="store_true", help="rotate frames by 180° (raw LIBERO renders)")
     p.add_argument("--segments", type=int, default=1, help="EfficientNet temporal segments")
+    p.add_argument("--crop-size", type=int, default=None,
+                   help="input side of EfficientNet / V-JEPA 2 (encoder.crop_size; default: the model's own)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--batch-size", type=int, default=0, help="trajectories per forward (0: automatic)")
     p.add_argument("--reward-preset", choices=["official", "paper"], default="official")
@@ -248,9 +252,18 @@ def _load(args: argparse.Namespace) -> LabelledSet:
             file=sys.stderr,
         )
         return data
-    if args.data is not None:
-        return load_folder(args.data)
-    return load_hdf5(args.hdf5, image_key=args.image_key)
+    # The loaders' ValueErrors name the file and row; for the CLI they are input errors (one line, exit 2).
+    try:
+        data = load_folder(args.data) if args.data is not None else load_hdf5(args.hdf5, image_key=args.image_key)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        if isinstance(err, SrpoError):
+            raise
+        source = args.data if args.data is not None else " ".join(args.hdf5)
+        reason = str(err) if isinstance(err, ValueError) else f"{source}: {type(err).__name__}: {err}"
+        raise InputFileError(reason) from err
+    if not data.videos:
+        raise InputFileError(f"{args.data or ' '.join(args.hdf5)}: {LABELS_FILE} lists no trajectories")
+    return data
 
 
 def run_reward_eval(args: argparse.Namespace) -> int:
@@ -258,7 +271,7 @@ def run_reward_eval(args: argparse.Namespace) -> int:
     from srpo.reward.encoders import make_encoder
 
     if args.num_cuts < 2:
-        raise ValueError(f"--num-cuts={args.num_cuts} is invalid: set it to an int >= 2, e.g. 10")
+        raise SrpoError(f"--num-cuts={args.num_cuts} is invalid: set it to an int >= 2, e.g. 10")
     data = _load(args)
     if args.max_trajectories is not None:
         data = data.head(args.max_trajectories)
@@ -275,6 +288,7 @@ def run_reward_eval(args: argparse.Namespace) -> int:
             segments=args.segments if name == "efficientnet" else 1,
             device=args.device,
             batch_size=args.batch_size,
+            crop_size=args.crop_size if name != "pixel" else None,
         )
         encoder = make_encoder(config)
         reports.append(evaluate_encoder(encoder, data, reward_config, args.num_cuts, name=name))

@@ -9,6 +9,7 @@ A folder holds `labels.csv` (header `path,success,task_id`, optionally `kind` an
 from __future__ import annotations
 
 import csv
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,13 @@ def read_video_file(path: Path) -> np.ndarray:
         (T, H, W, 3) uint8.
     """
     if path.suffix == ".npz":
-        with np.load(path) as data:
-            if FRAMES_KEY not in data:
-                raise ValueError(f"{path}: no '{FRAMES_KEY}' array (found {list(data.keys())})")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from err
+        with data:
+            if not hasattr(data, "files") or FRAMES_KEY not in data:
+                raise ValueError(f"{path}: no '{FRAMES_KEY}' array (found {list(getattr(data, 'files', []))})")
             return np.asarray(data[FRAMES_KEY])
     try:
         import imageio.v3 as iio
