@@ -19,7 +19,7 @@ from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
 from srpo.errors import SrpoError
 from srpo.lerobot import DatasetEpisode, write_lerobot_dataset
 from srpo.offline import OfflineTrainer, episode_weights
-from srpo.trainer import list_checkpoints, read_metrics
+from srpo.run_dir import list_checkpoints, read_metrics
 
 TINY = [
     "env.tabletop.num_tasks=2",

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from srpo.config.train import TrainConfig, load_config
-from srpo.trainer import CHECKPOINT_PREFIX, Trainer, list_checkpoints, read_metrics
+from srpo.run_dir import CHECKPOINT_PREFIX, list_checkpoints, read_metrics
+from srpo.trainer import Trainer
 
 SRPO = str(Path(sys.executable).with_name("srpo"))
 

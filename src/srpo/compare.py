@@ -12,7 +12,8 @@ import numpy as np
 
 from srpo.config.train import TrainConfig
 from srpo.report import plot_success_curves
-from srpo.trainer import Trainer, list_checkpoints, read_metrics
+from srpo.run_dir import list_checkpoints, read_metrics
+from srpo.trainer import Trainer
 
 
 @dataclass

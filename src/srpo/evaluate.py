@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from srpo.build import make_env_factory, make_policy
 from srpo.config.train import TrainConfig
 from srpo.envs.base import TaskSpec
+from srpo.policies.base import Policy
 from srpo.rollout import EpisodeRequest, RolloutEngine
 from srpo.types import Trajectory
 
@@ -54,7 +55,7 @@ class EvalResult:
 
 
 def evaluate_policy(
-    engine: RolloutEngine, policy: Any, specs: list[TaskSpec], cfg: TrainConfig, episodes_per_task: int
+    engine: RolloutEngine, policy: Policy, specs: list[TaskSpec], cfg: TrainConfig, episodes_per_task: int
 ) -> EvalResult:
     """Greedy episodes on each task's held-out init states (cycling through them if more episodes are asked)."""
     requests: list[EpisodeRequest] = []
@@ -75,7 +76,6 @@ def evaluate_checkpoint(
     cfg: TrainConfig, checkpoint: str | None, episodes_per_task: int, videos_per_task: int, out_dir: str | Path
 ) -> EvalResult:
     """`srpo eval`: load a policy checkpoint, evaluate it greedily, write eval.json and labelled videos."""
-    from srpo.trainer import make_env_factory, make_policy
     from srpo.video import write_labelled_video
 
     if checkpoint is not None:

@@ -75,6 +75,19 @@ class AlgoConfig:
     max_sampling_rounds: int = 3
     """Rollout rounds per step at most when refilling; the step trains on what it has after them (and logs how
     many groups it kept) rather than stalling when a policy succeeds on everything or nothing."""
+    keep_referenced_failure_groups: bool = False
+    """SRPO only (issue #17): also keep an all-failure group that dynamic sampling drops when its task has a
+    reference success (elsewhere in the batch or in the memory bank) and its shaped rewards spread by at least
+    `failure_group_min_reward_std`; SRPO then ranks the failures of groups that binary GRPO cannot learn from.
+    Such groups come from the rollouts dynamic sampling made anyway (they do not count towards
+    `num_prompts_per_step`, so the refill is unchanged), join the reward phase, and are dropped after it unless
+    they qualify. No effect under GRPO (binary rewards never spread in an all-failure group) [off: the official
+    filter]."""
+    failure_group_min_reward_std: float = 0.05
+    """Smallest std (estimator `adv_std`) of an all-failure group's shaped rewards for it to be kept by
+    `keep_referenced_failure_groups`. The group z-score divides by std + `adv_eps`, so a near-zero spread would
+    be blown up to unit-scale advantages that rank noise; 0.05 is about a tenth of the official failure-reward
+    range (0.004 to 0.596)."""
     temperature: float = 1.6
     """Sampling temperature in rollout and in the training log-probs [1.6]; evaluation is greedy."""
     lr: float = 5e-6
@@ -114,6 +127,8 @@ class AlgoConfig:
         require(0.0 <= self.filter_low <= self.filter_high <= 1.0, "algo.filter_low", self.filter_low,
                 f"a value in [0, algo.filter_high={self.filter_high}], e.g. 0.1")
         require(self.max_sampling_rounds >= 1, "algo.max_sampling_rounds", self.max_sampling_rounds, "an int >= 1")
+        require(self.failure_group_min_reward_std >= 0, "algo.failure_group_min_reward_std",
+                self.failure_group_min_reward_std, "a float >= 0, e.g. 0.05")
         require(self.temperature > 0, "algo.temperature", self.temperature, "a float > 0, e.g. 1.6")
         require(self.lr > 0, "algo.lr", self.lr, "a float > 0, e.g. 5e-6")
         require(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "a float >= 0")

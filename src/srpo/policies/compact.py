@@ -26,7 +26,7 @@ import os
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srpo.config.policy import PolicyConfig
-from srpo.policies.base import ActionSample, PolicyInput
+from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.tokenizer import TOKENIZER_FILE, ActionTokenizer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -245,10 +245,10 @@ def embed_instruction_hashed(text: str) -> torch.Tensor:
 # The model
 
 
-class CompactVLA(nn.Module):
+class CompactVLA(TrainablePolicy):
     """OpenVLA*-structured policy: image + instruction (+ proprio) → chunk_size × action_dim bin logits.
 
-    Implements `srpo.policies.base.Policy`.
+    A `srpo.policies.base.TrainablePolicy`.
 
     Args:
         config: Architecture and device (`PolicyConfig`, kind "compact").
@@ -315,7 +315,7 @@ class CompactVLA(nn.Module):
 
         self._text_cache: dict[str, torch.Tensor] = {}
         self._feature_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self.to(device=torch.device(config.device), dtype=_torch_dtype(config.dtype))
+        self.to(device=torch.device(config.device), dtype=torch_dtype(config.dtype))
         self.train(False)
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -520,6 +520,11 @@ class CompactVLA(nn.Module):
         return cls(config)
 
     @classmethod
+    def from_checkpoint(cls, directory: str | Path, config: PolicyConfig) -> CompactVLA:
+        """`from_pretrained` onto config.device (the checkpoint fixes the architecture and dtype)."""
+        return cls.from_pretrained(directory, device=config.device)
+
+    @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | None = None) -> CompactVLA:
         """Load a `save_pretrained` directory; any missing or unexpected weight raises CheckpointError."""
         from safetensors.torch import load_file
@@ -558,7 +563,12 @@ class CompactVLA(nn.Module):
                     f"{k}: {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mis_shaped))
             raise CheckpointError(f"{source} does not match the CompactVLA config: " + "; ".join(parts))
         self.load_state_dict(state, strict=True)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """nn.Module's load_state_dict, then drop the cached image features of the old vision weights."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self.clear_caches()
+        return result
 
 
 def _image_key(image: np.ndarray) -> bytes:
@@ -570,13 +580,3 @@ def _image_key(image: np.ndarray) -> bytes:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _torch_dtype(name: str) -> torch.dtype:
-    if name == "float32":
-        return torch.float32
-    if name == "bfloat16":
-        return torch.bfloat16
-    if name == "float16":
-        return torch.float16
-    raise ValueError(f"unknown dtype {name!r}: 'float32', 'bfloat16' or 'float16'")

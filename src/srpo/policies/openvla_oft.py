@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srpo.config.policy import PolicyConfig
-from srpo.policies.base import ActionSample, PolicyInput
+from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.compact import categorical_log_probs, sample_tokens
 from srpo.policies.tokenizer import ActionTokenizer
 from srpo.types import ACTION_DIM, DEFAULT_CHUNK_SIZE, DEFAULT_NUM_BINS
@@ -120,8 +120,12 @@ def load_norm_stats(checkpoint_dir: str | Path, unnorm_key: str | None) -> Actio
                            gripper_convention="openvla")
 
 
-class OpenVLAOFTPolicy:
-    """srpo `Policy` over an OpenVLA-OFT-style model (parallel decoding of discrete action tokens).
+class OpenVLAOFTPolicy(TrainablePolicy):
+    """srpo `TrainablePolicy` over an OpenVLA-OFT-style model (parallel decoding of discrete action tokens).
+
+    A module whose one child is `model`: parameters, train/eval, freezing and state dicts are the module's
+    own (state-dict keys carry the "model." prefix); `save_pretrained` writes the wrapped model's transformers
+    checkpoint.
 
     Args:
         model: Module with `vision_backbone(pixel_values) → (B, P, Dv)`, `projector(·) → (B, P, D)` and
@@ -155,6 +159,7 @@ class OpenVLAOFTPolicy:
             raise ValueError(f"attention={attention!r}: choose 'bidirectional' or 'causal'")
         if action_tokenizer.action_dim != action_dim:
             raise ValueError(f"norm stats have {action_tokenizer.action_dim} dims, policy has {action_dim}")
+        super().__init__()
         self.model = model
         self.tokenize = tokenize
         self.preprocess_images = preprocess_images
@@ -177,19 +182,6 @@ class OpenVLAOFTPolicy:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
-
-    def parameters(self) -> Any:
-        return self.model.parameters()
-
-    def train(self, mode: bool = True) -> OpenVLAOFTPolicy:
-        """Train/eval mode of the wrapped model (the trainer's learner and rollout phases switch it)."""
-        self.model.train(mode)
-        return self
-
-    def requires_grad_(self, requires_grad: bool = True) -> OpenVLAOFTPolicy:
-        """Freeze or unfreeze every weight (the KL reference policy is frozen)."""
-        self.model.requires_grad_(requires_grad)
-        return self
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write a checkpoint directory that `from_pretrained` reads back.
@@ -317,8 +309,12 @@ class OpenVLAOFTPolicy:
                 f"policy.chunk_size={config.chunk_size}, policy.action_dim={config.action_dim}: OpenVLA-OFT "
                 f"checkpoints decode {DEFAULT_CHUNK_SIZE} × {ACTION_DIM}; set those values"
             )
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
-        return cls.from_pretrained(config.checkpoint, config.unnorm_key, config.device, dtype)
+        return cls.from_pretrained(config.checkpoint, config.unnorm_key, config.device, torch_dtype(config.dtype))
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, config: PolicyConfig) -> OpenVLAOFTPolicy:
+        """`from_pretrained` with config.unnorm_key on config.device in config.dtype."""
+        return cls.from_pretrained(directory, config.unnorm_key, config.device, torch_dtype(config.dtype))
 
     @classmethod
     def from_pretrained(
