@@ -87,9 +87,9 @@ def make_initial_policy(out: Path, args: argparse.Namespace) -> Path:
 
 
 def greedy_eval(cfg: TrainConfig) -> dict[str, Any]:
+    from srpo.build import make_env_factory, make_policy
     from srpo.evaluate import evaluate_policy
     from srpo.rollout import RolloutEngine
-    from srpo.trainer import make_env_factory, make_policy
 
     policy = make_policy(cfg)
     factory = make_env_factory(cfg)

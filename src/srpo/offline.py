@@ -39,13 +39,15 @@ from srpo.evaluate import EvalResult, evaluate_policy
 from srpo.lerobot import DatasetEpisode, read_dataset
 from srpo.policies.base import PolicyInput, TrainablePolicy
 from srpo.policies.tokenizer import ActionTokenizer
+from srpo.resume import newest_intact
 from srpo.reward.progress import compute_progress_rewards
 from srpo.run_dir import (
+    POLICY_DIR,
     STEPS_DIR,
     MetricsLog,
-    latest_checkpoint,
     list_checkpoints,
     read_trainer_state,
+    resumable_checkpoints,
     save_run_config,
     timed,
     write_checkpoint,
@@ -204,9 +206,12 @@ class OfflineTrainer:
         if cfg.torch_num_threads > 0:
             torch.set_num_threads(cfg.torch_num_threads)
         torch.manual_seed(cfg.seed)
-        latest = latest_checkpoint(self.run_dir) if resume else None
-        if latest is not None:
-            policy = load_policy_checkpoint(cfg, latest / "policy")
+        latest: Path | None = None
+        state: dict[str, Any] = {}
+        if resume:
+            # The newest checkpoint whose manifest, trainer state and policy all load, as `srpo train` resumes.
+            latest, (state, policy) = newest_intact(resumable_checkpoints(self.run_dir), lambda ckpt: (
+                read_trainer_state(ckpt), load_policy_checkpoint(cfg, ckpt / POLICY_DIR)))
         self.policy: TrainablePolicy = policy if policy is not None else make_policy(cfg)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
@@ -215,7 +220,6 @@ class OfflineTrainer:
         self.step = 0
         self.metrics_log = MetricsLog(self.run_dir, cfg.tensorboard)
         if latest is not None:
-            state = read_trainer_state(latest)
             self.optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
             self.step = int(state["step"])

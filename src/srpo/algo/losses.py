@@ -6,12 +6,11 @@ Shapes: B trajectories' chunks (or any batch of sequences), L tokens per sequenc
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 
-Aggregation = Literal["token-mean", "seq-mean-token-mean"]
-KLEstimator = Literal["k1", "k3"]
+from srpo.types import Aggregation, KLEstimator
 
 
 class PPOLossOutput(NamedTuple):
