@@ -13,7 +13,8 @@ import torch
 
 from srpo.config.train import TrainConfig
 from srpo.envs.base import EnvFactory
-from srpo.policies.base import TrainablePolicy, torch_dtype
+from srpo.errors import InputFileError
+from srpo.policies.base import TrainablePolicy
 from srpo.reward.encoders import make_encoder
 from srpo.reward.encoders.base import VideoEncoder
 from srpo.rollout import RolloutEngine
@@ -42,7 +43,7 @@ def make_policy(cfg: TrainConfig) -> TrainablePolicy:
         if cfg.policy.checkpoint:
             path = Path(cfg.policy.checkpoint)
             if not path.exists():
-                raise FileNotFoundError(
+                raise InputFileError(
                     f"policy.checkpoint={cfg.policy.checkpoint!r} does not exist: run `srpo sft` to make one "
                     "(see README), or set policy.checkpoint=null to start from a randomly initialised policy"
                 )
@@ -57,16 +58,20 @@ def make_policy(cfg: TrainConfig) -> TrainablePolicy:
 
 
 def load_policy_checkpoint(cfg: TrainConfig, path: Path) -> TrainablePolicy:
-    """A policy saved by `save_pretrained` (checkpoints, the KL reference)."""
+    """A policy saved by `save_pretrained` (checkpoints, the KL reference), of kind cfg.policy.kind."""
+    return policy_class(cfg).from_checkpoint(path, cfg.policy)
+
+
+def policy_class(cfg: TrainConfig) -> type[TrainablePolicy]:
+    """The TrainablePolicy implementation named by cfg.policy.kind."""
     if cfg.policy.kind == "compact":
         from srpo.policies.compact import CompactVLA
 
-        return CompactVLA.from_pretrained(path, device=cfg.policy.device)
+        return CompactVLA
     elif cfg.policy.kind == "openvla_oft":
         from srpo.policies.openvla_oft import OpenVLAOFTPolicy
 
-        return OpenVLAOFTPolicy.from_pretrained(path, cfg.policy.unnorm_key, cfg.policy.device,
-                                                torch_dtype(cfg.policy.dtype))
+        return OpenVLAOFTPolicy
     else:
         raise ValueError(f"unknown policy.kind {cfg.policy.kind!r}: choose 'compact' or 'openvla_oft'")
 
@@ -83,7 +88,7 @@ def load_or_make_reference(cfg: TrainConfig, policy: TrainablePolicy, run_dir: P
     path = run_dir / REFERENCE_DIR
     if not path.exists():
         if step > 0:
-            raise FileNotFoundError(f"{path} is missing: the KL reference of this run cannot be recovered")
+            raise InputFileError(f"{path} is missing: the KL reference of this run cannot be recovered")
         policy.save_pretrained(path)
     ref = load_policy_checkpoint(cfg, path)
     ref.requires_grad_(False)

@@ -8,8 +8,9 @@ mini-batch loss.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,6 +19,19 @@ from srpo.algo.losses import entropy_bonus, kl_penalty, masked_aggregate, ppo_cl
 from srpo.config.train import AlgoConfig
 from srpo.policies.base import PolicyInput, TrainablePolicy
 from srpo.types import Trajectory
+
+
+class TokenScorer(Protocol):
+    """What the loss needs of a model: its parameters (for the device) and differentiable token log-probs.
+
+    A `TrainablePolicy`, or the data-parallel learner's FSDP root around one.
+    """
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+    def token_log_probs(
+        self, batch: PolicyInput, tokens: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass
@@ -123,7 +137,7 @@ def make_minibatches(num_rows: int, algo: AlgoConfig, rng: np.random.Generator) 
 
 
 def ppo_minibatch_loss(
-    policy: TrainablePolicy, batch: ChunkBatch, idx: np.ndarray, algo: AlgoConfig
+    policy: TokenScorer, batch: ChunkBatch, idx: np.ndarray, algo: AlgoConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The PPO-clip (+ KL, − entropy bonus) loss of rows `idx` of `batch`: one mini-batch of the update, shared by
     `minibatch_step` and the data-parallel learners (`srpo.distributed.learner`).

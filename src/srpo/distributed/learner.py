@@ -48,8 +48,8 @@ from srpo.distributed.cluster import ActorDemand, check_cluster_resources, ensur
 from srpo.update import ppo_minibatch_loss
 
 if TYPE_CHECKING:
-    from srpo.policies.base import PolicyInput
-    from srpo.update import ChunkBatch
+    from srpo.policies.base import PolicyInput, TrainablePolicy
+    from srpo.update import ChunkBatch, TokenScorer
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +97,6 @@ def shard_weights(mask: np.ndarray, shards: Sequence[np.ndarray], aggregation: s
     return counts / max(counts.sum(), 1.0), tokens / max(tokens.sum(), 1.0)
 
 
-def policy_module(policy: Any) -> nn.Module:
-    """The nn.Module holding a policy's weights: the policy itself (CompactVLA) or its `model` (OpenVLAOFTPolicy)."""
-    if isinstance(policy, nn.Module):
-        return policy
-    model = getattr(policy, "model", None)
-    if isinstance(model, nn.Module):
-        return model
-    raise TypeError(f"{type(policy).__name__} is neither an nn.Module nor wraps one in `.model`")
-
-
 def transformer_blocks(module: nn.Module) -> list[nn.Module]:
     """The FSDP units below the root: each `nn.TransformerEncoderLayer` (compact VLA) and each `*DecoderLayer`
     (transformers' Llama, the language model of OpenVLA-OFT), outermost first."""
@@ -136,24 +126,27 @@ class _FSDPRoot(nn.Module):
     outside the transformer blocks would never be gathered without a root whose forward runs the whole policy.
     """
 
-    def __init__(self, module: nn.Module, policy: Any) -> None:
+    def __init__(self, policy: TrainablePolicy) -> None:
         super().__init__()
-        self.module = module
-        # In a tuple: a CompactVLA is itself `module`, and registering it twice would list its weights twice.
-        self._policy = (policy,)
+        self.policy = policy
 
-    def forward(self, batch: PolicyInput, tokens: torch.Tensor, temperature: float) -> tuple[torch.Tensor, ...]:
-        return tuple(self._policy[0].token_log_probs(batch, tokens, temperature))
+    def forward(
+        self, batch: PolicyInput, tokens: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.policy.token_log_probs(batch, tokens, temperature)
 
-    def token_log_probs(self, batch: PolicyInput, tokens: torch.Tensor, temperature: float) -> tuple[torch.Tensor, ...]:
+    def token_log_probs(
+        self, batch: PolicyInput, tokens: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """What `ppo_minibatch_loss` calls: the policy's log-probs through FSDP's hooks."""
-        return self(batch, tokens, temperature)
+        out: tuple[torch.Tensor, torch.Tensor] = self(batch, tokens, temperature)
+        return out
 
 
 class _LearnerActor:
     """One replica: the policy (whole, or its FSDP shard), its AdamW, and membership of the process group."""
 
-    def __init__(self, policy: Any, algo: AlgoConfig, rank: int, world_size: int, device: str,
+    def __init__(self, policy: TrainablePolicy, algo: AlgoConfig, rank: int, world_size: int, device: str,
                  strategy: str = "allreduce") -> None:
         if strategy not in ("allreduce", "fsdp"):
             raise ValueError(f"unknown learner strategy {strategy!r}: choose 'allreduce' or 'fsdp'")
@@ -161,14 +154,13 @@ class _LearnerActor:
         self.world_size = world_size
         self.algo = algo
         self.strategy = strategy
-        self.policy = policy
-        self.module = policy_module(policy).to(torch.device(device))
+        self.module = policy.to(torch.device(device))
         # Trainable parameter names in parameters() order: the order of the driver's AdamW param list, which
         # index-keyed optimizer state dicts refer to.
         self.names = [n for n, p in self.module.named_parameters() if p.requires_grad]
         if not self.names:
             raise ValueError("the policy has no trainable parameters (is everything frozen?)")
-        self.model: Any = policy  # what the loss runs: the policy, or the FSDP root around it
+        self.model: TokenScorer = self.module  # what the loss runs: the policy, or the FSDP root around it
         self._build_optimizer()
 
     def _build_optimizer(self) -> None:
@@ -206,7 +198,7 @@ class _LearnerActor:
         # projector, head), gathered for the whole forward.
         for block in transformer_blocks(self.module):
             fully_shard(block)
-        root = _FSDPRoot(self.module, self.policy)
+        root = _FSDPRoot(self.module)
         fully_shard(root)
         for unit in root.modules():
             if isinstance(unit, FSDPModule):
@@ -220,11 +212,11 @@ class _LearnerActor:
 
     def update(self, batch: ChunkBatch, minibatches: list[np.ndarray]) -> list[dict[str, float]]:
         """One optimiser step per mini-batch (row indices into `batch`); stats of each, equal on all ranks."""
-        self.policy.train(True)
+        self.module.train(True)
         try:
             return [self._step(batch, idx) for idx in minibatches]
         finally:
-            self.policy.train(False)
+            self.module.train(False)
 
     def _step(self, batch: ChunkBatch, idx: np.ndarray) -> dict[str, float]:
         import torch.distributed as dist
@@ -384,7 +376,7 @@ class RayLearnerGroup:
         ClusterResourceError: The cluster cannot host the learners (names the resource and fields).
     """
 
-    def __init__(self, policy: Any, algo: AlgoConfig, distributed: DistributedConfig) -> None:
+    def __init__(self, policy: TrainablePolicy, algo: AlgoConfig, distributed: DistributedConfig) -> None:
         ray = ensure_ray(distributed)
         self._ray = ray
         self.algo = algo

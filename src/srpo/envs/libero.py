@@ -115,6 +115,36 @@ def upright(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[::-1, ::-1])
 
 
+def _apply_render_quality(context: Any, quality: str, buffer_size: int) -> None:
+    """Apply `LiberoConfig.render_quality` to a robosuite offscreen render context (once per context).
+
+    "full" leaves LIBERO's settings alone. "fast" turns off what Mesa's software rasteriser pays most for and
+    the policy least needs: the floor's mirror reflection (MuJoCo draws the scene a second time, mirrored),
+    shadow maps (no pixel changed by it in the LIBERO-Spatial frames we compared) and 4× multisampling,
+    and shrinks the offscreen buffer from 640×480 to the largest image rendered. Multisampling and the buffer
+    size live in the MjrContext, which has to be rebuilt for them to take effect.
+
+    Args:
+        context: robosuite's `MjRenderContext` (`sim._render_context_offscreen`), its GL context current.
+        quality: "full" or "fast".
+        buffer_size: Side of the square offscreen buffer in "fast" mode (>= every image size rendered).
+    """
+    if quality == "full":
+        return
+    if quality != "fast":
+        raise ValueError(f"unknown libero.render_quality {quality!r}: choose 'full' or 'fast'")
+    import mujoco
+
+    context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    context.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+    visual = context.model.vis
+    visual.quality.offsamples = 0
+    visual.global_.offwidth = buffer_size
+    visual.global_.offheight = buffer_size
+    context.con.free()
+    context._set_mujoco_context_and_buffers()
+
+
 class LiberoEnv:
     """One LIBERO task: a robosuite `OffScreenRenderEnv` built once and reused for every episode.
 
@@ -165,6 +195,8 @@ class LiberoEnv:
         self.raw_obs: dict[str, np.ndarray] = {}
         self.num_steps = 0
         self._closed = False
+        # The render context the render_quality settings were applied to (a new context needs them again).
+        self._configured_context: Any = None
 
     @property
     def init_states(self) -> np.ndarray:
@@ -272,6 +304,10 @@ class LiberoEnv:
         # (one per task in a rollout worker) the current one is the most recently created. Mesa's EGL renders
         # correctly either way in our tests; other drivers need not, and the call costs microseconds.
         context.gl_ctx.make_current()
+        if context is not self._configured_context:
+            _apply_render_quality(context, self.config.render_quality,
+                                  max(self.config.image_size, self.config.embed_image_size))
+            self._configured_context = context
         return upright(sim.render(width=size, height=size, camera_name=camera))
 
     def close(self) -> None:
