@@ -71,9 +71,9 @@ def make_initial_policy(out: Path, tasks: list[int], args: argparse.Namespace, n
 
 def initial_success(base: TrainConfig, episodes_per_task: int) -> dict[str, float]:
     """Success of the initial policy on held-out init states: greedy, and sampled at the rollout temperature."""
+    from srpo.build import make_env_factory, make_policy
     from srpo.evaluate import evaluate_policy, init_state_split
     from srpo.rollout import EpisodeRequest, RolloutEngine
-    from srpo.trainer import make_env_factory, make_policy
 
     policy = make_policy(base)
     factory = make_env_factory(base)

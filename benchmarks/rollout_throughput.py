@@ -1,4 +1,4 @@
-"""Rollout throughput on LIBERO: the srpo engine vs a peer-style loop vs the physics floor (issues 4, 14).
+"""Rollout throughput on LIBERO: the srpo engine vs a peer-style loop vs the physics floor.
 
 Same fixed policy (zero motion, gripper open), same tasks, same initial states and the same episode length in
 all variants; 10 settle steps after every reset in all:

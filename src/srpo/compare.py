@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from srpo.config.train import TrainConfig
+from srpo.errors import SrpoError
 from srpo.report import plot_success_curves
-from srpo.trainer import Trainer, list_checkpoints, read_metrics
+from srpo.run_dir import list_checkpoints, read_metrics
+from srpo.trainer import Trainer
 
 
 @dataclass
@@ -105,7 +107,7 @@ def run_compare(
                     trainer.train()
             curve = metric_curve(run_dir, metric)
             if not curve:
-                raise ValueError(f"run {run_dir} logged no {metric!r}; is evaluation enabled (eval_every, "
+                raise SrpoError(f"run {run_dir} logged no {metric!r}; is evaluation enabled (eval_every, "
                                  "num_eval_episodes_per_task)?")
             result.curves.setdefault(algo, []).append(curve)
             result.steps_to_target.setdefault(algo, []).append(steps_to_reach(curve, target))

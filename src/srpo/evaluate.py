@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from srpo.build import make_env_factory, make_policy
 from srpo.config.train import TrainConfig
 from srpo.envs.base import TaskSpec
+from srpo.errors import SrpoError
+from srpo.policies.base import Policy
 from srpo.rollout import EpisodeRequest, RolloutEngine
 from srpo.types import Trajectory
 
@@ -139,7 +142,7 @@ class EvalResult:
 
 
 def evaluate_policy(
-    engine: RolloutEngine, policy: Any, specs: list[TaskSpec], cfg: TrainConfig, episodes_per_task: int
+    engine: RolloutEngine, policy: Policy, specs: list[TaskSpec], cfg: TrainConfig, episodes_per_task: int
 ) -> EvalResult:
     """Greedy episodes on each task's held-out init states (cycling through them if more episodes are asked)."""
     requests: list[EpisodeRequest] = []
@@ -160,9 +163,12 @@ def evaluate_checkpoint(
     cfg: TrainConfig, checkpoint: str | None, episodes_per_task: int, videos_per_task: int, out_dir: str | Path
 ) -> EvalResult:
     """`srpo eval`: load a policy checkpoint, evaluate it greedily, write eval.json and labelled videos."""
-    from srpo.trainer import make_env_factory, make_policy
     from srpo.video import write_labelled_video
 
+    if episodes_per_task < 1:
+        raise SrpoError(f"--episodes={episodes_per_task} is invalid: set it to an int >= 1 (episodes per task)")
+    if videos_per_task < 0:
+        raise SrpoError(f"--videos={videos_per_task} is invalid: set it to an int >= 0 (videos per task)")
     if checkpoint is not None:
         cfg = replace(cfg, policy=replace(cfg.policy, checkpoint=checkpoint))
     policy = make_policy(cfg)

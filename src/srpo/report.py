@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from srpo.trainer import PHASES, read_metrics
+from srpo.errors import InputFileError
+from srpo.run_dir import PHASES, VIDEOS_DIR, read_metrics, read_step_arrays
 
 
 def _pyplot() -> Any:
@@ -23,14 +24,6 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def load_step_arrays(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:
-    out = {}
-    for path in sorted((run_dir / "steps").glob("step_*.npz")):
-        with np.load(path) as data:
-            out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
-    return out
 
 
 def plot_success(metrics: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -140,10 +133,10 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     if not metrics:
-        raise ValueError(f"{run_dir} has no metrics.jsonl records: is it an srpo run directory?")
+        raise InputFileError(f"{run_dir} has no metrics.jsonl records: is it an srpo run directory?")
     out_dir = Path(out) if out else run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = load_step_arrays(run_dir)
+    steps = read_step_arrays(run_dir)
     figures = []
     plot_success(metrics, out_dir / "success.png")
     figures.append(("Success rate", out_dir / "success.png"))
@@ -161,7 +154,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     first_eval = next((m["eval/success_rate"] for m in metrics if "eval/success_rate" in m), None)
     last_eval = next((m["eval/success_rate"] for m in reversed(metrics) if "eval/success_rate" in m), None)
     config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").exists() else ""
-    videos = sorted((run_dir / "videos").glob("*.mp4"))[-6:] if (run_dir / "videos").exists() else []
+    videos = sorted((run_dir / VIDEOS_DIR).glob("*.mp4"))[-6:] if (run_dir / VIDEOS_DIR).exists() else []
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>srpo report</title>",
         "<style>body{font-family:sans-serif;max-width:900px;margin:auto}img{max-width:100%}"

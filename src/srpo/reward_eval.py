@@ -50,6 +50,7 @@ import json
 import math
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ import numpy as np
 
 from srpo.config.encoder import ENCODER_NAMES, EncoderConfig
 from srpo.config.reward import RewardConfig
+from srpo.errors import InputFileError, SrpoError
 from srpo.types import ACTION_DIM, GRIPPER_DIM
 
 if TYPE_CHECKING:
@@ -122,9 +124,13 @@ def read_video_file(path: Path) -> np.ndarray:
         (T, H, W, 3) uint8.
     """
     if path.suffix == ".npz":
-        with np.load(path) as data:
-            if FRAMES_KEY not in data:
-                raise ValueError(f"{path}: no '{FRAMES_KEY}' array (found {list(data.keys())})")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from err
+        with data:
+            if not hasattr(data, "files") or FRAMES_KEY not in data:
+                raise ValueError(f"{path}: no '{FRAMES_KEY}' array (found {list(getattr(data, 'files', []))})")
             return np.asarray(data[FRAMES_KEY])
     try:
         import imageio.v3 as iio
@@ -682,9 +688,18 @@ def _load(args: argparse.Namespace) -> LabelledSet:
             file=sys.stderr,
         )
         return data
-    if args.data is not None:
-        return load_folder(args.data)
-    return load_hdf5(args.hdf5, image_key=args.image_key)
+    # The loaders' ValueErrors name the file and row; for the CLI they are input errors (one line, exit 2).
+    try:
+        data = load_folder(args.data) if args.data is not None else load_hdf5(args.hdf5, image_key=args.image_key)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        if isinstance(err, SrpoError):
+            raise
+        source = args.data if args.data is not None else " ".join(args.hdf5)
+        reason = str(err) if isinstance(err, ValueError) else f"{source}: {type(err).__name__}: {err}"
+        raise InputFileError(reason) from err
+    if not data.videos:
+        raise InputFileError(f"{args.data or ' '.join(args.hdf5)}: {LABELS_FILE} lists no trajectories")
+    return data
 
 
 def run_reward_eval(args: argparse.Namespace) -> int:
@@ -692,7 +707,7 @@ def run_reward_eval(args: argparse.Namespace) -> int:
     from srpo.reward.encoders import make_encoder
 
     if args.num_cuts < 2:
-        raise ValueError(f"--num-cuts={args.num_cuts} is invalid: set it to an int >= 2, e.g. 10")
+        raise SrpoError(f"--num-cuts={args.num_cuts} is invalid: set it to an int >= 2, e.g. 10")
     data = _load(args)
     if args.max_trajectories is not None:
         k = args.max_trajectories

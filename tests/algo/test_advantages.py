@@ -78,3 +78,47 @@ def test_dynamic_sampling_mask_hand_computed():
     np.testing.assert_array_equal(keep, np.repeat([False, True, False, True], [4, 4, 4, 10]))
     with pytest.raises(ValueError, match="low"):
         dynamic_sampling_mask(success, groups, low=0.9, high=0.1)
+
+
+# -- referenced all-failure groups (issue #17) ---------------------------------------------------------------------
+
+def test_referenced_failure_groups_hand_computed():
+    from srpo.algo.advantages import referenced_failure_group_mask
+
+    # Group 0: mixed (a success) -> never marked. Group 1: all fail, rewards 0.1 / 0.3, unbiased std
+    # sqrt(2 · 0.1² / 1) = 0.1414. Group 2: all fail, rewards 0.2 / 0.2 + 2e-5 (a near-zero spread).
+    # Group 3: all fail with a large spread, but its task has no reference.
+    rewards = np.asarray([1.0, 0.4, 0.1, 0.3, 0.2, 0.2 + 2e-5, 0.0, 0.5])
+    success = np.asarray([True, False, False, False, False, False, False, False])
+    groups = np.asarray([0, 0, 1, 1, 2, 2, 3, 3])
+    has_ref = np.asarray([True, True, True, True, True, True, False, False])
+    mask = referenced_failure_group_mask(rewards, success, groups, has_ref, min_reward_std=0.1)
+    np.testing.assert_array_equal(mask, [False, False, True, True, False, False, False, False])
+    # The threshold sits exactly at group 1's spread: 0.1414 passes 0.14 and fails 0.15.
+    assert referenced_failure_group_mask(rewards, success, groups, has_ref, 0.14)[2]
+    assert not referenced_failure_group_mask(rewards, success, groups, has_ref, 0.15)[2]
+    # Biased std of group 1 is 0.1 (0.0999… in floats): kept at 0.099, dropped at 0.11 (the unbiased 0.1414
+    # would keep it).
+    assert referenced_failure_group_mask(rewards, success, groups, has_ref, 0.099, std="biased")[2]
+    assert not referenced_failure_group_mask(rewards, success, groups, has_ref, 0.11, std="biased")[2]
+    # Threshold 0 keeps the near-zero group 2 as well, and the z-score blows its 2e-5 spread up to ±0.66.
+    zero = referenced_failure_group_mask(rewards, success, groups, has_ref, 0.0)
+    np.testing.assert_array_equal(zero, [False, False, True, True, True, True, False, False])
+    adv = group_advantages(rewards[4:6], groups[4:6])
+    # Unbiased std 1.414e-5: A = ±1e-5 / (1.414e-5 + 1e-6) = ±0.660.
+    np.testing.assert_allclose(adv, [-1e-5 / (2**0.5 * 1e-5 + 1e-6), 1e-5 / (2**0.5 * 1e-5 + 1e-6)], rtol=1e-4)
+
+
+def test_referenced_failure_groups_edge_cases():
+    from srpo.algo.advantages import referenced_failure_group_mask
+
+    # A group of one has no spread to rank; bad shapes and a negative threshold are errors.
+    one = referenced_failure_group_mask(np.asarray([0.3]), np.asarray([False]), np.asarray([0]), np.asarray([True]),
+                                        0.0)
+    assert not one.any()
+    with pytest.raises(ValueError, match="must all be"):
+        referenced_failure_group_mask(np.zeros(2), np.zeros(3, bool), np.zeros(2), np.ones(2, bool), 0.1)
+    with pytest.raises(ValueError, match="min_reward_std"):
+        referenced_failure_group_mask(np.zeros(2), np.zeros(2, bool), np.zeros(2), np.ones(2, bool), -1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        referenced_failure_group_mask(np.asarray([np.nan, 0.0]), np.zeros(2, bool), np.zeros(2), np.ones(2, bool), 0.1)

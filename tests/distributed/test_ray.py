@@ -9,7 +9,6 @@ import copy
 import os
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -34,8 +33,8 @@ from srpo.distributed.ray_rollout import RayRolloutEngine  # noqa: E402
 from srpo.policies.compact import CompactVLA  # noqa: E402
 from srpo.reward.encoders import make_encoder  # noqa: E402
 from srpo.rollout import RolloutEngine, make_group_requests  # noqa: E402
-from srpo.trainer import ChunkBatch, Trainer  # noqa: E402
 from srpo.types import Trajectory  # noqa: E402
+from srpo.update import ChunkBatch, batched_log_probs, minibatch_step  # noqa: E402
 from test_rollout import CONFIG, FACTORY, FaultyTabletopFactory, HashPolicy  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -229,8 +228,6 @@ def random_batch(policy: Any, num_chunks: int = 12) -> ChunkBatch:
     batch = ChunkBatch(images=images, states=states, instructions=[f"task {i % 3}" for i in range(num_chunks)],
                        tokens=tokens, mask=mask, old_log_probs=np.zeros((num_chunks, length), np.float32),
                        advantages=rng.normal(size=num_chunks).astype(np.float32))
-    from srpo.trainer import batched_log_probs
-
     old, _ = batched_log_probs(policy, batch, 1.0)
     batch.old_log_probs = old + rng.normal(0, 0.1, size=old.shape).astype(np.float32)  # ratios away from 1
     return batch
@@ -251,15 +248,13 @@ ALGO = AlgoConfig(lr=1e-3, temperature=1.0, grad_clip=0.5)
 
 def single_process_update(policy: Any, batch: ChunkBatch, minibatches: list[np.ndarray], algo: AlgoConfig
                           ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor], dict[str, Any]]:
-    """The reference: `Trainer._minibatch_update` on a copy of `policy`; (stats, weights, AdamW state)."""
+    """The reference: `srpo.update.minibatch_step` on a copy of `policy`; (stats, weights, AdamW state)."""
     single = copy.deepcopy(policy)
     params = [p for p in single.parameters() if p.requires_grad]
-    trainer_like = SimpleNamespace(cfg=SimpleNamespace(algo=algo), policy=single, step=0,
-                                   optimizer=torch.optim.AdamW(params, lr=algo.lr, weight_decay=algo.weight_decay))
+    optimizer = torch.optim.AdamW(params, lr=algo.lr, weight_decay=algo.weight_decay)
     single.train(True)
-    stats = [Trainer._minibatch_update(trainer_like, batch, idx) for idx in minibatches]  # type: ignore[arg-type]
-    module = single.model if hasattr(single, "model") else single
-    return stats, module.state_dict(), trainer_like.optimizer.state_dict()
+    stats = [minibatch_step(single, optimizer, batch, idx, algo, step=0) for idx in minibatches]
+    return stats, single.state_dict(), optimizer.state_dict()
 
 
 def assert_same_update(got: list[dict[str, float]], state: dict[str, torch.Tensor], initial: dict[str, torch.Tensor],
@@ -336,7 +331,7 @@ def test_fsdp_learners_on_the_tiny_openvla_oft_adapter() -> None:
         state = group.state_dict()
     finally:
         group.close()
-    assert_same_update(got, state, policy.model.state_dict(), want, want_state, ALGO.lr)
+    assert_same_update(got, state, policy.state_dict(), want, want_state, ALGO.lr)
 
 
 @pytest.mark.parametrize("strategy", ["allreduce", "fsdp"])
@@ -407,7 +402,7 @@ def test_srpo_train_checks_all_roles_together(tmp_path: Path, capsys: pytest.Cap
 @pytest.mark.slow  # two short training runs: ~15 s idle, up to a minute on a loaded 2-core machine
 def test_srpo_train_with_the_ray_backend_matches_the_single_machine_run(tmp_path: Path) -> None:
     from srpo.cli import main
-    from srpo.trainer import read_metrics
+    from srpo.run_dir import read_metrics
 
     common = ["train", "--preset", "tabletop", "--steps", "1", "--set", "algo.num_prompts_per_step=2",
               "--set", "algo.group_size=2", "--set", "num_eval_episodes_per_task=0",

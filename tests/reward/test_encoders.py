@@ -190,6 +190,33 @@ def test_efficientnet_shape_determinism_and_sensitivity(efficientnet: object) ->
     assert first.min() >= 0.0 and first.max() <= 6.0
 
 
+def test_efficientnet_embeds_each_distinct_frame_once(efficientnet: object) -> None:
+    from srpo.reward.encoders.efficientnet import FEATURE_DIM, EfficientNetEncoder
+    from srpo.reward.frames import sample_frames
+
+    enc = EfficientNetEncoder(EncoderConfig(name="efficientnet", num_frames=6, crop_size=64, device="cpu"),
+                              model=efficientnet.model)  # type: ignore[attr-defined]
+    a, b = _videos(n=2, t=4, size=64)
+    b[0] = a[0]  # two rollouts of one group start from the same frame
+    seen: list[int] = []
+    features = enc._features
+
+    def counting(frames: np.ndarray) -> np.ndarray:
+        seen.append(frames.shape[0])
+        return features(frames)
+
+    enc._features = counting  # type: ignore[method-assign]
+    emb = enc.encode([a, b])
+    # Clips of 4 and 5 frames looped to 6 samples each: 12 sampled frames, 4 + 5 − 1 shared = 8 distinct ones,
+    # all in one forward pass.
+    assert seen == [8]
+    # The mean over the 6 sampled frames with multiplicity, as if every sampled frame were embedded.
+    for video, row in zip((a, b), emb, strict=True):
+        per_sample = features(sample_frames(video, 6))
+        assert per_sample.shape == (6, FEATURE_DIM)
+        np.testing.assert_allclose(row, per_sample.mean(axis=0), rtol=1e-4, atol=1e-5)
+
+
 def test_efficientnet_prefixes_equal_encoding_the_prefix_videos(efficientnet: object) -> None:
     video = _videos(n=1, t=7, size=64)[0]
     lengths = [1, 3, 7]

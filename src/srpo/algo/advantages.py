@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-StdKind = Literal["unbiased", "biased"]
+from srpo.types import StdKind
 
 
 def group_advantages(
@@ -87,3 +85,82 @@ def dynamic_sampling_mask(
     tol = 1e-9
     keep_group = (rate >= low - tol) & (rate <= high + tol)
     return keep_group[inverse]
+
+
+def referenced_failure_group_mask(
+    rewards: np.ndarray,
+    success: np.ndarray,
+    group_ids: np.ndarray,
+    has_reference: np.ndarray,
+    min_reward_std: float,
+    std: StdKind = "unbiased",
+) -> np.ndarray:
+    """Members of all-failure groups that still carry an SRPO signal: their task has a reference success and
+    their shaped rewards spread by at least `min_reward_std`.
+
+    With binary rewards an all-failure group has zero spread and no GRPO signal, so the official filter drops
+    it. SRPO's progress reward ranks the failures of such a group when the task has a reference (a success
+    elsewhere in the batch or in the memory bank). The spread threshold guards the group z-score
+    A_i = (r_i − mean_g) / (std_g + eps): with eps = 1e-6, a group whose rewards differ by round-off would be
+    blown up to unit-scale advantages that rank noise.
+
+    Args:
+        rewards: (N,) shaped trajectory rewards (e.g. `compute_progress_rewards(...).rewards`).
+        success: (N,) bool outcome.
+        group_ids: (N,) int group of each trajectory.
+        has_reference: (N,) bool, True where the trajectory's task had a reference success when it was
+            rewarded (`diagnostics.reference_kind != "none"`).
+        min_reward_std: Smallest group reward std (estimator `std`) kept, >= 0.
+        std: "unbiased" (ddof = 1, as the official advantage) or "biased" (ddof = 0).
+
+    Returns:
+        (N,) bool, True for every member of a kept all-failure group (never for a group holding a success,
+        nor for a group of one).
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    s = np.asarray(success, dtype=bool)
+    g = np.asarray(group_ids)
+    ref = np.asarray(has_reference, dtype=bool)
+    if r.ndim != 1 or not r.shape == s.shape == g.shape == ref.shape:
+        raise ValueError(f"rewards {r.shape}, success {s.shape}, group_ids {g.shape} and has_reference "
+                         f"{ref.shape} must all be (N,)")
+    if not np.isfinite(r).all():
+        raise ValueError(f"rewards contain NaN or inf at rows {np.flatnonzero(~np.isfinite(r))[:10].tolist()}")
+    if min_reward_std < 0:
+        raise ValueError(f"min_reward_std={min_reward_std} must be >= 0")
+    if std not in ("unbiased", "biased"):
+        raise ValueError(f"std={std!r}: choose 'unbiased' or 'biased'")
+    ddof = 1 if std == "unbiased" else 0
+    _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    num_success = np.bincount(inverse, weights=s.astype(np.float64))
+    # A group is referenced only if every member is (they share a task, so this is all or none in practice).
+    num_referenced = np.bincount(inverse, weights=ref.astype(np.float64))
+    means = np.bincount(inverse, weights=r) / counts
+    sq = np.bincount(inverse, weights=(r - means[inverse]) ** 2)
+    stds = np.sqrt(sq / np.maximum(counts - ddof, 1))
+    keep_group = (num_success == 0) & (num_referenced == counts) & (counts > 1) & (stds >= min_reward_std)
+    return keep_group[inverse]
+
+
+def task_baseline_advantages(rewards: np.ndarray, task_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offline advantages: A_i = r_i − b_task(i), with b the mean reward of the dataset's episodes of that task.
+
+    The per-task mean is the value estimate AWR needs when each episode is one sample and tasks differ in how
+    often they succeed: without it, episodes of an easy task would all outweigh those of a hard one.
+
+    Args:
+        rewards: (N,) episode rewards.
+        task_ids: (N,) int task of each episode.
+
+    Returns:
+        (advantages (N,), baselines (N,)) float64.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    t = np.asarray(task_ids)
+    if r.ndim != 1 or t.shape != r.shape:
+        raise ValueError(f"rewards {r.shape} and task_ids {t.shape} must both be (N,)")
+    if not np.isfinite(r).all():
+        raise ValueError(f"rewards contain NaN or inf at rows {np.flatnonzero(~np.isfinite(r))[:10].tolist()}")
+    _, inverse, counts = np.unique(t, return_inverse=True, return_counts=True)
+    baseline = (np.bincount(inverse, weights=r) / counts)[inverse]
+    return r - baseline, baseline

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-from srpo.config.base import require, require_choice
+from srpo.config.base import ConfigError, require, require_choice
 
 LiberoSuite = Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"]
 RenderBackend = Literal["egl", "osmesa"]
@@ -82,9 +82,9 @@ class LiberoConfig:
 
     def __post_init__(self) -> None:
         require_choice(self.suite, "libero.suite", LIBERO_SUITES)
-        require_choice(self.horizon, "libero.horizon", ["suite", "official"])
-        require_choice(self.render_backend, "libero.render_backend", ["egl", "osmesa"])
-        require_choice(self.render_quality, "libero.render_quality", ["full", "fast"])
+        require_choice(self.horizon, "libero.horizon", get_args(HorizonPreset))
+        require_choice(self.render_backend, "libero.render_backend", get_args(RenderBackend))
+        require_choice(self.render_quality, "libero.render_quality", get_args(RenderQuality))
         num_tasks = 90 if self.suite == "libero_90" else 10
         if self.task_ids is not None:
             require(len(self.task_ids) > 0, "libero.task_ids", self.task_ids, "None (all tasks) or e.g. (0, 1)")
@@ -125,7 +125,7 @@ class LiberoConfig:
             return OFFICIAL_MAX_STEPS
         if self.horizon == "suite":
             return SUITE_MAX_STEPS[self.suite]
-        raise ValueError(f"unknown libero.horizon {self.horizon!r}: choose 'suite' or 'official'")
+        raise ConfigError(f"env.libero.horizon={self.horizon!r} is invalid: choose one of 'suite', 'official'")
 
     def init_state_ids(self, split: InitStateSplit, num_available: int = NUM_INIT_STATES) -> list[int]:
         """Initial-state indices of a task for one split.

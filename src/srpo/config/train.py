@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -20,15 +22,17 @@ from srpo.config.distributed import DistributedConfig
 from srpo.config.encoder import EncoderConfig
 from srpo.config.env import TabletopConfig
 from srpo.config.libero import LiberoConfig
+from srpo.config.offline import OfflineConfig
 from srpo.config.policy import PolicyConfig
 from srpo.config.reward import RewardConfig
+from srpo.config.robustness import RobustnessConfig
 from srpo.config.rollout import RolloutConfig
+from srpo.config.watchdog import WatchdogConfig
+from srpo.types import Aggregation, KLEstimator, StdKind
 
 Algo = Literal["srpo", "grpo"]
 EnvKind = Literal["tabletop", "libero"]
 TrainPreset = Literal["cpu", "tabletop", "paper"]
-Aggregation = Literal["token-mean", "seq-mean-token-mean"]
-KLEstimator = Literal["k1", "k3"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class EnvConfig:
     own split in env.libero)."""
 
     def __post_init__(self) -> None:
-        require_choice(self.kind, "env.kind", ["tabletop", "libero"])
+        require_choice(self.kind, "env.kind", get_args(EnvKind))
         require(
             0 < self.tabletop_num_eval_init_states < self.tabletop.num_init_states,
             "env.tabletop_num_eval_init_states",
@@ -74,6 +78,19 @@ class AlgoConfig:
     max_sampling_rounds: int = 3
     """Rollout rounds per step at most when refilling; the step trains on what it has after them (and logs how
     many groups it kept) rather than stalling when a policy succeeds on everything or nothing."""
+    keep_referenced_failure_groups: bool = False
+    """SRPO only (issue #17): also keep an all-failure group that dynamic sampling drops when its task has a
+    reference success (elsewhere in the batch or in the memory bank) and its shaped rewards spread by at least
+    `failure_group_min_reward_std`; SRPO then ranks the failures of groups that binary GRPO cannot learn from.
+    Such groups come from the rollouts dynamic sampling made anyway (they do not count towards
+    `num_prompts_per_step`, so the refill is unchanged), join the reward phase, and are dropped after it unless
+    they qualify. No effect under GRPO (binary rewards never spread in an all-failure group) [off: the official
+    filter]."""
+    failure_group_min_reward_std: float = 0.05
+    """Smallest std (estimator `adv_std`) of an all-failure group's shaped rewards for it to be kept by
+    `keep_referenced_failure_groups`. The group z-score divides by std + `adv_eps`, so a near-zero spread would
+    be blown up to unit-scale advantages that rank noise; 0.05 is about a tenth of the official failure-reward
+    range (0.004 to 0.596)."""
     temperature: float = 1.6
     """Sampling temperature in rollout and in the training log-probs [1.6]; evaluation is greedy."""
     lr: float = 5e-6
@@ -103,7 +120,7 @@ class AlgoConfig:
     """Weight of the entropy bonus [0]."""
     adv_eps: float = 1e-6
     """ε in (r − mean) / (std + ε) [1e-6]."""
-    adv_std: Literal["unbiased", "biased"] = "unbiased"
+    adv_std: StdKind = "unbiased"
     """Group std estimator ["unbiased"]."""
 
     def __post_init__(self) -> None:
@@ -113,6 +130,8 @@ class AlgoConfig:
         require(0.0 <= self.filter_low <= self.filter_high <= 1.0, "algo.filter_low", self.filter_low,
                 f"a value in [0, algo.filter_high={self.filter_high}], e.g. 0.1")
         require(self.max_sampling_rounds >= 1, "algo.max_sampling_rounds", self.max_sampling_rounds, "an int >= 1")
+        require(self.failure_group_min_reward_std >= 0, "algo.failure_group_min_reward_std",
+                self.failure_group_min_reward_std, "a float >= 0, e.g. 0.05")
         require(self.temperature > 0, "algo.temperature", self.temperature, "a float > 0, e.g. 1.6")
         require(self.lr > 0, "algo.lr", self.lr, "a float > 0, e.g. 5e-6")
         require(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "a float >= 0")
@@ -122,12 +141,12 @@ class AlgoConfig:
         require(0 <= self.clip_low < 1, "algo.clip_low", self.clip_low, "a float in [0, 1), e.g. 0.2")
         require(self.clip_high >= 0, "algo.clip_high", self.clip_high, "a float >= 0, e.g. 0.28")
         require(self.dual_clip is None or self.dual_clip > 1, "algo.dual_clip", self.dual_clip, "None or a float > 1")
-        require_choice(self.aggregation, "algo.aggregation", ["token-mean", "seq-mean-token-mean"])
+        require_choice(self.aggregation, "algo.aggregation", get_args(Aggregation))
         require(self.kl_coef >= 0, "algo.kl_coef", self.kl_coef, "a float >= 0 (0 = off)")
-        require_choice(self.kl_estimator, "algo.kl_estimator", ["k1", "k3"])
+        require_choice(self.kl_estimator, "algo.kl_estimator", get_args(KLEstimator))
         require(self.entropy_coef >= 0, "algo.entropy_coef", self.entropy_coef, "a float >= 0")
         require(self.adv_eps > 0, "algo.adv_eps", self.adv_eps, "a float > 0, e.g. 1e-6")
-        require_choice(self.adv_std, "algo.adv_std", ["unbiased", "biased"])
+        require_choice(self.adv_std, "algo.adv_std", get_args(StdKind))
 
 
 @dataclass(frozen=True)
@@ -166,9 +185,16 @@ class TrainConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     """Optional Ray backend: rollout actors and an encoder actor on a cluster (single machine by default)."""
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    """`srpo offline` only: the recorded dataset and the advantage weighting (num_steps counts optimiser steps
+    there, algo.lr and algo.grad_clip apply, the env is used for evaluation alone)."""
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    """`srpo eval --benchmark libero-plus|libero-pro`: perturbed LIBERO tasks (unused by training)."""
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    """Time limits of the embed and update phases: a hang becomes an error naming the phase."""
 
     def __post_init__(self) -> None:
-        require_choice(self.algo_name, "algo_name", ["srpo", "grpo"])
+        require_choice(self.algo_name, "algo_name", get_args(Algo))
         require(self.num_steps >= 1, "num_steps", self.num_steps, "an int >= 1")
         require(self.eval_every >= 0, "eval_every", self.eval_every, "0 or a positive int")
         require(self.num_eval_episodes_per_task >= 0, "num_eval_episodes_per_task", self.num_eval_episodes_per_task,
@@ -326,12 +352,12 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     if annotation is float:
         if isinstance(value, str):
             # YAML 1.1 reads "1e-5" (no dot) as a string; accept it as the number the user meant.
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{name}={value!r} is invalid: set it to a number")
+        if not math.isfinite(value):  # NaN or inf passes most range checks; no field means it
+            raise ConfigError(f"{name}={float(value)} is invalid: set it to a finite number")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -374,18 +400,43 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """The parser's complaint and where, on one line: "expected ',' or ']' (line 2, column 8)"."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else str(problem)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed content of a YAML config file; every way the file can be wrong is a ConfigError."""
+    if path.is_dir():
+        raise ConfigError(f"--config {path} is a directory, not a YAML file")
+    if not path.exists():
+        raise ConfigError(f"--config {path} does not exist")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--config {path} is not a text YAML file (undecodable bytes at offset {err.start})") from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
+
+
 def load_config(
     path: str | Path | None = None, preset: TrainPreset | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:
-    """Build a validated TrainConfig: preset (default "cpu") ← YAML file ← `key.path=value` overrides.
+    """Build a validated TrainConfig: the named preset, or the fields' defaults when none is named (the
+    built-in tabletop env, a fresh compact VLA, the official SRPO and PPO values) ← YAML file ←
+    `key.path=value` overrides.
 
     Override values are parsed as YAML scalars/lists (`algo.lr=1e-5`, `env.libero.task_ids=[0,1]`,
     `algo.dual_clip=null`).
     """
-    base = TrainConfig.preset(preset or "cpu")
+    base = TrainConfig.preset(preset) if preset is not None else TrainConfig()
     tree = config_to_dict(base)
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = _read_yaml(Path(path)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of config fields at the top level")
         tree = _merge(tree, loaded)
@@ -393,7 +444,12 @@ def load_config(
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: write it as key.path=value, e.g. algo.lr=1e-5")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({_yaml_problem(err)}); quote strings "
+                              "and close brackets, e.g. env.libero.task_ids=[0,1]") from err
+        _set_dotted(tree, key.strip(), value)
     cfg = _from_dict(TrainConfig, tree)
     assert isinstance(cfg, TrainConfig)
     return cfg

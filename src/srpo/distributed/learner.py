@@ -3,7 +3,7 @@
 Each mini-batch is split into N shards, one per replica. A replica's shard loss is weighted by the shard's
 share of the mini-batch (its share of masked tokens for "token-mean", of sequences with tokens for
 "seq-mean-token-mean"), so the sum of the weighted shard losses is exactly the mini-batch loss that the
-single-process `Trainer._minibatch_update` minimises, not a mean of per-shard means. Two strategies
+single-process `srpo.update.minibatch_step` minimises, not a mean of per-shard means. Two strategies
 (`distributed.learner_strategy`) turn the per-shard gradients into the mini-batch gradient:
 
 "allreduce": every replica holds the whole policy. Gradients are summed with one explicit all-reduce (gloo on
@@ -45,11 +45,11 @@ from torch import nn
 from srpo.config.distributed import DistributedConfig
 from srpo.config.train import AlgoConfig
 from srpo.distributed.cluster import ActorDemand, check_cluster_resources, ensure_ray, wait_ready
+from srpo.update import ppo_minibatch_loss
 
 if TYPE_CHECKING:
-
-    from srpo.policies.base import PolicyInput
-    from srpo.trainer import ChunkBatch
+    from srpo.policies.base import PolicyInput, TrainablePolicy
+    from srpo.update import ChunkBatch, TokenScorer
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +97,6 @@ def shard_weights(mask: np.ndarray, shards: Sequence[np.ndarray], aggregation: s
     return counts / max(counts.sum(), 1.0), tokens / max(tokens.sum(), 1.0)
 
 
-def policy_module(policy: Any) -> nn.Module:
-    """The nn.Module holding a policy's weights: the policy itself (CompactVLA) or its `model` (OpenVLAOFTPolicy)."""
-    if isinstance(policy, nn.Module):
-        return policy
-    model = getattr(policy, "model", None)
-    if isinstance(model, nn.Module):
-        return model
-    raise TypeError(f"{type(policy).__name__} is neither an nn.Module nor wraps one in `.model`")
-
-
 def transformer_blocks(module: nn.Module) -> list[nn.Module]:
     """The FSDP units below the root: each `nn.TransformerEncoderLayer` (compact VLA) and each `*DecoderLayer`
     (transformers' Llama, the language model of OpenVLA-OFT), outermost first."""
@@ -136,24 +126,27 @@ class _FSDPRoot(nn.Module):
     outside the transformer blocks would never be gathered without a root whose forward runs the whole policy.
     """
 
-    def __init__(self, module: nn.Module, policy: Any) -> None:
+    def __init__(self, policy: TrainablePolicy) -> None:
         super().__init__()
-        self.module = module
-        # In a tuple: a CompactVLA is itself `module`, and registering it twice would list its weights twice.
-        self._policy = (policy,)
+        self.policy = policy
 
-    def forward(self, batch: PolicyInput, tokens: torch.Tensor, temperature: float) -> tuple[torch.Tensor, ...]:
-        return tuple(self._policy[0].token_log_probs(batch, tokens, temperature))
+    def forward(
+        self, batch: PolicyInput, tokens: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.policy.token_log_probs(batch, tokens, temperature)
 
-    def token_log_probs(self, batch: PolicyInput, tokens: torch.Tensor, temperature: float) -> tuple[torch.Tensor, ...]:
+    def token_log_probs(
+        self, batch: PolicyInput, tokens: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """What `ppo_minibatch_loss` calls: the policy's log-probs through FSDP's hooks."""
-        return self(batch, tokens, temperature)
+        out: tuple[torch.Tensor, torch.Tensor] = self(batch, tokens, temperature)
+        return out
 
 
 class _LearnerActor:
     """One replica: the policy (whole, or its FSDP shard), its AdamW, and membership of the process group."""
 
-    def __init__(self, policy: Any, algo: AlgoConfig, rank: int, world_size: int, device: str,
+    def __init__(self, policy: TrainablePolicy, algo: AlgoConfig, rank: int, world_size: int, device: str,
                  strategy: str = "allreduce") -> None:
         if strategy not in ("allreduce", "fsdp"):
             raise ValueError(f"unknown learner strategy {strategy!r}: choose 'allreduce' or 'fsdp'")
@@ -161,14 +154,13 @@ class _LearnerActor:
         self.world_size = world_size
         self.algo = algo
         self.strategy = strategy
-        self.policy = policy
-        self.module = policy_module(policy).to(torch.device(device))
+        self.module = policy.to(torch.device(device))
         # Trainable parameter names in parameters() order: the order of the driver's AdamW param list, which
         # index-keyed optimizer state dicts refer to.
         self.names = [n for n, p in self.module.named_parameters() if p.requires_grad]
         if not self.names:
             raise ValueError("the policy has no trainable parameters (is everything frozen?)")
-        self.model: Any = policy  # what the loss runs: the policy, or the FSDP root around it
+        self.model: TokenScorer = self.module  # what the loss runs: the policy, or the FSDP root around it
         self._build_optimizer()
 
     def _build_optimizer(self) -> None:
@@ -206,7 +198,7 @@ class _LearnerActor:
         # projector, head), gathered for the whole forward.
         for block in transformer_blocks(self.module):
             fully_shard(block)
-        root = _FSDPRoot(self.module, self.policy)
+        root = _FSDPRoot(self.module)
         fully_shard(root)
         for unit in root.modules():
             if isinstance(unit, FSDPModule):
@@ -220,16 +212,14 @@ class _LearnerActor:
 
     def update(self, batch: ChunkBatch, minibatches: list[np.ndarray]) -> list[dict[str, float]]:
         """One optimiser step per mini-batch (row indices into `batch`); stats of each, equal on all ranks."""
-        self.policy.train(True)
+        self.module.train(True)
         try:
             return [self._step(batch, idx) for idx in minibatches]
         finally:
-            self.policy.train(False)
+            self.module.train(False)
 
     def _step(self, batch: ChunkBatch, idx: np.ndarray) -> dict[str, float]:
         import torch.distributed as dist
-
-        from srpo.trainer import ppo_minibatch_loss
 
         algo = self.algo
         shards = np.array_split(np.asarray(idx), self.world_size)
@@ -386,7 +376,7 @@ class RayLearnerGroup:
         ClusterResourceError: The cluster cannot host the learners (names the resource and fields).
     """
 
-    def __init__(self, policy: Any, algo: AlgoConfig, distributed: DistributedConfig) -> None:
+    def __init__(self, policy: TrainablePolicy, algo: AlgoConfig, distributed: DistributedConfig) -> None:
         ray = ensure_ray(distributed)
         self._ray = ray
         self.algo = algo
@@ -490,7 +480,7 @@ class RayLearnerGroup:
             minibatches: Row indices of each mini-batch, in the order they are stepped.
 
         Returns:
-            Per mini-batch: the stats `Trainer._minibatch_update` reports, over the whole mini-batch.
+            Per mini-batch: the stats `srpo.update.minibatch_step` reports, over the whole mini-batch.
 
         Raises:
             LearnerGroupError: Learners were lost more than `distributed.max_learner_restarts` times.

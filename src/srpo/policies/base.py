@@ -1,4 +1,4 @@
-"""The policy interface shared by rollout, PPO and SFT.
+"""The policy contracts: `Policy` (what rollouts need) and `TrainablePolicy` (what training needs).
 
 A policy maps a batch of observations + instructions to a chunk of discrete action tokens (chunk_size ×
 action_dim tokens, each one of num_bins bins) with exact log-probabilities, and can re-score given tokens
@@ -7,11 +7,19 @@ differentiably.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from srpo.config.policy import PolicyConfig
 
 
 @dataclass
@@ -53,7 +61,10 @@ class ActionSample:
 
 
 class Policy(Protocol):
-    """Implementations: `srpo.policies.compact.CompactVLA`, `srpo.policies.openvla_oft.OpenVLAOFTPolicy`."""
+    """What rollouts and evaluation need: sampling (and re-scoring) action tokens.
+
+    Every `TrainablePolicy` is one; tests may roll out lighter objects that only sample.
+    """
 
     chunk_size: int
     action_dim: int
@@ -68,3 +79,48 @@ class Policy(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable (B, L) log-probs and (B, L) entropies of `tokens` (B, L) at `temperature`."""
         ...
+
+
+class TrainablePolicy(nn.Module, abc.ABC):
+    """A policy the trainer can train and save: an `nn.Module` with the `Policy` methods, a checkpoint format,
+    and a way back from it.
+
+    Implementations: `srpo.policies.compact.CompactVLA`, `srpo.policies.openvla_oft.OpenVLAOFTPolicy`. Being a
+    module gives the contract's other half for free: `parameters()` (the optimiser's, filtered on
+    `requires_grad`), `train()`/`eval()`, `requires_grad_()` (the frozen KL reference), `state_dict()` /
+    `load_state_dict()` (what the data-parallel learners replicate and hand back), `to(device)`.
+    """
+
+    chunk_size: int
+    action_dim: int
+    num_bins: int
+
+    @abc.abstractmethod
+    def sample(self, batch: PolicyInput, temperature: float, greedy: bool = False) -> ActionSample:
+        """Sample one action chunk per element without gradients (greedy takes the arg-max bin)."""
+
+    @abc.abstractmethod
+    def token_log_probs(
+        self, batch: PolicyInput, tokens: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable (B, L) log-probs and (B, L) entropies of `tokens` (B, L) at `temperature`."""
+
+    @abc.abstractmethod
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write a checkpoint directory (atomically: never half-written under its final name); returns it."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_checkpoint(cls, directory: str | Path, config: PolicyConfig) -> Self:
+        """Load a `save_pretrained` directory onto config.device (and config.dtype where the format has none)."""
+
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""policy.dtype names → torch dtypes."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a policy.dtype name ("float32", "bfloat16" or "float16")."""
+    if name not in TORCH_DTYPES:
+        raise ValueError(f"unknown dtype {name!r}: 'float32', 'bfloat16' or 'float16'")
+    return TORCH_DTYPES[name]

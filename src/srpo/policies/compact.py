@@ -26,7 +26,7 @@ import os
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from srpo.config.policy import PolicyConfig
-from srpo.policies.base import ActionSample, PolicyInput
+from srpo.errors import CheckpointCorruptError
+from srpo.manifest import verify_manifest, write_manifest
+from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.tokenizer import TOKENIZER_FILE, ActionTokenizer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -52,8 +54,8 @@ ImageTransform = Callable[[torch.Tensor], torch.Tensor]
 """Maps (B, 3, S, S) float pixels in [0, 1] to the same shape (e.g. SFT augmentation)."""
 
 
-class CheckpointError(ValueError):
-    """A checkpoint directory that does not match the model it is loaded into."""
+class CheckpointError(CheckpointCorruptError, ValueError):
+    """A checkpoint directory that does not match the model it is loaded into, or is not a CompactVLA checkpoint."""
 
 
 def categorical_log_probs(
@@ -245,10 +247,10 @@ def embed_instruction_hashed(text: str) -> torch.Tensor:
 # The model
 
 
-class CompactVLA(nn.Module):
+class CompactVLA(TrainablePolicy):
     """OpenVLA*-structured policy: image + instruction (+ proprio) → chunk_size × action_dim bin logits.
 
-    Implements `srpo.policies.base.Policy`.
+    A `srpo.policies.base.TrainablePolicy`.
 
     Args:
         config: Architecture and device (`PolicyConfig`, kind "compact").
@@ -315,7 +317,7 @@ class CompactVLA(nn.Module):
 
         self._text_cache: dict[str, torch.Tensor] = {}
         self._feature_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self.to(device=torch.device(config.device), dtype=_torch_dtype(config.dtype))
+        self.to(device=torch.device(config.device), dtype=torch_dtype(config.dtype))
         self.train(False)
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -499,6 +501,7 @@ class CompactVLA(nn.Module):
                     "config": dataclasses.asdict(self.config)}
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
             self.tokenizer.save(tmp / TOKENIZER_FILE)
+            write_manifest(tmp)
             old = None
             if target.exists():
                 old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -520,24 +523,49 @@ class CompactVLA(nn.Module):
         return cls(config)
 
     @classmethod
+    def from_checkpoint(cls, directory: str | Path, config: PolicyConfig) -> CompactVLA:
+        """`from_pretrained` onto config.device (the checkpoint fixes the architecture and dtype)."""
+        return cls.from_pretrained(directory, device=config.device)
+
+    @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | None = None) -> CompactVLA:
         """Load a `save_pretrained` directory; any missing or unexpected weight raises CheckpointError."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = Path(directory)
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory} is not a CompactVLA checkpoint directory (it "
+                                  f"{'is a file' if directory.exists() else 'does not exist'})")
+        verify_manifest(directory)  # sizes and checksums, when the checkpoint has a manifest
         for name in (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE):
             if not (directory / name).is_file():
-                raise CheckpointError(f"{directory} is not a CompactVLA checkpoint: {name} is missing")
-        meta = json.loads((directory / CONFIG_FILE).read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{directory / CONFIG_FILE} has format {meta.get('format')!r}, "
-                                  f"expected {CHECKPOINT_FORMAT!r}")
-        fields = dict(meta["config"])
-        if device is not None:
-            fields["device"] = device
-        config = PolicyConfig(**fields)
-        model = cls(config, ActionTokenizer.load(directory / TOKENIZER_FILE), pretrained_vision=False)
-        state = load_file(str(directory / WEIGHTS_FILE), device=str(model.device))
+                hint = f" (did you mean {directory / 'policy'}?)" if (directory / "policy").is_dir() else ""
+                raise CheckpointError(f"{directory} is not a CompactVLA checkpoint: {name} is missing{hint}")
+        try:
+            meta = json.loads((directory / CONFIG_FILE).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{directory / CONFIG_FILE} is not valid JSON ({err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise CheckpointError(f"{directory / CONFIG_FILE} has format {found!r}, expected {CHECKPOINT_FORMAT!r}")
+        if meta.get("version", CHECKPOINT_VERSION) != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{directory / CONFIG_FILE} is checkpoint version {meta.get('version')!r}; this "
+                                  f"srpo reads version {CHECKPOINT_VERSION}")
+        try:
+            fields = dict(meta["config"])
+            if device is not None:
+                fields["device"] = device
+            config = PolicyConfig(**fields)
+            tokenizer = ActionTokenizer.load(directory / TOKENIZER_FILE)
+        except (TypeError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{directory} holds a config or tokenizer this srpo cannot read: {err}") from err
+        model = cls(config, tokenizer, pretrained_vision=False)
+        try:
+            state = load_file(str(directory / WEIGHTS_FILE), device=str(model.device))
+        except SafetensorError as err:
+            raise CheckpointError(f"{directory / WEIGHTS_FILE} is not a readable safetensors file ({err}): it is "
+                                  "truncated or not a weights file; use an earlier checkpoint") from err
         model.load_checked_state_dict(state, source=str(directory / WEIGHTS_FILE))
         return model
 
@@ -558,7 +586,12 @@ class CompactVLA(nn.Module):
                     f"{k}: {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mis_shaped))
             raise CheckpointError(f"{source} does not match the CompactVLA config: " + "; ".join(parts))
         self.load_state_dict(state, strict=True)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """nn.Module's load_state_dict, then drop the cached image features of the old vision weights."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self.clear_caches()
+        return result
 
 
 def _image_key(image: np.ndarray) -> bytes:
@@ -570,13 +603,3 @@ def _image_key(image: np.ndarray) -> bytes:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _torch_dtype(name: str) -> torch.dtype:
-    if name == "float32":
-        return torch.float32
-    if name == "bfloat16":
-        return torch.bfloat16
-    if name == "float16":
-        return torch.float16
-    raise ValueError(f"unknown dtype {name!r}: 'float32', 'bfloat16' or 'float16'")

@@ -41,8 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srpo.config.base import ConfigError
 from srpo.config.policy import PolicyConfig
-from srpo.policies.base import ActionSample, PolicyInput
+from srpo.errors import InputFileError
+from srpo.manifest import verify_manifest, write_manifest
+from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.compact import categorical_log_probs, sample_tokens
 from srpo.policies.tokenizer import ActionTokenizer
 from srpo.types import ACTION_DIM, DEFAULT_CHUNK_SIZE, DEFAULT_NUM_BINS
@@ -100,7 +103,7 @@ def load_norm_stats(checkpoint_dir: str | Path, unnorm_key: str | None) -> Actio
     """
     path = Path(checkpoint_dir) / "dataset_statistics.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: OpenVLA checkpoints carry their action norm stats there")
+        raise InputFileError(f"{path} is missing: OpenVLA checkpoints carry their action norm stats there")
     stats = json.loads(path.read_text())
     if unnorm_key is None:
         if len(stats) != 1:
@@ -120,8 +123,12 @@ def load_norm_stats(checkpoint_dir: str | Path, unnorm_key: str | None) -> Actio
                            gripper_convention="openvla")
 
 
-class OpenVLAOFTPolicy:
-    """srpo `Policy` over an OpenVLA-OFT-style model (parallel decoding of discrete action tokens).
+class OpenVLAOFTPolicy(TrainablePolicy):
+    """srpo `TrainablePolicy` over an OpenVLA-OFT-style model (parallel decoding of discrete action tokens).
+
+    A module whose one child is `model`: parameters, train/eval, freezing and state dicts are the module's
+    own (state-dict keys carry the "model." prefix); `save_pretrained` writes the wrapped model's transformers
+    checkpoint.
 
     Args:
         model: Module with `vision_backbone(pixel_values) → (B, P, Dv)`, `projector(·) → (B, P, D)` and
@@ -155,6 +162,7 @@ class OpenVLAOFTPolicy:
             raise ValueError(f"attention={attention!r}: choose 'bidirectional' or 'causal'")
         if action_tokenizer.action_dim != action_dim:
             raise ValueError(f"norm stats have {action_tokenizer.action_dim} dims, policy has {action_dim}")
+        super().__init__()
         self.model = model
         self.tokenize = tokenize
         self.preprocess_images = preprocess_images
@@ -177,19 +185,6 @@ class OpenVLAOFTPolicy:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
-
-    def parameters(self) -> Any:
-        return self.model.parameters()
-
-    def train(self, mode: bool = True) -> OpenVLAOFTPolicy:
-        """Train/eval mode of the wrapped model (the trainer's learner and rollout phases switch it)."""
-        self.model.train(mode)
-        return self
-
-    def requires_grad_(self, requires_grad: bool = True) -> OpenVLAOFTPolicy:
-        """Freeze or unfreeze every weight (the KL reference policy is frozen)."""
-        self.model.requires_grad_(requires_grad)
-        return self
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write a checkpoint directory that `from_pretrained` reads back.
@@ -216,6 +211,7 @@ class OpenVLAOFTPolicy:
                     shutil.copy2(src, tmp / src.name)
             model: Any = self.model
             model.save_pretrained(str(tmp), safe_serialization=True)
+            write_manifest(tmp)
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)
@@ -311,14 +307,19 @@ class OpenVLAOFTPolicy:
     def from_config(cls, config: PolicyConfig) -> OpenVLAOFTPolicy:
         """Load `config.checkpoint` (kind "openvla_oft") on `config.device` in `config.dtype`."""
         if config.kind != "openvla_oft" or config.checkpoint is None:
-            raise ValueError("OpenVLAOFTPolicy.from_config needs policy.kind='openvla_oft' and policy.checkpoint")
+            raise ConfigError("policy.kind='openvla_oft' needs policy.checkpoint: set it to a local OpenVLA-OFT "
+                              "checkpoint directory")
         if (config.chunk_size, config.action_dim) != (DEFAULT_CHUNK_SIZE, ACTION_DIM):
-            raise ValueError(
+            raise ConfigError(
                 f"policy.chunk_size={config.chunk_size}, policy.action_dim={config.action_dim}: OpenVLA-OFT "
                 f"checkpoints decode {DEFAULT_CHUNK_SIZE} × {ACTION_DIM}; set those values"
             )
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.dtype]
-        return cls.from_pretrained(config.checkpoint, config.unnorm_key, config.device, dtype)
+        return cls.from_pretrained(config.checkpoint, config.unnorm_key, config.device, torch_dtype(config.dtype))
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, config: PolicyConfig) -> OpenVLAOFTPolicy:
+        """`from_pretrained` with config.unnorm_key on config.device in config.dtype."""
+        return cls.from_pretrained(directory, config.unnorm_key, config.device, torch_dtype(config.dtype))
 
     @classmethod
     def from_pretrained(
@@ -334,13 +335,15 @@ class OpenVLAOFTPolicy:
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
         directory = Path(checkpoint_dir)
+        verify_manifest(directory)  # a checkpoint srpo wrote: sizes and checksums (a downloaded one has none)
         config_path = directory / "config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} is missing: policy.checkpoint must be a local checkpoint dir")
+            raise InputFileError(f"{config_path} is missing: policy.checkpoint must be a local checkpoint dir")
         auto_map = json.loads(config_path.read_text()).get("auto_map", {})
         ref = auto_map.get("AutoModelForVision2Seq") or auto_map.get("AutoModelForImageTextToText")
         if ref is None:
-            raise ValueError(f"{config_path} has no auto_map entry for AutoModelForVision2Seq: not an OpenVLA dir")
+            raise InputFileError(f"{config_path} has no auto_map entry for AutoModelForVision2Seq: not an OpenVLA "
+                                 "dir")
         model_cls: Any = get_class_from_dynamic_module(ref, str(directory), local_files_only=True)
         model = model_cls.from_pretrained(
             str(directory), torch_dtype=dtype, trust_remote_code=True, local_files_only=True,

@@ -20,7 +20,6 @@ from srpo.reward.frames import (
     preprocess_frames,
     resolve_device,
     sample_frame_indices,
-    sample_videos,
 )
 
 if TYPE_CHECKING:
@@ -139,7 +138,12 @@ class EfficientNetEncoder:
         return np.concatenate([p.mean(axis=0) for p in parts]).astype(np.float32)
 
     def encode(self, videos: Sequence[np.ndarray]) -> np.ndarray:
-        """Embed B videos.
+        """Embed B videos: each distinct frame of the batch through the network once, then per video the mean of
+        its K sampled frames' features (a frame sampled twice counts twice).
+
+        Frame features do not depend on the other frames, so a short clip's looped frames, and the first frame that
+        the rollouts of one group share, need one forward pass, not one per occurrence. Equal to embedding every
+        sampled frame up to float round-off of the batch composition.
 
         Args:
             videos: B arrays (T, H, W, 3) uint8, T >= 1.
@@ -148,12 +152,31 @@ class EfficientNetEncoder:
             (B, 1280 · segments) float32.
         """
         k = self.config.num_frames
-        sampled = sample_videos(videos, k, self.config.rotate_180)
-        if len({f.shape for f in sampled.frames}) == 1:
-            # One pass over all frames of the batch (same frame size): fewer, fuller forward passes.
-            feats = self._features(np.concatenate(sampled.frames)).reshape(len(sampled.frames), k, FEATURE_DIM)
-            return np.stack([self._pool(f) for f in feats])
-        return np.stack([self._pool(self._features(f)) for f in sampled.frames])
+        if len(videos) == 0:
+            raise ValueError("no videos to encode: pass at least one (T, H, W, 3) uint8 video")
+        rows: list[np.ndarray] = []  # per video: (K,) row of each sampled frame in `unique`
+        unique: list[np.ndarray] = []
+        row_of: dict[tuple[tuple[int, ...], bytes], int] = {}
+        for i, video in enumerate(videos):
+            check_video(video, i)
+            if video.shape[0] == 0:
+                raise ValueError(f"video {i} has zero frames; a trajectory without frames cannot be embedded")
+            idx = sample_frame_indices(video.shape[0], k)
+            video_rows = np.empty(k, dtype=np.int64)
+            for j, t in enumerate(idx):
+                frame = video[t]
+                key = (frame.shape, frame.tobytes())
+                if key not in row_of:
+                    row_of[key] = len(unique)
+                    unique.append(frame[::-1, ::-1] if self.config.rotate_180 else frame)
+                video_rows[j] = row_of[key]
+            rows.append(video_rows)
+        shapes = {f.shape for f in unique}
+        if len(shapes) == 1:
+            feats = self._features(np.ascontiguousarray(np.stack(unique)))
+        else:  # frames of different sizes cannot share a forward pass
+            feats = np.concatenate([self._features(np.ascontiguousarray(f[None])) for f in unique])
+        return np.stack([self._pool(feats[r]) for r in rows])
 
     def encode_prefixes(self, video: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
         """Embeddings of the prefixes video[:L] for each L in `lengths`, equal to encode([video[:L], ...]).

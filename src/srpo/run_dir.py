@@ -1,0 +1,262 @@
+"""The run directory of `srpo train`: its file names, the metrics log, atomic checkpoints and the saved config.
+
+    runs/<name>/
+        config.yaml            the config the run started with (`resume_config` reads it back)
+        metrics.jsonl          one JSON record per step (`MetricsLog`, `read_metrics`); tensorboard/ mirrors it
+        ckpt-000010/           policy/ (save_pretrained) + trainer_state.pt (optimizer, RNG, memory bank, step)
+        reference_policy/      the frozen KL reference (only with algo.kl_coef > 0)
+        steps/step_000010.npz  per-trajectory rewards, advantages, distances of a step (`srpo report`)
+        videos/                labelled rollout videos
+
+Everything here is file I/O with no knowledge of how a policy or an env is built.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from srpo.config.train import TrainConfig, load_config, save_config
+from srpo.errors import InputFileError
+from srpo.manifest import write_manifest
+from srpo.policies.base import TrainablePolicy
+from srpo.resume import read_trainer_state as read_trainer_state_file
+from srpo.types import Trajectory
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "ckpt-"
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+TRAINER_STATE_FILE = "trainer_state.pt"
+POLICY_DIR = "policy"
+REFERENCE_DIR = "reference_policy"
+STEPS_DIR = "steps"
+VIDEOS_DIR = "videos"
+PHASES = ("rollout", "embed", "reward", "update", "evaluate", "checkpoint", "videos")
+"""The named phases of a training step; each is timed into the metrics as `time/<phase>_s`."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics.
+
+
+class MetricsLog:
+    """Appends one JSON line per record to metrics.jsonl (flushed and fsynced: a kill -9 loses at most the
+    record being written) and mirrors scalars to TensorBoard when available."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool) -> None:
+        self.path = run_dir / METRICS_FILE
+        self.writer: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                log.warning("tensorboard is not installed (pip install 'srpo[logging]'); metrics go to JSONL only")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records of steps after `step` (they belong to a step lost by a crash; it will be re-run)."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            if int(record.get("step", 0)) <= step:
+                kept.append(line)
+        self.path.write_text("".join(k + "\n" for k in kept))
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        """Append `metrics` as the record of `step`."""
+        record = {"step": step, **{k: _to_builtin(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self.writer is not None:
+            for k, v in metrics.items():
+                if isinstance(v, int | float) and math.isfinite(float(v)):
+                    self.writer.add_scalar(k, float(v), step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every complete record of a run's metrics.jsonl, in order (a line cut by a kill is skipped)."""
+    path = Path(run_dir) / METRICS_FILE
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _to_builtin(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, torch.Tensor):
+        return v.item()
+    return v
+
+
+@contextmanager
+def timed(metrics: dict[str, float], name: str) -> Iterator[None]:
+    """Time the block into `metrics["time/<name>_s"]` (also when it raises)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics[f"time/{name}_s"] = time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first. Incomplete ones never carry the final name (written to a temp dir)."""
+    return sorted(
+        p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
+    )
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a ckpt-<step> directory holds."""
+    return int(path.name[len(CHECKPOINT_PREFIX):])
+
+
+def resumable_checkpoints(run_dir: Path) -> list[Path]:
+    """The complete checkpoints, oldest first (for `srpo.resume.newest_intact`); removes temp dirs of
+    checkpoints that a kill cut short."""
+    ckpts = list_checkpoints(run_dir)
+    if not ckpts:
+        raise InputFileError(f"nothing to resume in {run_dir}: no complete {CHECKPOINT_PREFIX}* directory")
+    for stale in run_dir.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return ckpts
+
+
+def write_checkpoint(
+    run_dir: Path, step: int, policy: TrainablePolicy, trainer_state: dict[str, Any], keep_last: int
+) -> Path:
+    """Write ckpt-<step>/ atomically (temp dir + rename), then drop all but the newest `keep_last` ones.
+
+    Args:
+        run_dir: The run directory.
+        step: Completed steps; names the checkpoint.
+        policy: Saved with `save_pretrained` under policy/.
+        trainer_state: Everything else a resume needs (optimizer, RNG, memory bank), saved with torch.save.
+        keep_last: Checkpoints to keep, this one included.
+
+    Returns:
+        The checkpoint directory.
+    """
+    final = run_dir / f"{CHECKPOINT_PREFIX}{step:06d}"
+    tmp = run_dir / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    policy.save_pretrained(tmp / POLICY_DIR)
+    torch.save(trainer_state, tmp / TRAINER_STATE_FILE)
+    write_manifest(tmp)  # sizes + checksums, verified before a resume loads anything
+    _fsync_tree(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """The trainer state saved by `write_checkpoint`, loaded with weights_only=True (no pickled code runs).
+
+    Raises:
+        CheckpointCorruptError: The file is missing, damaged or not a trainer state.
+    """
+    return read_trainer_state_file(checkpoint / TRAINER_STATE_FILE)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config and per-step outputs.
+
+
+def save_run_config(cfg: TrainConfig, run_dir: Path) -> None:
+    """Write the run's config.yaml (read back by `resume_config`)."""
+    save_config(cfg, run_dir / CONFIG_FILE)
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The config a run was started with (its config.yaml), with optional overrides (e.g. more num_steps)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise InputFileError(f"{path} not found: {run_dir} is not an srpo run directory")
+    return load_config(path, overrides=[*(overrides or []), f"run_dir={run_dir}"])
+
+
+def write_step_arrays(
+    run_dir: Path,
+    step: int,
+    trajs: Sequence[Trajectory],
+    rewards: np.ndarray,
+    advantages: np.ndarray,
+    distance: np.ndarray,
+) -> None:
+    """Per-trajectory rewards of a step (for `srpo report`): a small .npz under steps/.
+
+    Args:
+        run_dir: The run directory.
+        step: The step the arrays belong to.
+        trajs: The N trajectories trained on.
+        rewards: (N,) rewards.
+        advantages: (N,) advantages.
+        distance: (N,) distance to the nearest success centre (NaN where there is none).
+    """
+    out = run_dir / STEPS_DIR
+    out.mkdir(exist_ok=True)
+    np.savez(
+        out / f"step_{step:06d}.npz",
+        rewards=rewards,
+        advantages=advantages,
+        success=np.asarray([t.success for t in trajs]),
+        task_ids=np.asarray([t.task_id for t in trajs]),
+        group_ids=np.asarray([t.group_id for t in trajs]),
+        finish_step=np.asarray([t.finish_step for t in trajs]),
+        distance=distance,
+    )
+
+
+def read_step_arrays(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:
+    """Every step's arrays written by `write_step_arrays`, keyed by step."""
+    out = {}
+    for path in sorted((run_dir / STEPS_DIR).glob("step_*.npz")):
+        with np.load(path) as data:
+            out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
+    return out
