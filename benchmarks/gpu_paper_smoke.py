@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 if device == "cuda":
                     metrics["gpu/peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
                 steps.append({k: float(v) for k, v in metrics.items()})
-    keys = ["time/rollout_s", "time/embed_s", "time/reward_s", "time/advantage_s", "time/update_s"]
+    keys = ["time/rollout_s", "time/embed_s", "time/reward_s", "time/update_s"]
     print(f"{'step':>4} " + " ".join(f"{k.split('/')[1]:>12}" for k in keys) + f" {'loss/policy':>12}")
     for i, m in enumerate(steps, 1):
         print(f"{i:>4} " + " ".join(f"{m.get(k, float('nan')):>12.2f}" for k in keys)

@@ -1,4 +1,4 @@
-"""Rollout throughput on Ray with 1 vs 2 rollout actors, and a projection to N nodes (issue 7).
+"""Rollout throughput on Ray with 1 vs 2 rollout actors, and a projection to N nodes.
 
 Workload: the built-in tabletop env, the tabletop preset's compact VLA (conv vision, 64² images) sampling at
 temperature 1, GRPO groups of 8; every variant rolls out the same requests with the same total number of envs

@@ -18,21 +18,23 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Lowest first. A module may import modules of its own layer or below, never above. The longest matching prefix
 # names a module's layer; a new module with no prefix here fails `test_every_module_has_a_layer`.
 LAYERS: list[tuple[str, ...]] = [
-    # 0 config / types: the typed config tree, records, key constants, the error type
-    ("srpo", "srpo.errors", "srpo.types", "srpo.config"),
+    # 0 config / types: the typed config tree, records, key constants, the error type, checkpoint manifests
+    ("srpo", "srpo.errors", "srpo.types", "srpo.config", "srpo.manifest"),
     # 1 algo, reward: pure maths and the public SRPO reward library (no envs, no policies)
     ("srpo.algo", "srpo.reward", "srpo.scoring"),
     # 2 envs, policies: contracts and implementations; data files and videos they read and write
-    ("srpo.envs", "srpo.policies", "srpo.demos", "srpo.video", "srpo.distributed", "srpo.distributed.cluster"),
+    ("srpo.envs", "srpo.policies", "srpo.demos", "srpo.lerobot", "srpo.video", "srpo.distributed",
+     "srpo.distributed.cluster"),
     # 3 rollout: the scheduler and its worker transports (local processes, Ray), the remote encoder
     ("srpo.rollout", "srpo.distributed.ray_rollout", "srpo.distributed.encoder"),
     # 4 build / update / run_dir: making the parts, the mini-batch update (single-process and data-parallel),
     # the run directory
-    ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner"),
-    # 5 evaluate: greedy evaluation, reward-quality evaluation, reports of a run
-    ("srpo.evaluate", "srpo.reward_eval", "srpo.report"),
+    ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner", "srpo.resume", "srpo.watchdog",
+     "srpo.interrupt"),
+    # 5 evaluate: greedy evaluation, reward-quality evaluation, reports of a run, recording, robustness benchmarks
+    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.robustness"),
     # 6 the loops
-    ("srpo.trainer", "srpo.sft", "srpo.compare"),
+    ("srpo.trainer", "srpo.sft", "srpo.compare", "srpo.offline"),
     # 7 the command line
     ("srpo.cli",),
 ]

@@ -13,6 +13,7 @@ import torch
 
 from srpo.config.train import TrainConfig
 from srpo.envs.base import EnvFactory
+from srpo.errors import InputFileError
 from srpo.policies.base import TrainablePolicy
 from srpo.reward.encoders import make_encoder
 from srpo.reward.encoders.base import VideoEncoder
@@ -42,7 +43,7 @@ def make_policy(cfg: TrainConfig) -> TrainablePolicy:
         if cfg.policy.checkpoint:
             path = Path(cfg.policy.checkpoint)
             if not path.exists():
-                raise FileNotFoundError(
+                raise InputFileError(
                     f"policy.checkpoint={cfg.policy.checkpoint!r} does not exist: run `srpo sft` to make one "
                     "(see README), or set policy.checkpoint=null to start from a randomly initialised policy"
                 )
@@ -87,7 +88,7 @@ def load_or_make_reference(cfg: TrainConfig, policy: TrainablePolicy, run_dir: P
     path = run_dir / REFERENCE_DIR
     if not path.exists():
         if step > 0:
-            raise FileNotFoundError(f"{path} is missing: the KL reference of this run cannot be recovered")
+            raise InputFileError(f"{path} is missing: the KL reference of this run cannot be recovered")
         policy.save_pretrained(path)
     ref = load_policy_checkpoint(cfg, path)
     ref.requires_grad_(False)

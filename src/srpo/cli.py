@@ -1,4 +1,5 @@
-"""The `srpo` command line: score, train, eval, sft, reward-eval, report, compare (heavy imports inside each)."""
+"""The `srpo` command line: score, train, eval, sft, reward-eval, record, offline, report, compare (heavy imports
+inside each)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from srpo.errors import SrpoError
+
+if TYPE_CHECKING:
+    from srpo.config.sft import SFTRunConfig
+    from srpo.config.train import TrainConfig
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -49,7 +54,7 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_train_config(args: argparse.Namespace) -> Any:
+def _load_train_config(args: argparse.Namespace) -> TrainConfig:
     from srpo.config.train import load_config
 
     overrides = list(args.set or [])
@@ -67,18 +72,41 @@ def _train(args: argparse.Namespace) -> int:
     from srpo.trainer import Trainer
 
     if args.resume:
+        _check_resume_flags(args)
         overrides = list(args.set or [])
         if args.steps is not None:
             overrides.append(f"num_steps={args.steps}")
         cfg = resume_config(args.resume, overrides)
     else:
         cfg = _load_train_config(args)
-    with Trainer(cfg, resume=bool(args.resume)) as trainer:
-        history = trainer.train()
+    from srpo.interrupt import Interrupted, StopOnSignal
+
+    # Ctrl-C / SIGTERM: the first stops after the step in flight (checkpointed), a second abandons it; either
+    # way the trainer closes its workers on the way out and one line says how to resume.
+    with StopOnSignal("srpo train") as stop:
+        try:
+            with Trainer(cfg, resume=bool(args.resume)) as trainer:
+                history = trainer.train(should_stop=stop.requested)
+        except Interrupted:
+            pass
+    if stop.requested():
+        from srpo.interrupt import interrupted_message
+        from srpo.run_dir import checkpoint_step, list_checkpoints
+
+        ckpts = list_checkpoints(Path(cfg.run_dir))
+        print(interrupted_message("srpo train", stop.signal_name, str(cfg.run_dir),
+                                  checkpoint_step(ckpts[-1]) if ckpts else None, cfg.num_steps), file=sys.stderr)
+        return stop.exit_code
     if history:
         last = history[-1]
         print(f"finished {cfg.num_steps} steps in {cfg.run_dir}: rollout success {last['rollout/success_rate']:.3f}"
               + (f", eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
+    from srpo.evaluate import before_after_line
+    from srpo.run_dir import read_metrics
+
+    line = before_after_line(read_metrics(cfg.run_dir))
+    if line is not None:
+        print(line)
     if args.report:
         from srpo.report import build_report
 
@@ -86,9 +114,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_resume_flags(args: argparse.Namespace) -> None:
+    """--resume continues a run with its saved config.yaml: flags that would pick another config are refused."""
+    from srpo.config.base import ConfigError
+
+    given = [flag for flag, value in (("--algo", args.algo), ("--preset", args.preset), ("--config", args.config),
+                                      ("--run-dir", args.run_dir)) if value]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} cannot be combined with --resume: the run continues with {args.resume}/config.yaml "
+            "as it was started; drop them (change single fields with --set KEY=VALUE, more steps with --steps), or "
+            "start a new run without --resume"
+        )
+
+
 def _eval(args: argparse.Namespace) -> int:
     from srpo.evaluate import evaluate_checkpoint
 
+    if args.benchmark is not None:  # robustness benchmarks (srpo.robustness)
+        from srpo.robustness import eval_robustness_from_args
+
+        return eval_robustness_from_args(args, _load_train_config)
     cfg = _load_train_config(args)
     result = evaluate_checkpoint(cfg, args.checkpoint, args.episodes, args.videos, args.out)
     print(result.table())
@@ -112,39 +158,160 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def sft_config_from_args(args: argparse.Namespace) -> SFTRunConfig:
+    """`srpo sft` flags → its typed config."""
+    from srpo.config.sft import SFTConfig, SFTRunConfig
+
+    return SFTRunConfig(
+        out=str(args.out), demos=str(args.demos) if args.demos is not None else None, env=args.env,
+        suite=args.suite, tasks=tuple(args.tasks) if args.tasks else None,
+        init=str(args.init) if args.init is not None else None, vision_encoder=args.vision_encoder,
+        fine_tune_vision=args.fine_tune_vision, text_encoder=args.text_encoder, chunk_size=args.chunk_size,
+        image_size=args.image_size, device=args.device, demo_noise=args.demo_noise,
+        random_prefix=args.random_prefix, demo_layouts=args.demo_layouts, object_state=args.object_state,
+        num_eval_init_states=args.num_eval_init_states, num_eval_episodes_per_task=args.eval_episodes,
+        num_eval_videos_per_task=args.eval_videos,
+        sft=SFTConfig(num_demos_per_task=args.num_demos_per_task, num_steps=args.steps, batch_size=args.batch_size,
+                      learning_rate=args.lr, augment=not args.no_augment, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, progress=not args.no_progress),
+    )
+
+
 def _sft(args: argparse.Namespace) -> int:
     from srpo.sft import run_sft
 
-    result = run_sft(args)
-    if args.eval_episodes > 0 and result.checkpoint is not None:
+    cfg = sft_config_from_args(args)
+    result = run_sft(cfg)
+    if cfg.num_eval_episodes_per_task > 0 and result.checkpoint is not None:
         from srpo.config.train import load_config
         from srpo.evaluate import evaluate_checkpoint
 
-        if args.env == "tabletop":
+        if cfg.env == "tabletop":
             overrides = [f"policy.image_size={result.policy.config.image_size}",
-                         f"env.tabletop.object_state={str(args.object_state).lower()}"]
-            if args.tasks:
-                overrides.append(f"env.tabletop.num_tasks={max(args.tasks) + 1}")
-            cfg = load_config(preset="tabletop", overrides=overrides)
+                         f"env.tabletop.object_state={str(cfg.object_state).lower()}"]
+            if cfg.tasks:
+                overrides.append(f"env.tabletop.num_tasks={max(cfg.tasks) + 1}")
+            eval_cfg = load_config(preset="tabletop", overrides=overrides)
         else:
-            suite = args.suite or "libero_spatial"
-            tasks = sorted({int(t) for t in args.tasks}) if args.tasks else None
+            suite = cfg.suite or "libero_spatial"
+            tasks = sorted(set(cfg.tasks)) if cfg.tasks else None
             overrides = [f"env.libero.suite={suite}", f"env.libero.task_ids={tasks if tasks else 'null'}",
                          f"env.libero.image_size={result.policy.config.image_size}",
                          f"policy.image_size={result.policy.config.image_size}"]
-            cfg = load_config(preset="cpu", overrides=overrides)
-        ev = evaluate_checkpoint(cfg, str(result.checkpoint), args.eval_episodes, args.eval_videos,
-                                 Path(args.out) / "eval")
+            eval_cfg = load_config(preset="cpu", overrides=overrides)
+        ev = evaluate_checkpoint(eval_cfg, str(result.checkpoint), cfg.num_eval_episodes_per_task,
+                                 cfg.num_eval_videos_per_task, Path(cfg.out) / "eval")
         print(f"greedy success on held-out init states of {result.checkpoint}:\n{ev.table()}")
+    return 0
+
+
+def _scripted_demos(args: argparse.Namespace) -> int:
+    from srpo.envs.libero_scripted import measure_scripted_expert
+
+    measure_scripted_expert(args.suite or ["libero_spatial", "libero_object"], args.task_ids, args.num_episodes,
+                            args.json, args.demo_dir, args.image_size)
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from srpo.record import record_dataset
+
+    overrides = list(args.set or [])
+    if args.checkpoint:
+        overrides.append(f"policy.checkpoint={args.checkpoint}")
+    cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
+    result = record_dataset(cfg, args.out, args.episodes_per_task, args.temperature, args.split, args.batch_episodes,
+                            args.fps)
+    print(f"LeRobot v3 dataset: {result.root}\n{result.table()}")
+    return 0
+
+
+def _offline(args: argparse.Namespace) -> int:
+    from srpo.offline import OfflineTrainer
+    from srpo.run_dir import resume_config
+
+    overrides = list(args.set or [])
+    for flag, key in (("dataset", "offline.dataset"), ("arm", "offline.arm"), ("beta", "offline.beta"),
+                      ("policy", "policy.checkpoint"), ("out", "run_dir"), ("steps", "num_steps")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.resume:
+        cfg = resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
+    else:
+        cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
+    with OfflineTrainer(cfg, resume=bool(args.resume)) as trainer:
+        history = trainer.train()
+    last = history[-1] if history else {}
+    print(f"finished {cfg.num_steps} offline steps ({cfg.offline.arm}) in {cfg.run_dir}"
+          + (f": eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
+    if args.report:
+        from srpo.report import build_report
+
+        print(f"report: {build_report(cfg.run_dir)}")
     return 0
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["cpu", "tabletop", "paper"], default=None,
-                   help="starting config (default: cpu, the README's main job)")
-    p.add_argument("--config", help="YAML file of config fields, applied over the preset")
+                   help="starting config (default: none, the config's field defaults: tabletop env, a fresh "
+                        "compact VLA, the official SRPO values; `make run` uses --preset cpu)")
+    p.add_argument("--config", help="YAML file of config fields, applied over the preset (or the field defaults)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one field, e.g. --set algo.lr=1e-5 --set env.libero.task_ids=[0,1] (repeatable)")
+
+
+def add_sft_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`srpo sft`; its flags map onto `srpo.config.sft.SFTRunConfig` (`sft_config_from_args`)."""
+    from srpo.config.sft import SFTConfig
+
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "sft",
+        help="behaviour cloning (one-shot SFT) of the compact VLA from demonstrations",
+        description=(
+            "Trains the compact VLA by cross-entropy over action tokens on N demos per task, read from LIBERO/"
+            "robomimic HDF5 files (--demos FILE_OR_DIR) or recorded with the scripted expert of the built-in "
+            "tabletop env (--env tabletop), and writes <out>/final (safetensors + config + action stats)."
+        ),
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--demos", type=Path, help="an .hdf5 demo file or a folder of them (one file per task)")
+    src.add_argument("--env", choices=["tabletop"], help="record demos with this env's scripted expert")
+    p.add_argument("--suite", default=None, help="suite name for HDF5 files that do not record one")
+    p.add_argument("--tasks", type=int, nargs="*", default=None, help="task ids to train on (default: all)")
+    p.add_argument("--num-demos-per-task", type=int, default=SFTConfig.num_demos_per_task)
+    p.add_argument("--steps", type=int, default=SFTConfig.num_steps)
+    p.add_argument("--batch-size", type=int, default=SFTConfig.batch_size)
+    p.add_argument("--lr", type=float, default=SFTConfig.learning_rate)
+    p.add_argument("--no-augment", action="store_true", help="disable random crop + colour jitter")
+    p.add_argument("--seed", type=int, default=SFTConfig.seed)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory (writes <out>/final)")
+    p.add_argument("--checkpoint-every", type=int, default=SFTConfig.checkpoint_every)
+    p.add_argument("--init", type=Path, default=None, help="start from this CompactVLA checkpoint")
+    p.add_argument("--vision-encoder", choices=["efficientnet_lite0", "conv", "conv_keypoints"],
+                   default="efficientnet_lite0")
+    p.add_argument("--chunk-size", type=int, default=None, help="actions per chunk (default: policy default, 8)")
+    p.add_argument("--fine-tune-vision", action="store_true", help="train the image encoder too")
+    p.add_argument("--text-encoder", choices=["minilm", "hashed"], default="minilm")
+    p.add_argument("--image-size", type=int, default=None, help="policy image side (default: 128; tabletop 64)")
+    p.add_argument("--demo-noise", type=float, default=0.0, help="tabletop: expert translation noise std")
+    p.add_argument("--random-prefix", type=int, default=0,
+                   help="tabletop: start each demo after an unrecorded random walk of up to N steps (recovery data)")
+    p.add_argument("--demo-layouts", type=int, default=None,
+                   help="tabletop: record demos in layouts 0..N-1 (minus the held-out ones) instead of the "
+                        "training init states only")
+    p.add_argument("--object-state", action="store_true",
+                   help="tabletop: block and plate centres in the proprioception (env.tabletop.object_state)")
+    p.add_argument("--num-eval-init-states", type=int, default=10,
+                   help="tabletop: the last N initial states are held out for evaluation and never used for demos "
+                        "(keep equal to env.tabletop_num_eval_init_states)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--eval-episodes", type=int, default=10,
+                   help="greedy evaluation episodes per task on held-out init states after SFT (0 = skip)")
+    p.add_argument("--eval-videos", type=int, default=1, help="evaluation videos per task")
+    p.set_defaults(func=_sft)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,17 +352,61 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10, help="episodes per task")
     ev.add_argument("--videos", type=int, default=2, help="videos per task")
     ev.add_argument("--out", default="runs/eval", help="directory for eval.json and videos")
+    from srpo.robustness import add_robustness_arguments
+
+    add_robustness_arguments(ev)
     ev.set_defaults(func=_eval)
 
     from srpo.reward_eval import add_reward_eval_parser
-    from srpo.sft import add_sft_parser
 
-    sft = add_sft_parser(sub)
-    sft.add_argument("--eval-episodes", type=int, default=10,
-                     help="greedy evaluation episodes per task on held-out init states after SFT (0 = skip)")
-    sft.add_argument("--eval-videos", type=int, default=1, help="evaluation videos per task")
-    sft.set_defaults(func=_sft)
+    add_sft_parser(sub)
+    # reward_eval.py is being split (recording, maths, plots); its parser moves here once that has landed.
     add_reward_eval_parser(sub)
+
+    scripted = sub.add_parser(
+        "scripted-demos", help="LIBERO: success rate of the privileged scripted controller; optionally record demos",
+        description="Runs srpo.envs.libero_scripted's pick-and-place controller on train init states 0..n-1 of "
+                    "every task, prints and saves per-task success, and records the successful episodes as HDF5.")
+    scripted.add_argument("--suite", action="append", default=None,
+                          choices=["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"],
+                          help="suite(s) to run; repeatable (default: libero_spatial and libero_object)")
+    scripted.add_argument("--task-ids", type=int, nargs="*", default=None, help="suite task ids (default: all)")
+    scripted.add_argument("--num-episodes", type=int, default=3,
+                          help="episodes per task (train init states 0..n-1)")
+    scripted.add_argument("--json", type=Path, default=None, help="merge per-task success rates into this JSON")
+    scripted.add_argument("--demo-dir", type=Path, default=None,
+                          help="record the successful episodes as <suite>/task<id>_demo.hdf5 here (renders every "
+                               "step)")
+    scripted.add_argument("--image-size", type=int, default=128, help="image side of recorded demos")
+    scripted.set_defaults(func=_scripted_demos)
+
+    rec = sub.add_parser("record", help="roll out a policy and write the episodes as a LeRobot v3 dataset",
+                         description="Sampled episodes (successes and failures) of every task of the config's env, "
+                         "one row per policy decision; run again with the same arguments to continue a killed one.")
+    _add_config_args(rec)
+    rec.add_argument("--out", required=True, help="dataset folder")
+    rec.add_argument("--checkpoint", help="policy checkpoint (default: policy.checkpoint of the config)")
+    rec.add_argument("--episodes-per-task", type=int, default=50)
+    rec.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0)")
+    rec.add_argument("--split", choices=["train", "eval"], default="train", help="init states to start from")
+    rec.add_argument("--batch-episodes", type=int, default=32, help="episodes per rollout batch / appended file")
+    rec.add_argument("--fps", type=int, default=10, help="nominal frame rate stored in the dataset")
+    rec.set_defaults(func=_record)
+
+    off = sub.add_parser("offline", help="offline SRPO: advantage-weighted behaviour cloning on a recorded dataset",
+                         description="Per task: embed every episode, SRPO reward for failures against the dataset's "
+                         "successes, advantage over the task mean, AWR weights exp(A/beta) clipped, weighted BC on "
+                         "the policy's action tokens. Arms: bc, filtered_bc, awr_binary, awr_srpo.")
+    _add_config_args(off)
+    off.add_argument("--dataset", help="LeRobot v3 folder, LIBERO HDF5 file or folder of them (offline.dataset)")
+    off.add_argument("--arm", choices=["bc", "filtered_bc", "awr_binary", "awr_srpo"], help="offline.arm")
+    off.add_argument("--beta", type=float, help="AWR temperature (offline.beta)")
+    off.add_argument("--policy", help="starting policy checkpoint (policy.checkpoint)")
+    off.add_argument("--out", help="run directory (run_dir)")
+    off.add_argument("--steps", type=int, help="optimiser steps (num_steps)")
+    off.add_argument("--resume", metavar="RUN_DIR", help="continue an offline run from its newest checkpoint")
+    off.add_argument("--report", action="store_true", help="write the HTML report at the end")
+    off.set_defaults(func=_offline)
 
     rep = sub.add_parser("report", help="HTML report (+ PNGs) of a run directory")
     rep.add_argument("run_dir")
@@ -218,8 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (SrpoError, ValueError, FileNotFoundError, FileExistsError) as err:
-        # Bad input, config and path errors: one clear line, non-zero exit, no traceback.
+    except SrpoError as err:
+        # Input the user can fix: one clear line, exit status 2. Anything else is a bug and keeps its traceback.
         print(f"srpo {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -20,3 +20,7 @@ class InputFileError(SrpoError):
 
 class CheckpointCorruptError(InputFileError):
     """A checkpoint whose files do not match its manifest, or that cannot be read as what it claims to be."""
+
+
+class PhaseTimeoutError(SrpoError):
+    """A training phase (embed, update) ran past its watchdog limit: a hang, or a limit set too low."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from srpo.errors import InputFileError
 from srpo.run_dir import PHASES, VIDEOS_DIR, read_metrics, read_step_arrays
 
 
@@ -132,7 +133,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
     if not metrics:
-        raise ValueError(f"{run_dir} has no metrics.jsonl records: is it an srpo run directory?")
+        raise InputFileError(f"{run_dir} has no metrics.jsonl records: is it an srpo run directory?")
     out_dir = Path(out) if out else run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = read_step_arrays(run_dir)

@@ -1,8 +1,9 @@
 """The rollout engine: turns (policy, episode requests) into `Trajectory` records, fast and fault-tolerant.
 
-Design (issue 4):
-- Persistent worker processes own the envs. A worker constructs an env once per task and reuses it across
-  episodes (reset from a numbered initial state); LIBERO needs ~5 s to build an env and ~0.2 s to reset one.
+Design:
+- Persistent env hosts (worker processes, Ray actors, or the driver itself) own the envs. A host constructs an
+  env once per task and reuses it across episodes (reset from a numbered initial state); LIBERO needs ~5 s to
+  build an env and ~0.2 s to reset one.
 - The policy runs batched in the driver: each round it samples one action chunk for every active episode in
   one call, sends each episode its chunk, and the workers execute their chunks in parallel.
 - Only what is consumed is rendered: the policy image once per chunk (at the chunk's last step, i.e. the start
@@ -18,6 +19,7 @@ the 8 rollouts of a prompt share one frame list).
 
 from __future__ import annotations
 
+import abc
 import bisect
 import contextlib
 import itertools
@@ -27,7 +29,7 @@ import signal
 import time
 import traceback
 from collections import Counter, defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
@@ -103,18 +105,22 @@ class RenderableEnv(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Messages between the driver and the env hosts (plain picklable records).
+# Messages between the scheduler and the env hosts (plain picklable records, the same for every transport).
 
 
 @dataclass
-class _ResetJob:
+class ResetJob:
+    """Reset an env of `task_id` (constructing one if the host has none idle) to `init_state_id`."""
+
     key: int  # unique per episode attempt, so a result can never land on a re-run of its episode
     task_id: int
     init_state_id: int
 
 
 @dataclass
-class _ChunkJob:
+class ChunkJob:
+    """Execute one action chunk on the env of episode attempt `key`, rendering what the scheduler consumes."""
+
     key: int
     actions: np.ndarray  # (k, 7) float32
     start_step: int  # env steps the episode has executed before this chunk
@@ -123,7 +129,9 @@ class _ChunkJob:
 
 
 @dataclass
-class _StepResult:
+class StepResult:
+    """What a job produced: the next policy input, the embedding frames it recorded, the outcome so far."""
+
     key: int
     image: np.ndarray | None  # policy image for the next chunk; None once the episode is done
     state: np.ndarray
@@ -135,38 +143,57 @@ class _StepResult:
 
 
 @dataclass
-class _JobError:
+class JobError:
+    """The env raised while running job `key` (the host closed and dropped that env)."""
+
     key: int
     message: str
 
 
-_Job = _ResetJob | _ChunkJob
-_Result = _StepResult | _JobError
+Job = ResetJob | ChunkJob
+JobResult = StepResult | JobError
 
 
-class _EnvHost:
-    """Owns envs and executes jobs; lives in a worker process (or in the driver when num_workers=0)."""
+def job_budget(job: Job, config: RolloutConfig) -> float:
+    """Seconds a host may take to answer `job` before its worker counts as hung."""
+    if isinstance(job, ResetJob):
+        return config.reset_timeout_s
+    return config.step_timeout_s * len(job.actions)
+
+
+class EnvHost:
+    """Owns envs and executes jobs; lives in a worker process, a Ray actor, or the driver (num_workers=0)."""
 
     def __init__(self, factory: EnvFactory, max_envs: int) -> None:
         self._factory = factory
         self._max_envs = max_envs
         self._idle: list[tuple[int, Env]] = []  # (task_id, env), least recently used first
         self._in_use: dict[int, tuple[int, Env]] = {}
+        self._collect_id: int | None = None
 
-    def begin(self) -> None:
-        """A new collect call: envs left in use by an aborted one become idle (every episode resets)."""
+    def run_jobs(self, collect_id: int, jobs: Sequence[Job]) -> list[JobResult]:
+        """Execute `jobs` in order for collect `collect_id` (a new id first frees envs an aborted collect left)."""
+        self.begin(collect_id)
+        return [self.run(job) for job in jobs]
+
+    def begin(self, collect_id: int) -> None:
+        """Enter collect `collect_id`: on a new id, envs left in use by an aborted collect become idle (every
+        episode resets)."""
+        if collect_id == self._collect_id:
+            return
+        self._collect_id = collect_id
         self._idle.extend(self._in_use.values())
         self._in_use.clear()
 
-    def run(self, job: _Job) -> _Result:
-        """Execute one job; an env exception becomes a _JobError and that env is closed and dropped."""
+    def run(self, job: Job) -> JobResult:
+        """Execute one job; an env exception becomes a JobError and that env is closed and dropped."""
         try:
-            if isinstance(job, _ResetJob):
+            if isinstance(job, ResetJob):
                 return self._reset(job)
             return self._chunk(job)
         except Exception:
             self._discard(job.key)
-            return _JobError(job.key, traceback.format_exc())
+            return JobError(job.key, traceback.format_exc())
 
     def close(self) -> None:
         for _, env in [*self._idle, *self._in_use.values()]:
@@ -175,15 +202,15 @@ class _EnvHost:
         self._idle.clear()
         self._in_use.clear()
 
-    def _reset(self, job: _ResetJob) -> _StepResult:
+    def _reset(self, job: ResetJob) -> StepResult:
         env, constructed = self._take_env(job.task_id)
         self._in_use[job.key] = (job.task_id, env)
         obs = env.reset(job.init_state_id)
         if obs.image is None or obs.embed_frame is None:
             raise RuntimeError(f"task {job.task_id}: reset must render both the policy image and the embed frame")
-        return _StepResult(job.key, obs.image, obs.state, [obs.embed_frame], 0, False, False, constructed)
+        return StepResult(job.key, obs.image, obs.state, [obs.embed_frame], 0, False, False, constructed)
 
-    def _chunk(self, job: _ChunkJob) -> _StepResult:
+    def _chunk(self, job: ChunkJob) -> StepResult:
         task_id, env = self._in_use[job.key]
         frames: list[np.ndarray] = []
         step = job.start_step
@@ -211,10 +238,10 @@ class _EnvHost:
         if done:
             del self._in_use[job.key]
             self._idle.append((task_id, env))
-            return _StepResult(job.key, None, obs.state, frames, step - job.start_step, obs.success, True)
+            return StepResult(job.key, None, obs.state, frames, step - job.start_step, obs.success, True)
         if obs.image is None:
             raise RuntimeError(f"task {task_id}: step(render_policy=True) returned no policy image")
-        return _StepResult(job.key, obs.image, obs.state, frames, step - job.start_step, False, False)
+        return StepResult(job.key, obs.image, obs.state, frames, step - job.start_step, False, False)
 
     def _take_env(self, task_id: int) -> tuple[Env, bool]:
         for pos in range(len(self._idle) - 1, -1, -1):  # most recently used first
@@ -235,8 +262,7 @@ def _worker_main(conn: Connection, factory: EnvFactory, max_envs: int) -> None:
     """Worker process loop: receive (collect_id, jobs), answer one result per job, in order."""
     # Ctrl-C reaches the whole process group; the driver decides how to shut workers down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    host = _EnvHost(factory, max_envs)
-    collect_id = None
+    host = EnvHost(factory, max_envs)
     try:
         while True:
             try:
@@ -245,10 +271,8 @@ def _worker_main(conn: Connection, factory: EnvFactory, max_envs: int) -> None:
                 break  # the driver is gone
             if message is None:
                 break
-            new_collect_id, jobs = message
-            if new_collect_id != collect_id:
-                host.begin()
-                collect_id = new_collect_id
+            collect_id, jobs = message
+            host.begin(collect_id)
             for job in jobs:
                 conn.send(host.run(job))
     finally:
@@ -256,27 +280,226 @@ def _worker_main(conn: Connection, factory: EnvFactory, max_envs: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Driver side.
+# Worker transports: how the scheduler reaches its env hosts.
 
 
 @dataclass
-class _Worker:
-    """The driver's view of one env host: its process (None in-process), its episodes and its jobs."""
+class WorkerSlot:
+    """The scheduler's view of one env host: which episodes run there and the jobs it owes answers for.
+
+    Attributes:
+        index: Position among the engine's workers.
+        active: Episode indices running on this worker.
+        idle_tasks: Heuristic mirror of the host's idle envs per task (prefer episodes that need no construction).
+        queued: Jobs of the coming round, handed to the transport by `WorkerTransport.run_round`.
+        outstanding: Jobs sent and not yet answered, in execution order.
+        deadline: `time.monotonic()` by which the head of `outstanding` (or the whole call) must have answered.
+    """
 
     index: int
-    process: Any = None  # multiprocessing Process (context-specific type)
-    conn: Connection | None = None
-    host: _EnvHost | None = None  # only in-process
-    active: set[int] = field(default_factory=set)  # episode indices running here
-    idle_tasks: Counter[int] = field(default_factory=Counter)  # heuristic mirror of idle envs per task
-    queued: list[_Job] = field(default_factory=list)  # jobs of the coming round
-    outstanding: deque[_Job] = field(default_factory=deque)  # sent, not answered, in execution order
-    deadline: float = 0.0  # when the head of `outstanding` must have answered
+    active: set[int] = field(default_factory=set)
+    idle_tasks: Counter[int] = field(default_factory=Counter)
+    queued: list[Job] = field(default_factory=list)
+    outstanding: deque[Job] = field(default_factory=deque)
+    deadline: float = 0.0
+
+
+ResultHandler = Callable[[WorkerSlot, JobResult], None]
+"""Called by a transport with each answer, in the worker's job order."""
+FaultHandler = Callable[[WorkerSlot, "int | None", str, str], None]
+"""Called by a transport when a worker died or hung: (worker, key of the job to blame or None, reason, counter
+name). The scheduler then kills and restarts the worker through the transport and re-runs its episodes."""
+
+
+class WorkerTransport(abc.ABC):
+    """Starts, feeds and stops the env hosts behind a `RolloutEngine`.
+
+    Implementations: `InProcessTransport` (one host in the driver), `ProcessTransport` (worker processes) and
+    `srpo.distributed.ray_rollout.RayTransport` (Ray actors). All run the same `EnvHost` and exchange the same
+    messages (`Job` → `JobResult`); only where the host lives and how jobs reach it differ.
+    """
+
+    num_workers: int
+    """How many env hosts the engine schedules over."""
+
+    @abc.abstractmethod
+    def start(self, worker: WorkerSlot) -> None:
+        """Create (or re-create after `kill`) the worker's host."""
+
+    @abc.abstractmethod
+    def kill(self, worker: WorkerSlot) -> None:
+        """End the worker's host at once (it may be hung) and forget its unanswered jobs."""
+
+    @abc.abstractmethod
+    def run_round(
+        self, workers: Sequence[WorkerSlot], collect_id: int, on_result: ResultHandler, on_fault: FaultHandler
+    ) -> None:
+        """Send every worker its `queued` jobs; return once each was answered (`on_result`) or its worker
+        faulted (`on_fault`)."""
+
+    @abc.abstractmethod
+    def close(self, workers: Sequence[WorkerSlot]) -> None:
+        """Shut every host down, closing its envs. Called once."""
+
+    def pids(self, workers: Sequence[WorkerSlot]) -> list[int]:
+        """Process ids of the hosts (empty when they live in the driver)."""
+        return []
+
+
+class InProcessTransport(WorkerTransport):
+    """One `EnvHost` in the driver (rollout.num_workers = 0): jobs run synchronously, nothing can hang apart."""
+
+    def __init__(self, factory: EnvFactory, config: RolloutConfig) -> None:
+        self.num_workers = 1
+        self._factory = factory
+        self._config = config
+        self.host: EnvHost | None = None
+
+    def start(self, worker: WorkerSlot) -> None:
+        self.host = EnvHost(self._factory, self._config.max_envs_per_worker)
+
+    def kill(self, worker: WorkerSlot) -> None:
+        worker.outstanding.clear()
+
+    def run_round(
+        self, workers: Sequence[WorkerSlot], collect_id: int, on_result: ResultHandler, on_fault: FaultHandler
+    ) -> None:
+        assert self.host is not None
+        for worker in workers:
+            jobs, worker.queued = worker.queued, []
+            self.host.begin(collect_id)
+            for job in jobs:
+                on_result(worker, self.host.run(job))
+
+    def close(self, workers: Sequence[WorkerSlot]) -> None:
+        if self.host is not None:
+            self.host.close()
+
+
+class ProcessTransport(WorkerTransport):
+    """One worker process per slot, each running an `EnvHost`; jobs and results travel over a pipe.
+
+    Results stream back one per job, so each job has its own deadline (`job_budget`); a worker whose process
+    died or whose head job overran is reported to the scheduler as a fault.
+    """
+
+    def __init__(self, factory: EnvFactory, config: RolloutConfig) -> None:
+        self.num_workers = config.num_workers
+        self._factory = factory
+        self._config = config
+        self._context: Any = mp.get_context(config.start_method)
+        self._processes: dict[int, Any] = {}  # multiprocessing Process (context-specific type)
+        self._conns: dict[int, Connection] = {}
+
+    def start(self, worker: WorkerSlot) -> None:
+        parent, child = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(child, self._factory, self._config.max_envs_per_worker),
+            name=f"srpo-rollout-{worker.index}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        self._processes[worker.index], self._conns[worker.index] = process, parent
+
+    def kill(self, worker: WorkerSlot) -> None:
+        worker.outstanding.clear()
+        process = self._processes.get(worker.index)
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join(timeout=5.0)
+        conn = self._conns.pop(worker.index, None)
+        if conn is not None:
+            conn.close()
+
+    def run_round(
+        self, workers: Sequence[WorkerSlot], collect_id: int, on_result: ResultHandler, on_fault: FaultHandler
+    ) -> None:
+        for worker in workers:
+            jobs, worker.queued = worker.queued, []
+            if not jobs:
+                continue
+            worker.outstanding = deque(jobs)
+            worker.deadline = time.monotonic() + job_budget(jobs[0], self._config)
+            try:
+                self._conns[worker.index].send((collect_id, jobs))
+            except (OSError, ValueError, KeyError):
+                on_fault(worker, None, "its pipe broke (the process died)", "rollout/num_worker_crashes")
+        while True:
+            busy = [w for w in workers if w.outstanding]
+            if not busy:
+                return
+            timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            waitables: list[Any] = ([self._conns[w.index] for w in busy]
+                                    + [self._processes[w.index].sentinel for w in busy])
+            mpc.wait(waitables, timeout=timeout)
+            for worker in busy:
+                self._drain(worker, on_result, on_fault)
+
+    def _drain(self, worker: WorkerSlot, on_result: ResultHandler, on_fault: FaultHandler) -> None:
+        """Take every available result of `worker`; detect its death or a missed deadline."""
+        conn = self._conns[worker.index]
+        while worker.outstanding:
+            try:
+                if not conn.poll():
+                    break
+                result = conn.recv()
+            except (EOFError, OSError):
+                break  # died mid-message; handled below as a crash
+            job = worker.outstanding.popleft()
+            if result.key != job.key:
+                raise RuntimeError(f"worker {worker.index} answered job {result.key}, expected {job.key}")
+            if worker.outstanding:
+                worker.deadline = time.monotonic() + job_budget(worker.outstanding[0], self._config)
+            on_result(worker, result)
+        if not worker.outstanding:
+            return
+        process = self._processes[worker.index]
+        head = worker.outstanding[0]
+        if not process.is_alive():
+            on_fault(worker, head.key, f"its process died (exit code {process.exitcode})",
+                     "rollout/num_worker_crashes")
+        elif time.monotonic() > worker.deadline:
+            what = "reset" if isinstance(head, ResetJob) else f"{len(head.actions)}-step chunk"
+            on_fault(worker, head.key,
+                     f"it exceeded the timeout of a {what} ({job_budget(head, self._config):.1f} s)",
+                     "rollout/num_worker_timeouts")
+
+    def close(self, workers: Sequence[WorkerSlot]) -> None:
+        for worker in workers:
+            conn = self._conns.get(worker.index)
+            try:
+                if conn is not None:
+                    conn.send(None)
+            except (OSError, ValueError):
+                pass
+            process = self._processes.get(worker.index)
+            if process is not None:
+                process.join(timeout=5.0)
+            self.kill(worker)
+
+    def pids(self, workers: Sequence[WorkerSlot]) -> list[int]:
+        return [int(self._processes[w.index].pid) for w in workers if w.index in self._processes]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The scheduler.
+
+
+class SentChunk(NamedTuple):
+    """An action chunk sent to an episode's host and not yet answered: what the policy saw and chose."""
+
+    image: np.ndarray  # (H, W, 3) uint8 policy image
+    state: np.ndarray  # (S,) proprioception
+    tokens: np.ndarray  # (L,) int64 action tokens
+    log_probs: np.ndarray  # (L,) float32 their log-probs at the sampling temperature
+    actions: np.ndarray  # (chunk_size, 7) float32 decoded actions
 
 
 @dataclass
 class _Episode:
-    """Driver-side state of one request while it runs."""
+    """Scheduler-side state of one request while it runs."""
 
     index: int
     request: EpisodeRequest
@@ -288,7 +511,7 @@ class _Episode:
     last_error: str = ""
     image: np.ndarray | None = None  # policy input for the next chunk
     state: np.ndarray | None = None
-    chunk: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # sent, unanswered
+    chunk: SentChunk | None = None
     frames: list[np.ndarray] = field(default_factory=list)
     policy_images: list[np.ndarray] = field(default_factory=list)
     policy_states: list[np.ndarray] = field(default_factory=list)
@@ -309,35 +532,59 @@ class _Episode:
         self.num_steps = 0
 
 
+@dataclass
+class Collection:
+    """The state of one `RolloutEngine.collect` call: its episodes, their results and counts.
+
+    Attributes:
+        collect_id: Distinguishes this call's jobs from an aborted earlier one's (hosts free stale envs).
+        episodes: One scheduler record per request, in request order.
+        pending: Episode indices awaiting a (re-)start, kept sorted.
+        out: Finished trajectories by episode index (None while running).
+        stats: The counts returned with the batch.
+        counts: Counts and seconds for stats.extra.
+        num_worker_restarts: Worker restarts so far in this call (bounded by rollout.max_worker_restarts).
+    """
+
+    collect_id: int
+    episodes: list[_Episode]
+    pending: list[int]
+    out: list[Trajectory | None]
+    stats: EpisodeStats
+    counts: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    num_worker_restarts: int = 0
+
+
 class RolloutEngine:
-    """Rolls out batches of episodes with a batched policy and persistent env workers.
+    """Rolls out batches of episodes with a batched policy and persistent env hosts.
+
+    The engine is the scheduler: it assigns episodes to workers, samples one action chunk per ready episode in
+    one policy call per round, turns answers into trajectories and re-runs the episodes of faulted workers. A
+    `WorkerTransport` moves the jobs: worker processes by default, one in-process host with
+    rollout.num_workers = 0, Ray actors with `srpo.distributed.ray_rollout.RayRolloutEngine`.
 
     Usage:
         with RolloutEngine(TabletopEnvFactory(), RolloutConfig(num_workers=2)) as engine:
             trajectories, stats = engine.collect(policy, make_group_requests([0, 1], [3, 7], 8), 1.0)
     """
 
-    def __init__(self, env_factory: EnvFactory, config: RolloutConfig | None = None) -> None:
+    def __init__(
+        self, env_factory: EnvFactory, config: RolloutConfig | None = None, transport: WorkerTransport | None = None
+    ) -> None:
         self.factory = env_factory
         self.config = config or RolloutConfig()
         self.specs = env_factory.task_specs()
         self._keys = itertools.count()
-        self._collect_id = 0
+        self._collect_ids = itertools.count(1)
         self._closed = False
-        self._num_worker_restarts = 0
-        # State of the collect call in progress (reset by each call).
-        self._episodes: list[_Episode] = []
-        self._pending: list[int] = []  # episode indices awaiting a (re-)start, kept sorted
-        self._out: list[Trajectory | None] = []
-        self._stats = EpisodeStats()
-        self._counts: defaultdict[str, float] = defaultdict(float)  # counts and seconds for stats.extra
-        if self.config.num_workers == 0:
-            self._workers = [_Worker(0, host=_EnvHost(env_factory, self.config.max_envs_per_worker))]
-        else:
-            self._context: Any = mp.get_context(self.config.start_method)
-            self._workers = [_Worker(i) for i in range(self.config.num_workers)]
-            for worker in self._workers:
-                self._start_process(worker)
+        self._collection: Collection | None = None  # the collect call in progress
+        if transport is None:
+            transport = (InProcessTransport(env_factory, self.config) if self.config.num_workers == 0
+                         else ProcessTransport(env_factory, self.config))
+        self.transport = transport
+        self._workers = [WorkerSlot(i) for i in range(transport.num_workers)]
+        for worker in self._workers:
+            transport.start(worker)
 
     def __enter__(self) -> RolloutEngine:
         return self
@@ -346,8 +593,8 @@ class RolloutEngine:
         self.close()
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the worker processes (empty when num_workers=0)."""
-        return [w.process.pid for w in self._workers if w.process is not None]
+        """Process ids of the env hosts (empty when they live in the driver)."""
+        return self.transport.pids(self._workers)
 
     def collect(
         self,
@@ -379,40 +626,33 @@ class RolloutEngine:
         if policy.action_dim != ACTION_DIM:
             raise ValueError(f"policy.action_dim={policy.action_dim}, but envs take {ACTION_DIM}-D actions")
         self._validate(requests)
-        self._collect_id += 1
-        self._num_worker_restarts = 0
         stride = self.config.embed_stride or policy.chunk_size
-        stats = EpisodeStats(num_episodes=len(requests))
-        self._counts = defaultdict(float)
         episodes = [_Episode(i, r, self.specs[r.task_id]) for i, r in enumerate(requests)]
-        self._episodes = episodes
-        self._pending = list(range(len(episodes)))
-        self._stats = stats
-        out: list[Trajectory | None] = [None] * len(episodes)
-        self._out = out
-        if self._workers[0].host is not None:
-            self._workers[0].host.begin()
+        col = Collection(next(self._collect_ids), episodes, list(range(len(episodes))), [None] * len(episodes),
+                         EpisodeStats(num_episodes=len(requests)))
+        self._collection = col
         try:
-            while self._pending or any(w.active for w in self._workers):
-                self._assign()
+            while col.pending or any(w.active for w in self._workers):
+                self._assign(col)
                 running = sorted(i for w in self._workers for i in w.active)
                 ready = [episodes[i] for i in running if episodes[i].image is not None and episodes[i].chunk is None]
                 if ready:
-                    self._sample_chunks(policy, ready, temperature, greedy, stride)
+                    self._sample_chunks(col, policy, ready, temperature, greedy, stride)
                 start = time.perf_counter()
-                self._run_round()
-                self._counts["time/rollout_env_s"] += time.perf_counter() - start
+                self.transport.run_round(self._workers, col.collect_id, self._handle, self._fault)
+                col.counts["time/rollout_env_s"] += time.perf_counter() - start
         except BaseException:
             self._abort()
             raise
         finally:
-            self._episodes, self._out, self._pending = [], [], []  # drop the batch's frames
-        trajectories = [t for t in out if t is not None]
+            self._collection = None  # drop the batch's frames
+        trajectories = [t for t in col.out if t is not None]
         assert len(trajectories) == len(requests)
+        stats = col.stats
         stats.num_env_steps = sum(t.finish_step for t in trajectories)
         stats.extra = {
             "rollout/success_rate": float(np.mean([t.success for t in trajectories])) if trajectories else 0.0,
-            **{k: float(self._counts[k]) for k in (
+            **{k: float(col.counts[k]) for k in (
                 "rollout/num_policy_calls", "rollout/num_env_constructions", "rollout/num_env_errors",
                 "rollout/num_worker_timeouts", "rollout/num_worker_crashes", "rollout/num_discarded_env_steps",
                 "time/rollout_policy_s", "time/rollout_env_s")},
@@ -420,24 +660,14 @@ class RolloutEngine:
         return trajectories, stats
 
     def close(self) -> None:
-        """Shut the workers down and close every env. Idempotent."""
+        """Shut the env hosts down and close every env. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        for worker in self._workers:
-            if worker.host is not None:
-                worker.host.close()
-            if worker.process is not None:
-                try:
-                    assert worker.conn is not None
-                    worker.conn.send(None)
-                except (OSError, ValueError):
-                    pass
-                worker.process.join(timeout=5.0)
-                self._kill(worker)
+        self.transport.close(self._workers)
 
     def _sample_chunks(
-        self, policy: Policy, ready: list[_Episode], temperature: float, greedy: bool, stride: int
+        self, col: Collection, policy: Policy, ready: list[_Episode], temperature: float, greedy: bool, stride: int
     ) -> None:
         """One batched policy call for every episode awaiting a chunk; queue each chunk on its worker."""
         # Imported here, not at module level: worker processes import this module and should not load torch.
@@ -450,8 +680,8 @@ class RolloutEngine:
         )
         start = time.perf_counter()
         sample = policy.sample(batch, temperature, greedy)
-        self._counts["time/rollout_policy_s"] += time.perf_counter() - start
-        self._counts["rollout/num_policy_calls"] += 1
+        col.counts["time/rollout_policy_s"] += time.perf_counter() - start
+        col.counts["rollout/num_policy_calls"] += 1
         actions_shape = (len(ready), policy.chunk_size, ACTION_DIM)
         tokens_shape = (len(ready), policy.chunk_size * ACTION_DIM)
         if sample.actions.shape != actions_shape or not sample.tokens.shape == sample.log_probs.shape == tokens_shape:
@@ -462,9 +692,9 @@ class RolloutEngine:
         for j, ep in enumerate(ready):
             assert ep.image is not None and ep.state is not None
             actions = np.asarray(sample.actions[j], dtype=np.float32)
-            ep.chunk = (ep.image, ep.state, sample.tokens[j], sample.log_probs[j], actions)
+            ep.chunk = SentChunk(ep.image, ep.state, sample.tokens[j], sample.log_probs[j], actions)
             self._workers[ep.worker].queued.append(
-                _ChunkJob(ep.key, actions, ep.num_steps, ep.spec.max_steps, stride)
+                ChunkJob(ep.key, actions, ep.num_steps, ep.spec.max_steps, stride)
             )
 
     # -- scheduling ----------------------------------------------------------------------------------------
@@ -482,122 +712,62 @@ class RolloutEngine:
                 raise ValueError(f"request {r}: rollout_id {r.rollout_id} is not unique in the batch")
             seen.add(r.rollout_id)
 
-    def _assign(self) -> None:
+    def _assign(self, col: Collection) -> None:
         """Give pending episodes to workers with free capacity, one per worker per pass (load balance),
         preferring an episode whose task already has an idle env on that worker (no construction)."""
         capacity = self.config.num_envs_per_worker
         progress = True
-        while self._pending and progress:
+        while col.pending and progress:
             progress = False
             for worker in self._workers:
-                if not self._pending:
+                if not col.pending:
                     break
                 if len(worker.active) >= capacity:
                     continue
-                pick = next((i for i in self._pending if worker.idle_tasks[self._episodes[i].request.task_id] > 0),
-                            self._pending[0])
-                self._pending.remove(pick)
-                ep = self._episodes[pick]
+                pick = next((i for i in col.pending if worker.idle_tasks[col.episodes[i].request.task_id] > 0),
+                            col.pending[0])
+                col.pending.remove(pick)
+                ep = col.episodes[pick]
                 task_id = ep.request.task_id
                 if worker.idle_tasks[task_id] > 0:
                     worker.idle_tasks[task_id] -= 1
                 ep.key = next(self._keys)
                 ep.worker = worker.index
                 worker.active.add(pick)
-                worker.queued.append(_ResetJob(ep.key, task_id, ep.request.init_state_id))
+                worker.queued.append(ResetJob(ep.key, task_id, ep.request.init_state_id))
                 progress = True
 
-    # -- one round of jobs ---------------------------------------------------------------------------------
-
-    def _run_round(self) -> None:
-        """Send every worker its queued jobs, then take results until all are answered or their worker faulted."""
-        for worker in self._workers:
-            jobs, worker.queued = worker.queued, []
-            if not jobs:
-                continue
-            if worker.host is not None:
-                for job in jobs:
-                    self._handle(worker, worker.host.run(job))
-                continue
-            worker.outstanding = deque(jobs)
-            worker.deadline = time.monotonic() + self._budget(jobs[0])
-            try:
-                assert worker.conn is not None
-                worker.conn.send((self._collect_id, jobs))
-            except (OSError, ValueError):
-                self._fault(worker, None, "its pipe broke (the process died)", "rollout/num_worker_crashes")
-        while True:
-            busy = [w for w in self._workers if w.outstanding]
-            if not busy:
-                return
-            timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-            waitables: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
-            mpc.wait(waitables, timeout=timeout)
-            for worker in busy:
-                self._drain(worker)
-
-    def _drain(self, worker: _Worker) -> None:
-        """Take every available result of `worker`; detect its death or a missed deadline."""
-        assert worker.conn is not None
-        while worker.outstanding:
-            try:
-                if not worker.conn.poll():
-                    break
-                result = worker.conn.recv()
-            except (EOFError, OSError):
-                break  # died mid-message; handled below as a crash
-            job = worker.outstanding.popleft()
-            if result.key != job.key:
-                raise RuntimeError(f"worker {worker.index} answered job {result.key}, expected {job.key}")
-            if worker.outstanding:
-                worker.deadline = time.monotonic() + self._budget(worker.outstanding[0])
-            self._handle(worker, result)
-        if not worker.outstanding:
-            return
-        culprit = worker.outstanding[0].key
-        if not worker.process.is_alive():
-            self._fault(worker, culprit, f"its process died (exit code {worker.process.exitcode})",
-                        "rollout/num_worker_crashes")
-        elif time.monotonic() > worker.deadline:
-            job = worker.outstanding[0]
-            what = "reset" if isinstance(job, _ResetJob) else f"{len(job.actions)}-step chunk"
-            self._fault(worker, culprit, f"it exceeded the timeout of a {what} ({self._budget(job):.1f} s)",
-                        "rollout/num_worker_timeouts")
-
-    def _budget(self, job: _Job) -> float:
-        if isinstance(job, _ResetJob):
-            return self.config.reset_timeout_s
-        return self.config.step_timeout_s * len(job.actions)
-
-    def _handle(self, worker: _Worker, result: _Result) -> None:
-        ep = next((self._episodes[i] for i in worker.active if self._episodes[i].key == result.key), None)
+    def _handle(self, worker: WorkerSlot, result: JobResult) -> None:
+        """Take one answer of `worker` (the transport's `on_result`)."""
+        col = self._collection
+        assert col is not None
+        ep = next((col.episodes[i] for i in worker.active if col.episodes[i].key == result.key), None)
         if ep is None:
             return  # the episode was already re-queued (its worker faulted); a stale answer
-        if isinstance(result, _JobError):
-            self._counts["rollout/num_env_errors"] += 1
+        if isinstance(result, JobError):
+            col.counts["rollout/num_env_errors"] += 1
             worker.active.discard(ep.index)
-            self._requeue(ep, culprit=True, reason=f"its env raised:\n{result.message}")
+            self._requeue(col, ep, culprit=True, reason=f"its env raised:\n{result.message}")
             return
         if result.constructed:
-            self._counts["rollout/num_env_constructions"] += 1
+            col.counts["rollout/num_env_constructions"] += 1
         ep.frames.extend(result.frames)
         if ep.chunk is not None:
-            image, state, tokens, log_probs, actions = ep.chunk
-            ep.chunk = None
-            mask = np.zeros(tokens.shape, dtype=bool)
+            sent, ep.chunk = ep.chunk, None
+            mask = np.zeros(sent.tokens.shape, dtype=bool)
             mask[: result.num_steps * ACTION_DIM] = True  # tokens are step-major
-            ep.policy_images.append(image)
-            ep.policy_states.append(state)
-            ep.tokens.append(tokens)
-            ep.log_probs.append(log_probs)
+            ep.policy_images.append(sent.image)
+            ep.policy_states.append(sent.state)
+            ep.tokens.append(sent.tokens)
+            ep.log_probs.append(sent.log_probs)
             ep.masks.append(mask)
-            ep.actions.append(actions[: result.num_steps])
+            ep.actions.append(sent.actions[: result.num_steps])
             ep.num_steps += result.num_steps
         ep.image, ep.state = result.image, result.state
         if result.done:
             worker.active.discard(ep.index)
             worker.idle_tasks[ep.request.task_id] += 1
-            self._out[ep.index] = self._trajectory(ep, result.success)
+            col.out[ep.index] = self._trajectory(ep, result.success)
 
     def _trajectory(self, ep: _Episode, success: bool) -> Trajectory:
         r = ep.request
@@ -623,11 +793,11 @@ class RolloutEngine:
 
     # -- faults --------------------------------------------------------------------------------------------
 
-    def _requeue(self, ep: _Episode, culprit: bool, reason: str) -> None:
+    def _requeue(self, col: Collection, ep: _Episode, culprit: bool, reason: str) -> None:
         """Re-run `ep` from its initial state; only faults it caused count against max_episode_retries."""
         r = ep.request
-        self._stats.num_episode_retries += 1
-        self._counts["rollout/num_discarded_env_steps"] += ep.num_steps
+        col.stats.num_episode_retries += 1
+        col.counts["rollout/num_discarded_env_steps"] += ep.num_steps
         ep.num_restarts += 1
         if culprit:
             ep.num_faults += 1
@@ -639,27 +809,29 @@ class RolloutEngine:
                     f"{self.config.max_episode_retries}); last fault: {reason}"
                 )
         ep.clear()
-        bisect.insort(self._pending, ep.index)
+        bisect.insort(col.pending, ep.index)
 
-    def _fault(self, worker: _Worker, culprit: int | None, reason: str, counter: str) -> None:
-        """Kill and restart `worker`; re-run every episode it was running."""
-        self._counts[counter] += 1
-        self._num_worker_restarts += 1
-        self._stats.num_worker_restarts += 1
-        self._kill(worker)
+    def _fault(self, worker: WorkerSlot, culprit: int | None, reason: str, counter: str) -> None:
+        """Kill and restart `worker` (the transport's `on_fault`); re-run every episode it was running."""
+        col = self._collection
+        assert col is not None
+        col.counts[counter] += 1
+        col.num_worker_restarts += 1
+        col.stats.num_worker_restarts += 1
+        self.transport.kill(worker)
         lost = sorted(worker.active)
         worker.active.clear()
         worker.outstanding.clear()
         worker.idle_tasks.clear()
-        if self._num_worker_restarts > self.config.max_worker_restarts:
+        if col.num_worker_restarts > self.config.max_worker_restarts:
             raise RolloutError(
-                f"worker {worker.index} faulted ({reason}); {self._num_worker_restarts} worker restarts in one "
+                f"worker {worker.index} faulted ({reason}); {col.num_worker_restarts} worker restarts in one "
                 f"collect exceed rollout.max_worker_restarts={self.config.max_worker_restarts}"
             )
-        self._start_process(worker)
+        self.transport.start(worker)
         for i in lost:
-            ep = self._episodes[i]
-            self._requeue(ep, culprit=ep.key == culprit, reason=f"worker {worker.index}: {reason}")
+            ep = col.episodes[i]
+            self._requeue(col, ep, culprit=ep.key == culprit, reason=f"worker {worker.index}: {reason}")
 
     def _abort(self) -> None:
         """After an exception in collect: workers with unanswered jobs would answer into the next collect, so
@@ -667,30 +839,8 @@ class RolloutEngine:
         for worker in self._workers:
             worker.queued.clear()
             worker.active.clear()
-            if worker.outstanding and worker.process is not None:
-                worker.outstanding.clear()
-                self._kill(worker)
+            if worker.outstanding:
+                self.transport.kill(worker)
                 worker.idle_tasks.clear()
                 if not self._closed:
-                    self._start_process(worker)
-
-    def _start_process(self, worker: _Worker) -> None:
-        parent, child = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=_worker_main,
-            args=(child, self.factory, self.config.max_envs_per_worker),
-            name=f"srpo-rollout-{worker.index}",
-            daemon=True,
-        )
-        process.start()
-        child.close()
-        worker.process, worker.conn = process, parent
-
-    @staticmethod
-    def _kill(worker: _Worker) -> None:
-        if worker.process is not None and worker.process.is_alive():
-            worker.process.kill()
-            worker.process.join(timeout=5.0)
-        if worker.conn is not None:
-            worker.conn.close()
-            worker.conn = None
+                    self.transport.start(worker)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from srpo.algo.advantages import group_advantages
 from srpo.config.reward import RewardConfig
-from srpo.reward.progress import compute_progress_rewards, validate_reward_inputs
-from srpo.types import RewardOutput
+from srpo.errors import InputFileError
+from srpo.reward.advantages import ScoredBatch, srpo_advantages
+from srpo.reward.progress import validate_reward_inputs
 
 REQUIRED_KEYS = ("embeddings", "success", "task_ids", "group_ids")
 CSV_COLUMNS = (
@@ -25,57 +26,48 @@ CSV_COLUMNS = (
 )
 
 
-@dataclass
-class ScoredBatch:
-    """A scored batch: inputs, rewards and advantages, all (N,) in input order."""
-
-    success: np.ndarray
-    task_ids: np.ndarray
-    group_ids: np.ndarray
-    rewards: np.ndarray
-    advantages: np.ndarray
-    output: RewardOutput | None
+class BatchFileError(InputFileError, ValueError):
+    """A batch file that is missing, unreadable, lacks a key, or holds arrays the reward rejects."""
 
 
 def load_batch(path: str | Path) -> dict[str, np.ndarray]:
-    """Read and validate the four arrays of a batch file; errors name the missing key or bad rows."""
+    """Read and validate the four arrays of a batch file; errors name the file, the missing key or bad rows.
+
+    Raises:
+        BatchFileError: Missing file, not an .npz (or truncated), missing keys, or invalid arrays.
+    """
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"batch file {path} does not exist")
+        raise BatchFileError(f"batch file {path} does not exist")
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise BatchFileError(f"{path} is not a readable .npz file: not a zip archive of arrays (write one with "
+                             "numpy.savez(path, embeddings=..., success=..., task_ids=..., group_ids=...))")
     try:
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):  # a bare .npy array, not an archive of named arrays
+                raise BatchFileError(f"{path} is a single .npy array; an .npz needs {', '.join(REQUIRED_KEYS)}")
             missing = [k for k in REQUIRED_KEYS if k not in data.files]
             if missing:
-                raise ValueError(
+                raise BatchFileError(
                     f"{path} lacks {', '.join(missing)}; an .npz needs {', '.join(REQUIRED_KEYS)} (found "
                     f"{', '.join(data.files) or 'nothing'})"
                 )
             arrays = {k: np.asarray(data[k]) for k in REQUIRED_KEYS}
-    except (OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npz file: {err}") from err
-    validate_reward_inputs(arrays["embeddings"], arrays["success"], arrays["task_ids"], arrays["group_ids"])
+    except BatchFileError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise BatchFileError(f"{path} is not a readable .npz file: {err}") from err
+    try:
+        validate_reward_inputs(arrays["embeddings"], arrays["success"], arrays["task_ids"], arrays["group_ids"])
+    except ValueError as err:
+        raise BatchFileError(f"{path}: {err}") from err
     return arrays
 
 
 def score_batch(arrays: dict[str, np.ndarray], config: RewardConfig, binary: bool = False) -> ScoredBatch:
-    """Rewards (SRPO, or 0/1 when `binary`) and GRPO advantages of a validated batch."""
-    success = arrays["success"].astype(bool)
-    if binary:
-        rewards = success.astype(np.float64)
-        output = None
-    else:
-        output = compute_progress_rewards(
-            arrays["embeddings"], success, arrays["task_ids"], arrays["group_ids"], config
-        )
-        rewards = output.rewards
-    return ScoredBatch(
-        success=success,
-        task_ids=arrays["task_ids"],
-        group_ids=arrays["group_ids"],
-        rewards=rewards,
-        advantages=group_advantages(rewards, arrays["group_ids"]),
-        output=output,
-    )
+    """Rewards (SRPO, or 0/1 when `binary`) and GRPO advantages of a validated batch (`srpo_advantages`)."""
+    embeddings = None if binary else arrays["embeddings"]
+    return srpo_advantages(embeddings, arrays["success"], arrays["task_ids"], arrays["group_ids"], config)
 
 
 def to_csv(scored: ScoredBatch) -> str:

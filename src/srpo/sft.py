@@ -11,7 +11,7 @@ under-trained with one demonstration per task).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from srpo.config.sft import SFTConfig
+from srpo.config.sft import SFTConfig, SFTRunConfig
+from srpo.errors import InputFileError
 from srpo.policies.base import PolicyInput
 from srpo.policies.compact import CompactVLA
 from srpo.policies.tokenizer import ActionTokenizer
@@ -270,65 +271,24 @@ def imitation_accuracy(policy: CompactVLA, demos: Sequence[Demo], batch_size: in
 # `srpo sft`
 
 
-def add_sft_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `srpo sft` on the CLI's subparsers; the caller dispatches to `run_sft(args)`."""
-    p = subparsers.add_parser(
-        "sft",
-        help="behaviour cloning (one-shot SFT) of the compact VLA from demonstrations",
-        description=(
-            "Trains the compact VLA by cross-entropy over action tokens on N demos per task, read from LIBERO/"
-            "robomimic HDF5 files (--demos FILE_OR_DIR) or recorded with the scripted expert of the built-in "
-            "tabletop env (--env tabletop), and writes <out>/final (safetensors + config + action stats)."
-        ),
-    )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--demos", type=Path, help="an .hdf5 demo file or a folder of them (one file per task)")
-    src.add_argument("--env", choices=["tabletop"], help="record demos with this env's scripted expert")
-    p.add_argument("--suite", default=None, help="suite name for HDF5 files that do not record one")
-    p.add_argument("--tasks", type=int, nargs="*", default=None, help="task ids to train on (default: all)")
-    p.add_argument("--num-demos-per-task", type=int, default=SFTConfig.num_demos_per_task)
-    p.add_argument("--steps", type=int, default=SFTConfig.num_steps)
-    p.add_argument("--batch-size", type=int, default=SFTConfig.batch_size)
-    p.add_argument("--lr", type=float, default=SFTConfig.learning_rate)
-    p.add_argument("--no-augment", action="store_true", help="disable random crop + colour jitter")
-    p.add_argument("--seed", type=int, default=SFTConfig.seed)
-    p.add_argument("--out", type=Path, required=True, help="checkpoint directory (writes <out>/final)")
-    p.add_argument("--checkpoint-every", type=int, default=SFTConfig.checkpoint_every)
-    p.add_argument("--init", type=Path, default=None, help="start from this CompactVLA checkpoint")
-    p.add_argument("--vision-encoder", choices=["efficientnet_lite0", "conv", "conv_keypoints"],
-                   default="efficientnet_lite0")
-    p.add_argument("--chunk-size", type=int, default=None, help="actions per chunk (default: policy default, 8)")
-    p.add_argument("--fine-tune-vision", action="store_true", help="train the image encoder too")
-    p.add_argument("--text-encoder", choices=["minilm", "hashed"], default="minilm")
-    p.add_argument("--image-size", type=int, default=None, help="policy image side (default: 128; tabletop 64)")
-    p.add_argument("--demo-noise", type=float, default=0.0, help="tabletop: expert translation noise std")
-    p.add_argument("--random-prefix", type=int, default=0,
-                   help="tabletop: start each demo after an unrecorded random walk of up to N steps (recovery data)")
-    p.add_argument("--demo-layouts", type=int, default=None,
-                   help="tabletop: record demos in layouts 0..N-1 (minus the held-out ones) instead of the "
-                        "training init states only")
-    p.add_argument("--object-state", action="store_true",
-                   help="tabletop: block and plate centres in the proprioception (env.tabletop.object_state)")
-    p.add_argument("--num-eval-init-states", type=int, default=10,
-                   help="tabletop: the last N initial states are held out for evaluation and never used for demos "
-                        "(keep equal to env.tabletop_num_eval_init_states)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def load_demos(args: argparse.Namespace) -> list[Demo]:
+def load_demos(cfg: SFTRunConfig) -> list[Demo]:
     """Demos for `srpo sft`: from HDF5 (file or folder) or recorded on the tabletop env."""
-    if args.demos is not None:
+    if cfg.demos is not None:
         from srpo.demos import read_demos
 
-        path: Path = args.demos
+        path = Path(cfg.demos)
+        if not path.exists():
+            raise InputFileError(f"--demos {path} does not exist")
         files = sorted(path.glob("*.hdf5")) if path.is_dir() else [path]
         if not files:
-            raise FileNotFoundError(f"--demos {path}: no .hdf5 files found")
+            raise InputFileError(f"--demos {path}: no .hdf5 files found")
         demos: list[Demo] = []
         for i, f in enumerate(files):
-            file_demos = read_demos(f, suite=args.suite, max_demos=None)
+            try:
+                file_demos = read_demos(f, suite=cfg.suite, max_demos=None)
+            except (OSError, KeyError, ValueError) as err:  # h5py raises these for a foreign or damaged file
+                raise InputFileError(f"--demos {f} is not a readable LIBERO / robomimic demo file "
+                                     f"({type(err).__name__}: {err})") from err
             # Official LIBERO datasets are one file per task and record no task id: number them in sorted
             # file order (the order of LIBERO's benchmark task list, whose file names sort the same way).
             for d in file_demos:
@@ -339,38 +299,37 @@ def load_demos(args: argparse.Namespace) -> list[Demo]:
         from srpo.config.env import TabletopConfig
         from srpo.envs.tabletop import demo_layout_pool, record_tabletop_demos
 
-        config = TabletopConfig(image_size=args.image_size or 64, object_state=args.object_state)
+        config = TabletopConfig(image_size=cfg.image_size or 64, object_state=cfg.object_state)
         # Demos never come from the held-out evaluation states, so the evaluation after SFT is on unseen layouts.
-        factory, demo_states = demo_layout_pool(config, args.num_eval_init_states, args.demo_layouts)
+        factory, demo_states = demo_layout_pool(config, cfg.num_eval_init_states, cfg.demo_layouts)
         # Spare demos per task: a noisy expert may fail one (filtered by success), a lucky random walk is dropped.
-        demos = record_tabletop_demos(factory, args.tasks or list(range(config.num_tasks)),
-                                      args.num_demos_per_task + 4, seed=args.seed, noise_std=args.demo_noise,
-                                      max_random_prefix_steps=args.random_prefix, init_state_ids=demo_states)
-    if args.tasks:
-        demos = [d for d in demos if d.task_id in set(args.tasks)]
+        demos = record_tabletop_demos(factory, list(cfg.tasks or range(config.num_tasks)),
+                                      cfg.sft.num_demos_per_task + 4, seed=cfg.sft.seed, noise_std=cfg.demo_noise,
+                                      max_random_prefix_steps=cfg.random_prefix, init_state_ids=demo_states)
+    if cfg.tasks:
+        demos = [d for d in demos if d.task_id in set(cfg.tasks)]
     return demos
 
 
-def run_sft(args: argparse.Namespace) -> SFTResult:
-    """Run `srpo sft` from parsed arguments; returns the result (the CLI prints the summary)."""
+def run_sft(cfg: SFTRunConfig) -> SFTResult:
+    """Run `srpo sft`: load or record the demos, build (or load) the policy, clone; writes `<cfg.out>/final`."""
     from srpo.config.policy import PolicyConfig
 
-    demos = load_demos(args)
-    if args.init is not None:
-        policy = CompactVLA.from_pretrained(args.init, device=args.device)
+    demos = load_demos(cfg)
+    if cfg.init is not None:
+        policy = CompactVLA.from_pretrained(cfg.init, device=cfg.device)
     else:
         state_dim = int(demos[0].states.shape[1]) if demos else 0
-        image_size = args.image_size or (64 if args.env == "tabletop" else 128)
-        policy = CompactVLA(PolicyConfig(
-            vision_encoder=args.vision_encoder, freeze_vision=not args.fine_tune_vision,
-            text_encoder=args.text_encoder, image_size=image_size, state_dim=state_dim, device=args.device,
-            seed=args.seed, **({"chunk_size": args.chunk_size} if args.chunk_size else {}),
-        ))
-    config = SFTConfig(
-        num_demos_per_task=args.num_demos_per_task, num_steps=args.steps, batch_size=args.batch_size,
-        learning_rate=args.lr, augment=not args.no_augment, seed=args.seed, checkpoint_dir=str(args.out),
-        checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-    )
+        image_size = cfg.image_size or (64 if cfg.env == "tabletop" else 128)
+        policy_config = PolicyConfig(
+            vision_encoder=cfg.vision_encoder, freeze_vision=not cfg.fine_tune_vision,
+            text_encoder=cfg.text_encoder, image_size=image_size, state_dim=state_dim, device=cfg.device,
+            seed=cfg.sft.seed,
+        )
+        if cfg.chunk_size is not None:
+            policy_config = dataclasses.replace(policy_config, chunk_size=cfg.chunk_size)
+        policy = CompactVLA(policy_config)
+    config = dataclasses.replace(cfg.sft, checkpoint_dir=cfg.out)
     result = train_sft(policy, demos, config)
     print(
         f"sft: {int(result.metrics['sft/num_demos'])} demos of {int(result.metrics['sft/num_tasks'])} tasks, "

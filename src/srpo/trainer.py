@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from srpo.algo.advantages import dynamic_sampling_mask, group_advantages, referenced_failure_group_mask
+from srpo.algo.advantages import dynamic_sampling_mask, referenced_failure_group_mask
 from srpo.build import (
     load_or_make_reference,
     load_policy_checkpoint,
@@ -26,11 +26,13 @@ from srpo.build import (
     make_rollout_engine,
 )
 from srpo.config.train import TrainConfig
+from srpo.errors import InputFileError, SrpoError
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import TrainablePolicy
 from srpo.provenance import provenance
+from srpo.resume import newest_intact
+from srpo.reward import ScoredBatch, SuccessMemory, srpo_advantages
 from srpo.reward.encoders.base import VideoEncoder
-from srpo.reward.progress import SuccessMemory, compute_progress_rewards
 from srpo.rollout import EpisodeRequest, RolloutEngine, make_group_requests
 from srpo.run_dir import (
     PHASES,
@@ -38,9 +40,9 @@ from srpo.run_dir import (
     PROVENANCE_FILE,
     VIDEOS_DIR,
     MetricsLog,
-    latest_checkpoint,
     list_checkpoints,
     read_trainer_state,
+    resumable_checkpoints,
     save_run_config,
     timed,
     write_checkpoint,
@@ -48,6 +50,7 @@ from srpo.run_dir import (
 )
 from srpo.types import EpisodeStats, Trajectory
 from srpo.update import make_minibatches, mean_stats, minibatch_step, prepare_batch
+from srpo.watchdog import PhaseWatchdog
 
 if TYPE_CHECKING:
     from srpo.distributed.learner import RayLearnerGroup
@@ -73,27 +76,35 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         self.show_progress = show_progress
         if not resume and list_checkpoints(self.run_dir):
-            raise FileExistsError(
+            raise InputFileError(
                 f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue that run, or "
                 "choose another run_dir"
             )
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise InputFileError(f"run_dir={self.run_dir} is a file, not a directory: choose another run_dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.torch_num_threads > 0:
             torch.set_num_threads(cfg.torch_num_threads)
         torch.manual_seed(cfg.seed)
-        latest = latest_checkpoint(self.run_dir) if resume else None
-        if latest is not None:
-            policy = load_policy_checkpoint(cfg, latest / POLICY_DIR)
+        latest: Path | None = None
+        if resume:
+            # The newest checkpoint whose manifest, trainer state and policy all load (damaged ones are skipped
+            # with a warning that names them).
+            latest, (state, policy) = newest_intact(resumable_checkpoints(self.run_dir), lambda ckpt: (
+                read_trainer_state(ckpt), load_policy_checkpoint(cfg, ckpt / POLICY_DIR)))
         self.policy: TrainablePolicy = policy if policy is not None else make_policy(cfg)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
-            raise ValueError("the policy has no trainable parameters (is everything frozen?)")
+            raise SrpoError("the policy has no trainable parameters: unfreeze some (e.g. policy.freeze_vision=false "
+                            "for a checkpoint whose only weights are its vision encoder)")
         self.optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
         self.memory = SuccessMemory(cfg.reward.memory_size) if cfg.reward.memory_size > 0 else None
+        self.watchdog = PhaseWatchdog({"embed": cfg.watchdog.embed_timeout_s, "update": cfg.watchdog.update_timeout_s},
+                                      cfg.watchdog.grace_s)
         self.step = 0
         self.metrics_log = MetricsLog(self.run_dir, cfg.tensorboard)
         if latest is not None:
-            self._restore_state(latest)
+            self._restore_state(state)
         else:
             save_run_config(cfg, self.run_dir)
         # One line per start or resume: the commit and command behind this run's results.
@@ -116,9 +127,16 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
-    def train(self) -> list[dict[str, float]]:
-        """Run cfg.num_steps steps (from the current step when resuming). Returns the per-step metrics."""
+    def train(self, should_stop: Callable[[], bool] | None = None) -> list[dict[str, float]]:
+        """Run cfg.num_steps steps (from the current step when resuming). Returns the per-step metrics.
+
+        Args:
+            should_stop: Polled after each step (e.g. `srpo.interrupt.StopOnSignal.requested`): when it returns
+                True, the step just finished is checkpointed and the loop returns early.
+        """
         from tqdm import tqdm
+
+        stop_requested = should_stop or (lambda: False)
 
         history = []
         if self.step == 0 and self.cfg.num_eval_episodes_per_task > 0:
@@ -126,7 +144,7 @@ class Trainer:
         bar = tqdm(total=self.cfg.num_steps, initial=self.step, desc="srpo train", unit="step",
                    disable=not self.show_progress, dynamic_ncols=True)
         try:
-            while self.step < self.cfg.num_steps:
+            while self.step < self.cfg.num_steps and not stop_requested():
                 metrics = self.train_step()
                 self.step += 1
                 is_last = self.step == self.cfg.num_steps
@@ -135,7 +153,7 @@ class Trainer:
                 ):
                     with timed(metrics, "evaluate"):
                         metrics.update(self.evaluate())
-                if is_last or self.step % self.cfg.checkpoint_every == 0:
+                if is_last or self.step % self.cfg.checkpoint_every == 0 or stop_requested():
                     with timed(metrics, "checkpoint"):
                         self.save_checkpoint()
                 self.metrics_log.write(self.step, metrics)
@@ -148,29 +166,29 @@ class Trainer:
         return history
 
     def train_step(self) -> dict[str, float]:
-        """One step: rollout → embed → reward → advantage → update, each timed."""
+        """One step: rollout → embed → reward (→ advantages) → update, each timed."""
         metrics: dict[str, float] = {}
         with timed(metrics, "rollout"):
             trajs, stats = self.rollout(metrics)
         success = np.asarray([t.success for t in trajs], dtype=bool)
         task_ids = np.asarray([t.task_id for t in trajs], dtype=np.int64)
         group_ids = np.asarray([t.group_id for t in trajs], dtype=np.int64)
-        with timed(metrics, "embed"):
+        with timed(metrics, "embed"), self.watchdog.watch("embed", self.step + 1):
             embeddings = self.embed(trajs)
         with timed(metrics, "reward"):
-            rewards, distance = self.reward(embeddings, success, task_ids, group_ids, metrics)
-        if self.cfg.algo.keep_referenced_failure_groups:  # issue #17: all-failure groups SRPO can rank
+            scored = self.reward(embeddings, success, task_ids, group_ids, metrics)
+        rewards, advantages, distance = scored.rewards, scored.advantages, scored.distance
+        if self.cfg.algo.keep_referenced_failure_groups:  # all-failure groups SRPO can rank
             keep = self._failure_group_filter(rewards, success, group_ids, distance, metrics)
             trajs = [t for t, k in zip(trajs, keep, strict=True) if k]
-            success, task_ids, group_ids, rewards, distance = (a[keep] for a in (success, task_ids, group_ids,
-                                                                                  rewards, distance))
-        with timed(metrics, "advantage"):
-            advantages = group_advantages(rewards, group_ids, self.cfg.algo.adv_eps, self.cfg.algo.adv_std)
+            # Whole groups are dropped, so the advantages of the kept groups (normalised per group) stand.
+            success, task_ids, group_ids, rewards, advantages, distance = (
+                a[keep] for a in (success, task_ids, group_ids, rewards, advantages, distance))
         # Groups whose advantages are not all zero: the ones that carry any learning signal this step.
         metrics["advantage/num_groups_with_signal"] = len(np.unique(group_ids[np.abs(advantages) > 0]))
         metrics["advantage/share_groups_with_signal"] = (metrics["advantage/num_groups_with_signal"]
                                                          / max(metrics["rollout/num_groups_sampled"], 1))
-        with timed(metrics, "update"):
+        with timed(metrics, "update"), self.watchdog.watch("update", self.step + 1):
             metrics.update(self.update(trajs, advantages))
         metrics.update(_rollout_metrics(trajs, stats, rewards, advantages, success))
         # Outputs are named by the step being trained (self.step + 1; self.step counts completed steps).
@@ -219,6 +237,13 @@ class Trainer:
             new = [t for t, k in zip(trajs, keep, strict=True) if k]
             kept.extend(new)
             num_groups += len({t.group_id for t in new})
+        if num_groups < algo.num_prompts_per_step and algo.dynamic_sampling:
+            log.warning(
+                "step %d: dynamic sampling gave up after %d rounds (algo.max_sampling_rounds): %d of %d groups had a "
+                "success rate in [algo.filter_low=%g, algo.filter_high=%g]; %s",
+                self.step + 1, rounds, num_groups, algo.num_prompts_per_step, algo.filter_low, algo.filter_high,
+                "training on the groups kept" if kept or candidates else
+                "training on the last round's groups (zero advantages)")
         if not kept and not candidates:
             # Nothing passed the filter in any round: train on the last round rather than skip the step (the
             # group advantages of all-equal groups are 0, so such a batch changes nothing but is logged).
@@ -243,24 +268,21 @@ class Trainer:
         task_ids: np.ndarray,
         group_ids: np.ndarray,
         metrics: dict[str, float],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """SRPO progress rewards, or the binary outcome for GRPO; with each trajectory's distance to its nearest
-        success centre (NaN where there is none, and for GRPO)."""
-        if embeddings is None:
-            return success.astype(np.float64), np.full(success.shape, np.nan)
-        out = compute_progress_rewards(
-            embeddings, success, task_ids, group_ids, self.cfg.reward,
-            memory=self.memory.as_mapping() if self.memory is not None else None,
-        )
-        if self.memory is not None:
-            self.memory.update(embeddings, success, task_ids)
-        fails = ~success
-        if fails.any():
-            metrics["reward/failure_progress_mean"] = float(out.rewards[fails].mean())
-            metrics["reward/failure_progress_max"] = float(out.rewards[fails].max())
-            metrics["reward/num_failures_shaped"] = int((out.diagnostics.reference_kind[fails] != "none").sum())
-        metrics["reward/num_clusters_mean"] = float(out.diagnostics.num_clusters.mean())
-        return out.rewards, out.diagnostics.distance
+    ) -> ScoredBatch:
+        """SRPO progress rewards (the binary outcome for GRPO, which has no embeddings) and their group
+        advantages, through the same `srpo_advantages` call that `srpo score` makes."""
+        algo = self.cfg.algo
+        scored = srpo_advantages(embeddings, success, task_ids, group_ids, self.cfg.reward, memory=self.memory,
+                                 adv_eps=algo.adv_eps, adv_std=algo.adv_std)
+        if scored.output is not None:
+            out = scored.output
+            fails = ~success
+            if fails.any():
+                metrics["reward/failure_progress_mean"] = float(out.rewards[fails].mean())
+                metrics["reward/failure_progress_max"] = float(out.rewards[fails].max())
+                metrics["reward/num_failures_shaped"] = int((out.diagnostics.reference_kind[fails] != "none").sum())
+            metrics["reward/num_clusters_mean"] = float(out.diagnostics.num_clusters.mean())
+        return scored
 
     def _failure_group_filter(
         self, rewards: np.ndarray, success: np.ndarray, group_ids: np.ndarray, distance: np.ndarray,
@@ -320,16 +342,17 @@ class Trainer:
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "memory": self.memory.state_dict() if self.memory is not None else None,
+            # Tensors, not numpy arrays: the state is read back with torch.load(weights_only=True).
+            "memory": ({k: torch.from_numpy(v) for k, v in self.memory.state_dict().items()}
+                       if self.memory is not None else None),
         }
         return write_checkpoint(self.run_dir, self.step, self.policy, state, self.cfg.keep_last_checkpoints)
 
-    def _restore_state(self, latest: Path) -> None:
-        state = read_trainer_state(latest)
+    def _restore_state(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         if self.memory is not None and state.get("memory"):
-            self.memory.load_state_dict(state["memory"])
+            self.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
         self.step = int(state["step"])
         self.metrics_log.truncate_after(self.step)
         log.info("resumed %s at step %d", self.run_dir, self.step)

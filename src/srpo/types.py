@@ -8,6 +8,7 @@ them without torch, and the trainer moves what it needs to the device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -17,6 +18,17 @@ GRIPPER_DIM = 6
 # OpenVLA* decodes a chunk of 8 actions in one parallel pass: 7 × 8 = 56 action tokens.
 DEFAULT_CHUNK_SIZE = 8
 DEFAULT_NUM_BINS = 256
+
+# Choices shared by the config tree and the maths that implements them (one definition each).
+Aggregation = Literal["token-mean", "seq-mean-token-mean"]
+"""How token losses become one scalar: mean over all executed tokens, or mean over sequences of per-sequence
+token means."""
+KLEstimator = Literal["k1", "k3"]
+"""Per-token KL estimator against the reference policy (Schulman's k1 or k3)."""
+StdKind = Literal["unbiased", "biased"]
+"""Group reward std of the GRPO advantage: ddof 1 (official) or 0."""
+DTypeName = Literal["float32", "bfloat16", "float16"]
+"""Names of the floating-point dtypes a policy or encoder may run in."""
 
 
 @dataclass

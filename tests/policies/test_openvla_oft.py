@@ -11,6 +11,7 @@ import torch
 from policy_helpers import make_batch
 from torch import nn
 
+from srpo.errors import InputFileError
 from srpo.policies.base import PolicyInput
 from srpo.policies.openvla_oft import (
     OpenVLAOFTPolicy,
@@ -165,8 +166,8 @@ def test_from_config_needs_a_real_checkpoint_dir(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"policy\.checkpoint"):
         PolicyConfig(kind="openvla_oft")
-    with pytest.raises(FileNotFoundError, match=r"config\.json is missing"):
+    with pytest.raises(InputFileError, match=r"config\.json is missing"):
         OpenVLAOFTPolicy.from_config(PolicyConfig(kind="openvla_oft", checkpoint=str(tmp_path), device="cpu"))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    with pytest.raises(ValueError, match="no auto_map entry"):
+    with pytest.raises(InputFileError, match="no auto_map entry"):
         OpenVLAOFTPolicy.from_config(PolicyConfig(kind="openvla_oft", checkpoint=str(tmp_path), device="cpu"))

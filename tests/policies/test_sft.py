@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +9,13 @@ import pytest
 import torch
 from policy_helpers import tiny_config
 
+from srpo.cli import build_parser, sft_config_from_args
 from srpo.config.env import TabletopConfig
 from srpo.config.sft import SFTConfig
 from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
 from srpo.policies.compact import CompactVLA
 from srpo.sft import (
     action_chunks,
-    add_sft_parser,
     augment_images,
     imitation_accuracy,
     load_demos,
@@ -80,13 +79,11 @@ def test_sft_on_tabletop_demos_lowers_loss_and_imitates(tmp_path: Path) -> None:
 
 
 def test_run_sft_through_its_parser(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser(prog="srpo")
-    add_sft_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args([
+    args = build_parser().parse_args([
         "sft", "--env", "tabletop", "--tasks", "0", "--steps", "3", "--batch-size", "4", "--vision-encoder",
         "conv", "--text-encoder", "hashed", "--image-size", "32", "--out", str(tmp_path / "run"), "--no-progress",
     ])
-    result = run_sft(args)
+    result = run_sft(sft_config_from_args(args))
     assert result.checkpoint == tmp_path / "run" / "final"
     loaded = CompactVLA.from_pretrained(tmp_path / "run" / "final")
     assert loaded.config.state_dim == 4 and loaded.config.image_size == 32
@@ -95,20 +92,18 @@ def test_run_sft_through_its_parser(tmp_path: Path) -> None:
 def test_run_sft_tabletop_recipe_options(tmp_path: Path) -> None:
     """The benchmark's recipe through the CLI: keypoint encoder, object state, random-walk demos from a larger
     layout pool (never a held-out one), chunk size."""
-    parser = argparse.ArgumentParser(prog="srpo")
-    add_sft_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args([
+    args = build_parser().parse_args([
         "sft", "--env", "tabletop", "--tasks", "1", "--num-demos-per-task", "3", "--steps", "2", "--batch-size", "4",
         "--vision-encoder", "conv_keypoints", "--fine-tune-vision", "--text-encoder", "hashed", "--image-size", "32",
         "--chunk-size", "2", "--object-state", "--random-prefix", "10", "--demo-noise", "0.1", "--demo-layouts",
         "500", "--out", str(tmp_path / "run"), "--no-progress",
     ])
-    demos = load_demos(args)
+    demos = load_demos(sft_config_from_args(args))
     assert len(demos) >= 3 and all(d.states.shape[1] == 14 for d in demos)
     held_out = {TabletopEnvFactory(TabletopConfig(image_size=32)).make(1).reset(i).image.tobytes()
                 for i in range(40, 50)}
     assert not any(d.images[0].tobytes() in held_out for d in demos)
-    result = run_sft(args)
+    result = run_sft(sft_config_from_args(args))
     assert result.checkpoint is not None
     loaded = CompactVLA.from_pretrained(result.checkpoint)
     assert (loaded.config.state_dim, loaded.config.chunk_size) == (14, 2)
@@ -124,13 +119,11 @@ def test_run_sft_reads_a_folder_of_hdf5_demo_files(tmp_path: Path) -> None:
     for d in demos:  # LIBERO files hold 8-D proprio: pad the tabletop's 4-D state
         d.states = np.concatenate([d.states, np.zeros((len(d.states), 4), np.float32)], axis=1)
         write_demos(folder / f"task_{d.task_id}_demo.hdf5", [d])
-    parser = argparse.ArgumentParser(prog="srpo")
-    add_sft_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args([
+    args = build_parser().parse_args([
         "sft", "--demos", str(folder), "--steps", "2", "--batch-size", "4", "--vision-encoder", "conv",
         "--text-encoder", "hashed", "--image-size", "32", "--out", str(tmp_path / "run"), "--no-progress",
     ])
-    result = run_sft(args)
+    result = run_sft(sft_config_from_args(args))
     assert result.metrics["sft/num_tasks"] == 2 and result.metrics["sft/num_demos"] == 2
     assert result.metrics["sft/num_samples"] == sum(len(d.actions) for d in demos)
     assert CompactVLA.from_pretrained(tmp_path / "run" / "final").config.state_dim == 8

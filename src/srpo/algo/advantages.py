@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-StdKind = Literal["unbiased", "biased"]
+from srpo.types import StdKind
 
 
 def group_advantages(
@@ -142,3 +140,27 @@ def referenced_failure_group_mask(
     stds = np.sqrt(sq / np.maximum(counts - ddof, 1))
     keep_group = (num_success == 0) & (num_referenced == counts) & (counts > 1) & (stds >= min_reward_std)
     return keep_group[inverse]
+
+
+def task_baseline_advantages(rewards: np.ndarray, task_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offline advantages: A_i = r_i − b_task(i), with b the mean reward of the dataset's episodes of that task.
+
+    The per-task mean is the value estimate AWR needs when each episode is one sample and tasks differ in how
+    often they succeed: without it, episodes of an easy task would all outweigh those of a hard one.
+
+    Args:
+        rewards: (N,) episode rewards.
+        task_ids: (N,) int task of each episode.
+
+    Returns:
+        (advantages (N,), baselines (N,)) float64.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    t = np.asarray(task_ids)
+    if r.ndim != 1 or t.shape != r.shape:
+        raise ValueError(f"rewards {r.shape} and task_ids {t.shape} must both be (N,)")
+    if not np.isfinite(r).all():
+        raise ValueError(f"rewards contain NaN or inf at rows {np.flatnonzero(~np.isfinite(r))[:10].tolist()}")
+    _, inverse, counts = np.unique(t, return_inverse=True, return_counts=True)
+    baseline = (np.bincount(inverse, weights=r) / counts)[inverse]
+    return r - baseline, baseline

@@ -6,12 +6,11 @@ Shapes: B trajectories' chunks (or any batch of sequences), L tokens per sequenc
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 
-Aggregation = Literal["token-mean", "seq-mean-token-mean"]
-KLEstimator = Literal["k1", "k3"]
+from srpo.types import Aggregation, KLEstimator
 
 
 class PPOLossOutput(NamedTuple):
@@ -169,3 +168,36 @@ def awr_weights(advantages: torch.Tensor, beta: float, max_weight: float = 20.0)
         # Clamp the exponent so exp never overflows before the clip applies.
         exponent = torch.clamp(advantages / beta, max=float(torch.log(torch.tensor(max_weight))))
         return torch.exp(exponent)
+
+
+def weighted_nll_loss(
+    log_probs: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted behaviour cloning over action tokens, weights normalised over the batch (AWR's update).
+
+    ℓ_i = −(1/|m_i|) Σ_l m_il · logπ(a_il | o_i)            per-sample mean NLL over its masked tokens
+    L   = Σ_i w_i · ℓ_i / Σ_i w_i                           weights normalised per batch [AWR, Peng et al. 2019]
+
+    With every w_i = 1 this is plain behaviour cloning (the mean of ℓ_i).
+
+    Args:
+        log_probs: (B, L) log-probs of the target tokens (differentiable).
+        mask: (B, L) bool, tokens that count.
+        weights: (B,) non-negative sample weights (no gradient), at least one > 0.
+
+    Returns:
+        The scalar loss and the (B,) per-sample NLL ℓ (detached).
+    """
+    if log_probs.shape != mask.shape:
+        raise ValueError(f"log_probs {tuple(log_probs.shape)} and mask {tuple(mask.shape)} must have the same shape")
+    if weights.shape != log_probs.shape[:1]:
+        raise ValueError(f"weights {tuple(weights.shape)} must be (B,) with B={log_probs.shape[0]}")
+    if (weights < 0).any() or not torch.isfinite(weights).all():
+        raise ValueError("weights must be finite and >= 0")
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("all weights of the batch are 0: sample rows with positive weight")
+    m = mask.to(log_probs.dtype)
+    per_sample = -(log_probs * m).sum(dim=-1) / m.sum(dim=-1).clamp(min=1.0)
+    w = weights.to(log_probs.dtype).detach()
+    return (w * per_sample).sum() / total.to(log_probs.dtype), per_sample.detach()

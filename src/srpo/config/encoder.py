@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from srpo.config.base import require, require_choice
+from srpo.types import DTypeName
 
 EncoderName = Literal["vjepa2", "efficientnet", "pixel"]
-EncoderDtype = Literal["float32", "bfloat16", "float16"]
+EncoderDtype = DTypeName
 VJEPA2Format = Literal["auto", "hf", "original"]
 
 ENCODER_NAMES: tuple[str, ...] = ("vjepa2", "efficientnet", "pixel")
@@ -66,8 +67,8 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         require_choice(self.name, "encoder.name", ENCODER_NAMES)
-        require_choice(self.weights_format, "encoder.weights_format", ["auto", "hf", "original"])
-        require_choice(self.dtype, "encoder.dtype", ["float32", "bfloat16", "float16"])
+        require_choice(self.weights_format, "encoder.weights_format", get_args(VJEPA2Format))
+        require_choice(self.dtype, "encoder.dtype", get_args(EncoderDtype))
         require(self.num_frames >= 1, "encoder.num_frames", self.num_frames, "an int >= 1 (official: 64)")
         require(self.crop_size is None or self.crop_size >= 8, "encoder.crop_size", self.crop_size,
                 "None (the model's own) or an int >= 8, e.g. 224")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from srpo.config.base import require, require_choice
-from srpo.types import ACTION_DIM, DEFAULT_CHUNK_SIZE, DEFAULT_NUM_BINS
+from srpo.types import ACTION_DIM, DEFAULT_CHUNK_SIZE, DEFAULT_NUM_BINS, DTypeName
 
 PolicyKind = Literal["compact", "openvla_oft"]
 VisionEncoder = Literal["efficientnet_lite0", "conv", "conv_keypoints"]
 TextEncoder = Literal["minilm", "hashed"]
-DType = Literal["float32", "bfloat16", "float16"]
+DType = DTypeName
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,10 @@ class PolicyConfig:
     """Seed of the weight initialisation of a fresh compact model."""
 
     def __post_init__(self) -> None:
-        require_choice(self.kind, "policy.kind", ["compact", "openvla_oft"])
-        require_choice(self.vision_encoder, "policy.vision_encoder", ["efficientnet_lite0", "conv", "conv_keypoints"])
-        require_choice(self.text_encoder, "policy.text_encoder", ["minilm", "hashed"])
-        require_choice(self.dtype, "policy.dtype", ["float32", "bfloat16", "float16"])
+        require_choice(self.kind, "policy.kind", get_args(PolicyKind))
+        require_choice(self.vision_encoder, "policy.vision_encoder", get_args(VisionEncoder))
+        require_choice(self.text_encoder, "policy.text_encoder", get_args(TextEncoder))
+        require_choice(self.dtype, "policy.dtype", get_args(DType))
         if self.kind == "openvla_oft":
             require(self.checkpoint is not None, "policy.checkpoint", self.checkpoint,
                     "the local OpenVLA-OFT checkpoint directory (policy.kind='openvla_oft' needs real weights)")

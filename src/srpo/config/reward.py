@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
-from srpo.config.base import require, require_choice
+from srpo.config.base import ConfigError, require, require_choice
 
 RewardPreset = Literal["official", "paper"]
 ReferenceScope = Literal["task", "group"]
@@ -63,11 +63,11 @@ class RewardConfig:
     """Reward of a failure whose task has no reference success anywhere (batch, memory or external)."""
 
     def __post_init__(self) -> None:
-        require_choice(self.reference_scope, "reward.reference_scope", ["task", "group"])
-        require_choice(self.reference_source, "reward.reference_source", ["batch", "external"])
-        require_choice(self.centres, "reward.centres", ["dbscan", "nearest", "mean"])
-        require_choice(self.distance, "reward.distance", ["euclidean", "squared"])
-        require_choice(self.normalization, "reward.normalization", ["minmax", "zscore"])
+        require_choice(self.reference_scope, "reward.reference_scope", get_args(ReferenceScope))
+        require_choice(self.reference_source, "reward.reference_source", get_args(ReferenceSource))
+        require_choice(self.centres, "reward.centres", get_args(CentreMethod))
+        require_choice(self.distance, "reward.distance", get_args(DistanceKind))
+        require_choice(self.normalization, "reward.normalization", get_args(Normalization))
         require(self.memory_size >= 0, "reward.memory_size", self.memory_size, "0 (off) or a positive count")
         require(self.dbscan_eps > 0, "reward.dbscan_eps", self.dbscan_eps, "a float > 0, e.g. 0.5")
         require(self.dbscan_min_samples >= 1, "reward.dbscan_min_samples", self.dbscan_min_samples,
@@ -100,5 +100,5 @@ class RewardConfig:
                 alpha=0.8,
             )
         else:
-            raise ValueError(f"unknown reward preset {name!r}: choose 'official' or 'paper'")
+            raise ConfigError(f"reward preset {name!r} is invalid: choose one of 'official', 'paper'")
         return replace(base, **overrides)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from srpo.config.base import require, require_choice
 
@@ -59,4 +59,4 @@ class RolloutConfig:
                 "an int >= 0, e.g. 3")
         require(self.max_worker_restarts >= 0, "rollout.max_worker_restarts", self.max_worker_restarts,
                 "an int >= 0, e.g. 20")
-        require_choice(self.start_method, "rollout.start_method", ["spawn", "forkserver", "fork"])
+        require_choice(self.start_method, "rollout.start_method", get_args(StartMethod))

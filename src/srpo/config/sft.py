@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-from srpo.config.base import require
+from srpo.config.base import ConfigError, require, require_choice
 
 
 @dataclass(frozen=True)
@@ -62,3 +63,64 @@ class SFTConfig:
         require(self.checkpoint_every >= 0, "sft.checkpoint_every", self.checkpoint_every,
                 "0 (final checkpoint only) or a positive step count")
         require(self.log_every >= 1, "sft.log_every", self.log_every, "an int >= 1, e.g. 25")
+
+
+@dataclass(frozen=True)
+class SFTRunConfig:
+    """`srpo sft`: where the demonstrations come from, the compact VLA they are cloned into, the training
+    settings (`sft`) and the greedy evaluation after it. The CLI maps its flags onto these fields."""
+
+    out: str
+    """Checkpoint directory: writes `<out>/final` (and `<out>/eval` after the evaluation)."""
+    demos: str | None = None
+    """An .hdf5 demo file or a folder of them (one file per task). Exactly one of `demos` and `env`."""
+    env: Literal["tabletop"] | None = None
+    """Record demos with this env's scripted expert instead of reading files."""
+    suite: str | None = None
+    """Suite name for HDF5 files that do not record one (the evaluation's LIBERO suite; default
+    libero_spatial)."""
+    tasks: tuple[int, ...] | None = None
+    """Task ids to train on (None: all)."""
+    init: str | None = None
+    """Start from this CompactVLA checkpoint instead of a fresh policy."""
+    vision_encoder: Literal["efficientnet_lite0", "conv", "conv_keypoints"] = "efficientnet_lite0"
+    """Image encoder of a fresh policy."""
+    fine_tune_vision: bool = False
+    """Train the image encoder too (frozen otherwise)."""
+    text_encoder: Literal["minilm", "hashed"] = "minilm"
+    """Instruction encoder of a fresh policy."""
+    chunk_size: int | None = None
+    """Actions per chunk of a fresh policy (None: the policy default, 8)."""
+    image_size: int | None = None
+    """Policy image side (None: 128; 64 on tabletop)."""
+    device: str = "cpu"
+    """Torch device of the policy."""
+    demo_noise: float = 0.0
+    """Tabletop: expert translation noise std."""
+    random_prefix: int = 0
+    """Tabletop: start each demo after an unrecorded random walk of up to this many steps (recovery data)."""
+    demo_layouts: int | None = None
+    """Tabletop: record demos in layouts 0..N-1 (minus the held-out ones) instead of the training init states."""
+    object_state: bool = False
+    """Tabletop: block and plate centres in the proprioception (env.tabletop.object_state)."""
+    num_eval_init_states: int = 10
+    """Tabletop: the last N initial states are held out for evaluation and never used for demos (keep equal to
+    env.tabletop_num_eval_init_states)."""
+    num_eval_episodes_per_task: int = 10
+    """Greedy evaluation episodes per task on held-out init states after SFT (0 = skip)."""
+    num_eval_videos_per_task: int = 1
+    """Evaluation videos per task."""
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    """The training settings (steps, batch size, learning rate, augmentation, seed, checkpoints)."""
+
+    def __post_init__(self) -> None:
+        if (self.demos is None) == (self.env is None):
+            raise ConfigError("give exactly one demonstration source: demos=FILE_OR_DIR (--demos) or env=tabletop "
+                              "(--env tabletop)")
+        if self.env is not None:
+            require_choice(self.env, "env", ["tabletop"])
+        require(self.chunk_size is None or self.chunk_size >= 1, "chunk_size", self.chunk_size,
+                "an int >= 1, or null for the policy default")
+        require(self.num_eval_episodes_per_task >= 0, "num_eval_episodes_per_task",
+                self.num_eval_episodes_per_task, "an int >= 0 (0 skips the evaluation)")
+        require(self.random_prefix >= 0, "random_prefix", self.random_prefix, "an int >= 0 (0: start at reset)")

@@ -11,24 +11,24 @@ It handles goals `on(obj, target)` and `in(obj, region)` — every libero_spatia
 pick-and-place tasks of libero_goal / libero_90; other predicates (open, turn_on, ...) raise
 `UnsupportedTaskError`.
 
-Run as a module to measure its success rate per task and optionally record HDF5 demos:
+`srpo scripted-demos` measures its success rate per task and optionally records HDF5 demos:
 
-    MUJOCO_GL=egl python -m srpo.envs.libero_scripted --suite libero_spatial --num-episodes 3 \
+    MUJOCO_GL=egl srpo scripted-demos --suite libero_spatial --num-episodes 3 \
         --json benchmarks/results/libero_scripted.json [--demo-dir demos/]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from srpo.config.libero import LiberoConfig
+from srpo.config.libero import LiberoConfig, LiberoSuite
 from srpo.demos import DemoExtras, write_demos
 from srpo.envs.libero import AGENTVIEW_CAMERA, WRIST_CAMERA, LiberoEnv, LiberoEnvFactory, proprio_state
 from srpo.types import ACTION_DIM, Demo
@@ -140,10 +140,20 @@ class PickPlaceController:
     Bowls (wider than the gripper) are grasped by the rim on the side facing -y, fingers straddling the wall.
     """
 
-    def __init__(self, env: LiberoEnv) -> None:
+    def __init__(self, env: LiberoEnv, obj: str | None = None, target_offset: np.ndarray | None = None) -> None:
+        """A controller for the env's task; `obj` and `target_offset` script graded failures instead.
+
+        Args:
+            env: The task's env.
+            obj: Move this object instead of the goal's (e.g. the wrong object).
+            target_offset: (3,) world-frame offset (m) added to the place point (e.g. next to the target).
+        """
         robosuite_env = env.robosuite_env
         self.env = env
         self.goal = parse_pick_place_goal(robosuite_env.parsed_problem["goal_state"])
+        if obj is not None:
+            self.goal = PickPlaceGoal(relation=self.goal.relation, obj=obj, target=self.goal.target)
+        self._target_offset = np.zeros(3) if target_offset is None else np.asarray(target_offset, dtype=np.float64)
         if self.goal.obj not in robosuite_env.objects_dict:
             raise UnsupportedTaskError(f"goal object {self.goal.obj!r} is not a movable object")
         self.phase = PHASES[0]
@@ -234,7 +244,19 @@ class PickPlaceController:
         return "bowl" in self.goal.obj
 
     def _target_point(self) -> tuple[np.ndarray, float]:
-        """Centre of the target's top surface (x, y, z) and the height above it to release at."""
+        """Centre of the target's top surface (x, y, z) plus the target offset, and the height above it to
+        release at."""
+        point, clearance = self._target_centre()
+        return point + self._target_offset, clearance
+
+    def target_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """World-frame (low, high) corners of the target object, or None when the target is a region site."""
+        robosuite_env = self.env.robosuite_env
+        if self.goal.target in robosuite_env.objects_dict or self.goal.target in robosuite_env.fixtures_dict:
+            return self._object_bounds(self.goal.target)
+        return None
+
+    def _target_centre(self) -> tuple[np.ndarray, float]:
         sim = self._sim()
         robosuite_env = self.env.robosuite_env
         target = self.goal.target
@@ -317,10 +339,6 @@ class PickPlaceController:
     @staticmethod
     def _above(eef: np.ndarray, point: np.ndarray, radius: float = 0.03) -> bool:
         return bool(np.linalg.norm(eef[:2] - point[:2]) < radius)
-
-    def _object_centre(self, name: str) -> np.ndarray:
-        low, high = self._object_bounds(name)
-        return (low + high) / 2
 
     def _advance_when(self, eef: np.ndarray, goal: np.ndarray, tolerance: float = POSITION_TOLERANCE) -> None:
         if np.linalg.norm(goal - eef) < tolerance or self._phase_steps >= MAX_PHASE_STEPS:
@@ -435,27 +453,35 @@ def record_demos(
     return demos
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Measure the scripted controller's success rate per task; optionally record demos."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", action="append", default=None,
-                        help="suite(s) to run; repeatable (default: libero_spatial and libero_object)")
-    parser.add_argument("--task-ids", type=int, nargs="*", default=None, help="suite task ids (default: all)")
-    parser.add_argument("--num-episodes", type=int, default=3, help="episodes per task (train init states 0..n-1)")
-    parser.add_argument("--json", type=Path, default=None, help="merge per-task success rates into this JSON")
-    parser.add_argument("--demo-dir", type=Path, default=None,
-                        help="record the successful episodes as <suite>/<task>_demo.hdf5 here (renders every step)")
-    parser.add_argument("--image-size", type=int, default=128, help="image side of recorded demos")
-    args = parser.parse_args(argv)
-    suites = args.suite or ["libero_spatial", "libero_object"]
+def measure_scripted_expert(
+    suites: Sequence[LiberoSuite],
+    task_ids: Sequence[int] | None = None,
+    num_episodes: int = 3,
+    json_path: Path | None = None,
+    demo_dir: Path | None = None,
+    image_size: int = 128,
+) -> dict[str, Any]:
+    """`srpo scripted-demos`: the scripted controller's success rate per task, optionally recording demos.
+
+    Args:
+        suites: LIBERO suites to run.
+        task_ids: Suite task ids (None: all).
+        num_episodes: Episodes per task, on train init states 0..num_episodes-1.
+        json_path: Merge the per-task results into this JSON file (rewritten after each suite).
+        demo_dir: Record the successful episodes as <suite>/task<id>_demo.hdf5 here (renders every step).
+        image_size: Image side of recorded demos.
+
+    Returns:
+        Results by suite, then by suite task id.
+    """
     results: dict[str, Any] = {}
-    if args.json is not None and args.json.exists():
-        results = json.loads(args.json.read_text())
+    if json_path is not None and json_path.exists():
+        results = json.loads(json_path.read_text())
     for suite in suites:
-        config = LiberoConfig(suite=suite, task_ids=tuple(args.task_ids) if args.task_ids else None,
-                              image_size=args.image_size, embed_image_size=args.image_size)
+        config = LiberoConfig(suite=suite, task_ids=tuple(task_ids) if task_ids else None,
+                              image_size=image_size, embed_image_size=image_size)
         factory = LiberoEnvFactory(config)
-        init_ids = config.init_state_ids("train")[: args.num_episodes]
+        init_ids = config.init_state_ids("train")[:num_episodes]
         suite_results: dict[str, Any] = results.get(suite, {})
         for k, suite_task_id in enumerate(config.resolved_task_ids):
             env = factory.make(k)
@@ -466,13 +492,13 @@ def main(argv: list[str] | None = None) -> None:
                 except UnsupportedTaskError as err:
                     print(f"{suite} task {suite_task_id}: skipped ({err})")
                     continue
-                record = args.demo_dir is not None
+                record = demo_dir is not None
                 episodes = [run_episode(env, i, record=record) for i in init_ids]
                 if record:
                     demos = [e.demo for e in episodes if e.success and e.demo is not None]
                     extras = [e.extras for e in episodes if e.success and e.extras is not None]
-                    if demos:
-                        out = args.demo_dir / suite / f"task{suite_task_id}_demo.hdf5"
+                    if demos and demo_dir is not None:
+                        out = demo_dir / suite / f"task{suite_task_id}_demo.hdf5"
                         out.parent.mkdir(parents=True, exist_ok=True)
                         write_demos(out, demos, extras=extras,
                                     bddl_file_name=env.bddl_file, problem_name=_problem_name(env),
@@ -492,10 +518,7 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 env.close()
         results[suite] = suite_results
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(results, indent=2) + "\n")
+    return results

@@ -41,7 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srpo.config.base import ConfigError
 from srpo.config.policy import PolicyConfig
+from srpo.errors import InputFileError
+from srpo.manifest import verify_manifest, write_manifest
 from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.compact import categorical_log_probs, sample_tokens
 from srpo.policies.tokenizer import ActionTokenizer
@@ -100,7 +103,7 @@ def load_norm_stats(checkpoint_dir: str | Path, unnorm_key: str | None) -> Actio
     """
     path = Path(checkpoint_dir) / "dataset_statistics.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: OpenVLA checkpoints carry their action norm stats there")
+        raise InputFileError(f"{path} is missing: OpenVLA checkpoints carry their action norm stats there")
     stats = json.loads(path.read_text())
     if unnorm_key is None:
         if len(stats) != 1:
@@ -208,6 +211,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
                     shutil.copy2(src, tmp / src.name)
             model: Any = self.model
             model.save_pretrained(str(tmp), safe_serialization=True)
+            write_manifest(tmp)
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)
@@ -303,9 +307,10 @@ class OpenVLAOFTPolicy(TrainablePolicy):
     def from_config(cls, config: PolicyConfig) -> OpenVLAOFTPolicy:
         """Load `config.checkpoint` (kind "openvla_oft") on `config.device` in `config.dtype`."""
         if config.kind != "openvla_oft" or config.checkpoint is None:
-            raise ValueError("OpenVLAOFTPolicy.from_config needs policy.kind='openvla_oft' and policy.checkpoint")
+            raise ConfigError("policy.kind='openvla_oft' needs policy.checkpoint: set it to a local OpenVLA-OFT "
+                              "checkpoint directory")
         if (config.chunk_size, config.action_dim) != (DEFAULT_CHUNK_SIZE, ACTION_DIM):
-            raise ValueError(
+            raise ConfigError(
                 f"policy.chunk_size={config.chunk_size}, policy.action_dim={config.action_dim}: OpenVLA-OFT "
                 f"checkpoints decode {DEFAULT_CHUNK_SIZE} × {ACTION_DIM}; set those values"
             )
@@ -330,13 +335,15 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
         directory = Path(checkpoint_dir)
+        verify_manifest(directory)  # a checkpoint srpo wrote: sizes and checksums (a downloaded one has none)
         config_path = directory / "config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} is missing: policy.checkpoint must be a local checkpoint dir")
+            raise InputFileError(f"{config_path} is missing: policy.checkpoint must be a local checkpoint dir")
         auto_map = json.loads(config_path.read_text()).get("auto_map", {})
         ref = auto_map.get("AutoModelForVision2Seq") or auto_map.get("AutoModelForImageTextToText")
         if ref is None:
-            raise ValueError(f"{config_path} has no auto_map entry for AutoModelForVision2Seq: not an OpenVLA dir")
+            raise InputFileError(f"{config_path} has no auto_map entry for AutoModelForVision2Seq: not an OpenVLA "
+                                 "dir")
         model_cls: Any = get_class_from_dynamic_module(ref, str(directory), local_files_only=True)
         model = model_cls.from_pretrained(
             str(directory), torch_dtype=dtype, trust_remote_code=True, local_files_only=True,
