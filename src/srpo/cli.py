@@ -101,6 +101,12 @@ def _train(args: argparse.Namespace) -> int:
         last = history[-1]
         print(f"finished {cfg.num_steps} steps in {cfg.run_dir}: rollout success {last['rollout/success_rate']:.3f}"
               + (f", eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
+    from srpo.evaluate import before_after_line
+    from srpo.run_dir import read_metrics
+
+    line = before_after_line(read_metrics(cfg.run_dir))
+    if line is not None:
+        print(line)
     if args.report:
         from srpo.report import build_report
 
@@ -221,7 +227,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _offline(args: argparse.Namespace) -> int:
-    from srpo.offline import OfflineTrainer, offline_resume_config
+    from srpo.offline import OfflineTrainer
+    from srpo.run_dir import resume_config
 
     overrides = list(args.set or [])
     for flag, key in (("dataset", "offline.dataset"), ("arm", "offline.arm"), ("beta", "offline.beta"),
@@ -230,7 +237,7 @@ def _offline(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     if args.resume:
-        cfg = offline_resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
+        cfg = resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
     else:
         cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
     with OfflineTrainer(cfg, resume=bool(args.resume)) as trainer:
