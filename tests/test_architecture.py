@@ -18,8 +18,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Lowest first. A module may import modules of its own layer or below, never above. The longest matching prefix
 # names a module's layer; a new module with no prefix here fails `test_every_module_has_a_layer`.
 LAYERS: list[tuple[str, ...]] = [
-    # 0 config / types: the typed config tree, records, key constants, the error type, checkpoint manifests
-    ("srpo", "srpo.errors", "srpo.types", "srpo.config", "srpo.manifest"),
+    # 0 config / types: the typed config tree, records, key constants, the error type, checkpoint manifests,
+    # provenance of results
+    ("srpo", "srpo.errors", "srpo.types", "srpo.config", "srpo.manifest", "srpo.provenance"),
     # 1 algo, reward: pure maths and the public SRPO reward library (no envs, no policies)
     ("srpo.algo", "srpo.reward", "srpo.scoring"),
     # 2 envs, policies: contracts and implementations; data files and videos they read and write
@@ -31,8 +32,9 @@ LAYERS: list[tuple[str, ...]] = [
     # the run directory
     ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner", "srpo.resume", "srpo.watchdog",
      "srpo.interrupt"),
-    # 5 evaluate: greedy evaluation, reward-quality evaluation, reports of a run, recording, robustness benchmarks
-    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.robustness"),
+    # 5 evaluate: greedy evaluation, reward-quality evaluation and its scripted recordings, reports of a run,
+    # dataset recording, robustness benchmarks
+    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.recording", "srpo.robustness"),
     # 6 the loops
     ("srpo.trainer", "srpo.sft", "srpo.compare", "srpo.offline"),
     # 7 the command line
@@ -82,7 +84,9 @@ def layer_of(module: str) -> int | None:
     best: tuple[int, int] | None = None  # (prefix length, layer)
     for layer, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[0]):
+            # The root package "srpo" names only srpo/__init__.py, or every module would match it and need no layer.
+            matches = module == prefix or (prefix != "srpo" and module.startswith(prefix + "."))
+            if matches and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), layer)
     return None if best is None else best[1]
 
