@@ -102,7 +102,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"finished {cfg.num_steps} steps in {cfg.run_dir}: rollout success {last['rollout/success_rate']:.3f}"
               + (f", eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
     from srpo.evaluate import before_after_line
-    from srpo.trainer import read_metrics
+    from srpo.run_dir import read_metrics
 
     line = before_after_line(read_metrics(cfg.run_dir))
     if line is not None:
@@ -239,7 +239,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _offline(args: argparse.Namespace) -> int:
-    from srpo.offline import OfflineTrainer, offline_resume_config
+    from srpo.offline import OfflineTrainer
+    from srpo.run_dir import resume_config
 
     overrides = list(args.set or [])
     for flag, key in (("dataset", "offline.dataset"), ("arm", "offline.arm"), ("beta", "offline.beta"),
@@ -248,7 +249,7 @@ def _offline(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     if args.resume:
-        cfg = offline_resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
+        cfg = resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
     else:
         cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
     with OfflineTrainer(cfg, resume=bool(args.resume)) as trainer:
