@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_rollout import FACTORY, HashPolicy  # type: ignore[import-not-found]
 
 from srpo import cli
 from srpo.config.base import ConfigError
 from srpo.config.diversity import DiversityConfig
+from srpo.config.rollout import RolloutConfig
 from srpo.diversity import (
     bootstrap_ci,
     bootstrap_difference_ci,
@@ -25,8 +25,8 @@ from srpo.diversity import (
     workspace_coverage,
 )
 from srpo.rollout import RolloutEngine, make_group_requests
-from srpo.config.rollout import RolloutConfig
 from srpo.types import Trajectory
+from test_rollout import FACTORY, HashPolicy
 
 UNIT_LOW, UNIT_HIGH = np.zeros(3), np.ones(3)
 
@@ -38,7 +38,7 @@ def p(*points: tuple[float, float, float]) -> np.ndarray:
 # -- metric maths ------------------------------------------------------------------------------------------
 
 
-def test_resample_path_interpolates_linearly_in_normalised_time():
+def test_resample_path_interpolates_linearly_in_normalised_time() -> None:
     path = p((0, 0, 0), (1, 0, 0), (1, 1, 0))  # T = 3: normalised times 0, 0.5, 1
     # 5 points at s = 0, .25, .5, .75, 1 → fractional steps 0, 0.5, 1, 1.5, 2.
     expected = p((0, 0, 0), (0.5, 0, 0), (1, 0, 0), (1, 0.5, 0), (1, 1, 0))
@@ -50,7 +50,7 @@ def test_resample_path_interpolates_linearly_in_normalised_time():
         resample_path(np.zeros((4, 2)), 5)
 
 
-def test_occupied_cells_and_coverage_count_each_cell_once_and_clip_to_the_box():
+def test_occupied_cells_and_coverage_count_each_cell_once_and_clip_to_the_box() -> None:
     a = p((0.1, 0.1, 0.1), (0.12, 0.1, 0.1), (0.9, 0.1, 0.1))  # cells (0,0,0) twice, (1,0,0)
     b = p((1.0, 1.0, 1.0), (-5.0, 0.6, 2.0))  # upper face → (1,1,1); outside → nearest boundary cell (0,1,1)
     assert occupied_cells([a, b], UNIT_LOW, UNIT_HIGH, 2) == {(0, 0, 0), (1, 0, 0), (1, 1, 1), (0, 1, 1)}
@@ -63,7 +63,7 @@ def test_occupied_cells_and_coverage_count_each_cell_once_and_clip_to_the_box():
         occupied_cells([a], UNIT_HIGH, UNIT_LOW, 2)
 
 
-def test_positions_at_fractions_round_to_the_nearest_step():
+def test_positions_at_fractions_round_to_the_nearest_step() -> None:
     path = np.arange(15, dtype=np.float64).reshape(5, 3)  # step k holds (3k, 3k+1, 3k+2)
     # f · (T − 1) = 0, 1.0, 1.2, 2, 4 → steps 0, 1, 1, 2, 4.
     got = positions_at_fractions(path, [0.0, 0.25, 0.3, 0.5, 1.0])
@@ -72,7 +72,7 @@ def test_positions_at_fractions_round_to_the_nearest_step():
         positions_at_fractions(path, [1.5])
 
 
-def test_spread_is_the_rms_distance_to_the_centroid():
+def test_spread_is_the_rms_distance_to_the_centroid() -> None:
     # Two still paths at x = 0 and x = 2: centroid x = 1, distances 1 and 1 → spread 1 at every fraction.
     np.testing.assert_allclose(spread_at_fractions([p((0, 0, 0), (0, 0, 0)), p((2, 0, 0))], [0, 1]), [1, 1])
     # Three paths ending at x = 0, 0, 3 (starting together): at f = 1 centroid 1, squared distances 1, 1, 4.
@@ -81,7 +81,7 @@ def test_spread_is_the_rms_distance_to_the_centroid():
     assert spread_at_fractions([p((5, 5, 5))], [0.5])[0] == 0.0
 
 
-def test_mean_pairwise_distance_by_hand():
+def test_mean_pairwise_distance_by_hand() -> None:
     a = p((0, 0, 0), (1, 0, 0))
     b = p((0, 1, 0), (1, 1, 0))  # a shifted by 1 in y: distance 1 at every point
     c = p((0, 0, 3), (1, 0, 3))  # a shifted by 3 in z
@@ -94,7 +94,7 @@ def test_mean_pairwise_distance_by_hand():
         mean_pairwise_distance([a], 5)
 
 
-def test_bootstrap_ci_of_the_mean():
+def test_bootstrap_ci_of_the_mean() -> None:
     assert bootstrap_ci([0.3]) == (0.3, 0.3)
     assert bootstrap_ci([1.0, 1.0, 1.0]) == (1.0, 1.0)
     # Two values 0 and 1: a resample's mean is 0 (p = 1/4), 0.5 (1/2) or 1 (1/4) → 2.5 % / 97.5 % quantiles 0, 1.
@@ -110,7 +110,7 @@ def test_bootstrap_ci_of_the_mean():
     assert (lo, hi) == (0.0, 1.0)
 
 
-def test_path_diversity_averages_per_state_metrics():
+def test_path_diversity_averages_per_state_metrics() -> None:
     state0 = [p((0.1, 0.1, 0.1), (0.1, 0.1, 0.1)), p((0.1, 0.1, 0.1), (0.9, 0.1, 0.1))]
     state1 = [p((0.9, 0.9, 0.9)), p((0.9, 0.9, 0.9))]  # identical still paths: no diversity
     m = path_diversity({0: state0, 1: state1}, UNIT_LOW, UNIT_HIGH, 2, fractions=(0.0, 1.0), num_points=3)
@@ -125,19 +125,19 @@ def test_path_diversity_averages_per_state_metrics():
         path_diversity({0: state0[:1]}, UNIT_LOW, UNIT_HIGH, 2)
 
 
-def test_diversity_config_names_the_bad_field():
-    with pytest.raises(ConfigError, match="diversity.episodes_per_state"):
+def test_diversity_config_names_the_bad_field() -> None:
+    with pytest.raises(ConfigError, match=r"diversity\.episodes_per_state"):
         DiversityConfig(episodes_per_state=1)
-    with pytest.raises(ConfigError, match="diversity.workspace_low"):
+    with pytest.raises(ConfigError, match=r"diversity\.workspace_low"):
         DiversityConfig(workspace_low=(0, 0, 0))
-    with pytest.raises(ConfigError, match="diversity.workspace_high"):
+    with pytest.raises(ConfigError, match=r"diversity\.workspace_high"):
         DiversityConfig(workspace_low=(0, 0, 0), workspace_high=(1, 0, 1))
 
 
 # -- the end-effector path on rollout records ----------------------------------------------------------------
 
 
-def test_rollout_records_the_gripper_path_after_every_step():
+def test_rollout_records_the_gripper_path_after_every_step() -> None:
     requests = make_group_requests([0, 1], [2, 3], 2)
     with RolloutEngine(FACTORY, RolloutConfig(num_workers=0)) as engine:
         trajs, _ = engine.collect(HashPolicy(noise="sequential"), requests, 1.0)
@@ -151,7 +151,7 @@ def test_rollout_records_the_gripper_path_after_every_step():
         assert t.eef_pos is not trajs[0].eef_pos or t is trajs[0]
 
 
-def test_records_without_a_path_still_load_and_bad_shapes_are_refused():
+def test_records_without_a_path_still_load_and_bad_shapes_are_refused() -> None:
     kw = dict(task_id=0, instruction="x", init_state_id=0, group_id=0, rollout_id=0,
               frames=np.zeros((1, 4, 4, 3), np.uint8), policy_images=np.zeros((1, 4, 4, 3), np.uint8),
               policy_states=np.zeros((1, 0), np.float32), action_tokens=np.zeros((1, 14), np.int64),
@@ -166,15 +166,16 @@ def test_records_without_a_path_still_load_and_bad_shapes_are_refused():
 
 # -- `srpo diversity` through the real entry point ------------------------------------------------------------
 
-TINY = ["env.tabletop.num_tasks=1", "env.tabletop.max_steps=12", "env.tabletop.image_size=32",
-        "env.tabletop.embed_image_size=32", "env.tabletop_num_eval_init_states=2", "policy.image_size=32",
+TINY = ["env.tabletop.num_tasks=1", "env.tabletop.num_init_states=10", "env.tabletop.max_steps=12",
+        "env.tabletop.image_size=32", "env.tabletop.embed_image_size=32", "env.tabletop_num_eval_init_states=2",
+        "policy.image_size=32",
         "policy.d_model=32", "policy.num_layers=1", "policy.num_heads=2", "policy.ff_dim=64", "policy.chunk_size=4",
         "encoder.num_frames=4", "encoder.pixel_size=4", "algo.group_size=2", "algo.num_prompts_per_step=2",
         "algo.num_minibatches=1", "num_eval_episodes_per_task=0", "eval_every=0", "num_videos_per_step=0",
         "tensorboard=false"]
 
 
-def test_srpo_diversity_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_srpo_diversity_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sets = [x for item in TINY for x in ("--set", item)]
     for algo in ("srpo", "grpo"):
         rc = cli.main(["train", "--preset", "tabletop", "--algo", algo, "--steps", "1",
@@ -204,6 +205,8 @@ def test_srpo_diversity_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.
     assert (out / "diversity.png").stat().st_size > 1000
 
 
-def test_srpo_diversity_rejects_a_directory_without_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_srpo_diversity_rejects_a_directory_without_checkpoints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["diversity", str(tmp_path)]) == 2
     assert "not an srpo run directory" in capsys.readouterr().err

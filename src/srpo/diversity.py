@@ -151,7 +151,7 @@ def mean_pairwise_distance(paths: Sequence[np.ndarray], num_points: int) -> floa
     return float(np.mean(dists))
 
 
-def bootstrap_ci(values: Sequence[float], num_resamples: int = 10_000, seed: int = 0,
+def bootstrap_ci(values: Sequence[float] | np.ndarray, num_resamples: int = 10_000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `values` (e.g. one metric per seed).
 
@@ -216,8 +216,13 @@ def path_diversity(
     return out
 
 
-def bootstrap_difference_ci(values_a: Sequence[float], values_b: Sequence[float], num_resamples: int = 10_000,
-                            seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_difference_ci(
+    values_a: Sequence[float] | np.ndarray,
+    values_b: Sequence[float] | np.ndarray,
+    num_resamples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(a) − mean(b), resampling the two groups independently.
 
     Args:
