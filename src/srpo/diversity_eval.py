@@ -88,18 +88,18 @@ class DiversityResult:
     def table(self) -> str:
         names = self.metric_names()
         short = [n.removeprefix("diversity/") for n in names]
-        lines = [f"{'run':<28} {'algo':>5} {'seed':>4} " + " ".join(f"{s:>18}" for s in short)]
+        lines = [f"{'run':<28} {'algo':>5} {'seed':>4} " + " ".join(f"{s:>22}" for s in short)]
         for r in self.runs:
             values = [r.success_rate, *r.metrics.values()]
             lines.append(f"{Path(r.run_dir).name[:28]:<28} {r.algo:>5} {r.seed:>4} "
-                         + " ".join(f"{v:>18.4f}" for v in values))
+                         + " ".join(f"{v:>22.4f}" for v in values))
         for algo, stats in self.groups.items():
             cells = [f"{s['mean']:.3f} [{s['ci_low']:.3f},{s['ci_high']:.3f}]" for s in stats.values()]
             lines.append(f"{'mean ' + algo + ' (95% CI)':<28} {'':>5} {len(self.runs_of(algo)):>4} "
-                         + " ".join(f"{c:>18}" for c in cells))
+                         + " ".join(f"{c:>22}" for c in cells))
         if self.difference:
             cells = [f"{s['mean']:+.3f} [{s['ci_low']:+.3f},{s['ci_high']:+.3f}]" for s in self.difference.values()]
-            lines.append(f"{'srpo - grpo (95% CI)':<28} {'':>5} {'':>4} " + " ".join(f"{c:>18}" for c in cells))
+            lines.append(f"{'srpo - grpo (95% CI)':<28} {'':>5} {'':>4} " + " ".join(f"{c:>22}" for c in cells))
         return "\n".join(lines)
 
     def runs_of(self, algo: str) -> list[RunDiversity]:
