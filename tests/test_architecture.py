@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     # 0 config / types: the typed config tree, records, key constants, the error type, checkpoint manifests
     ("srpo", "srpo.errors", "srpo.types", "srpo.config", "srpo.manifest"),
     # 1 algo, reward: pure maths and the public SRPO reward library (no envs, no policies)
-    ("srpo.algo", "srpo.reward", "srpo.scoring"),
+    ("srpo.algo", "srpo.reward", "srpo.scoring", "srpo.diversity"),
     # 2 envs, policies: contracts and implementations; data files and videos they read and write
     ("srpo.envs", "srpo.policies", "srpo.demos", "srpo.lerobot", "srpo.video", "srpo.distributed",
      "srpo.distributed.cluster"),
@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner", "srpo.resume", "srpo.watchdog",
      "srpo.interrupt"),
     # 5 evaluate: greedy evaluation, reward-quality evaluation, reports of a run, recording, robustness benchmarks
-    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.robustness"),
+    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.robustness", "srpo.diversity_eval"),
     # 6 the loops
     ("srpo.trainer", "srpo.sft", "srpo.compare", "srpo.offline"),
     # 7 the command line
