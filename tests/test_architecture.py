@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     # provenance of results
     ("srpo", "srpo.errors", "srpo.types", "srpo.config", "srpo.manifest", "srpo.provenance"),
     # 1 algo, reward: pure maths and the public SRPO reward library (no envs, no policies)
-    ("srpo.algo", "srpo.reward", "srpo.scoring"),
+    ("srpo.algo", "srpo.reward", "srpo.scoring", "srpo.diversity"),
     # 2 envs, policies: contracts and implementations; data files and videos they read and write
     ("srpo.envs", "srpo.policies", "srpo.demos", "srpo.lerobot", "srpo.video", "srpo.distributed",
      "srpo.distributed.cluster"),
@@ -33,8 +33,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner", "srpo.resume", "srpo.watchdog",
      "srpo.interrupt"),
     # 5 evaluate: greedy evaluation, reward-quality evaluation and its scripted recordings, reports of a run,
-    # dataset recording, robustness benchmarks
-    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.recording", "srpo.robustness"),
+    # dataset recording, robustness benchmarks, trajectory diversity
+    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.recording", "srpo.robustness",
+     "srpo.diversity_eval"),
     # 6 the loops
     ("srpo.trainer", "srpo.sft", "srpo.compare", "srpo.offline"),
     # 7 the command line
