@@ -20,3 +20,7 @@ class InputFileError(SrpoError):
 
 class CheckpointCorruptError(InputFileError):
     """A checkpoint whose files do not match its manifest, or that cannot be read as what it claims to be."""
+
+
+class MissingFileError(InputFileError, FileNotFoundError):
+    """A file or folder the command needs does not exist (also a FileNotFoundError for library callers)."""

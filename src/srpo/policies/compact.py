@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srpo.config.policy import PolicyConfig
+from srpo.errors import InputFileError
 from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.tokenizer import TOKENIZER_FILE, ActionTokenizer
 
@@ -52,8 +53,9 @@ ImageTransform = Callable[[torch.Tensor], torch.Tensor]
 """Maps (B, 3, S, S) float pixels in [0, 1] to the same shape (e.g. SFT augmentation)."""
 
 
-class CheckpointError(ValueError):
-    """A checkpoint directory that does not match the model it is loaded into."""
+class CheckpointError(InputFileError, ValueError):
+    """A checkpoint directory that does not match the model it is loaded into (a user input: `srpo` prints it as
+    one line)."""
 
 
 def categorical_log_probs(
