@@ -18,18 +18,21 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Lowest first. A module may import modules of its own layer or below, never above. The longest matching prefix
 # names a module's layer; a new module with no prefix here fails `test_every_module_has_a_layer`.
 LAYERS: list[tuple[str, ...]] = [
-    # 0 config / types: the typed config tree, records, key constants, the error type
-    ("srpo", "srpo.errors", "srpo.types", "srpo.config"),
+    # 0 config / types: the typed config tree, records, key constants, the error type, checkpoint manifests,
+    # run provenance
+    ("srpo", "srpo.errors", "srpo.types", "srpo.config", "srpo.manifest", "srpo.provenance"),
     # 1 algo, reward: pure maths and the public SRPO reward library (no envs, no policies)
     ("srpo.algo", "srpo.reward", "srpo.scoring"),
     # 2 envs, policies: contracts and implementations; data files and videos they read and write
     ("srpo.envs", "srpo.policies", "srpo.demos", "srpo.lerobot", "srpo.video", "srpo.distributed",
      "srpo.distributed.cluster"),
-    # 3 rollout: the scheduler and its worker transports (local processes, Ray), the remote encoder
-    ("srpo.rollout", "srpo.distributed.ray_rollout", "srpo.distributed.encoder"),
+    # 3 rollout: the scheduler and its worker transports (local processes, Ray), the remote encoder, scripted-expert
+    # recording
+    ("srpo.rollout", "srpo.distributed.ray_rollout", "srpo.distributed.encoder", "srpo.recording"),
     # 4 build / update / run_dir: making the parts, the mini-batch update (single-process and data-parallel),
     # the run directory
-    ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner"),
+    ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner", "srpo.resume", "srpo.watchdog",
+     "srpo.interrupt"),
     # 5 evaluate: greedy evaluation, reward-quality evaluation, reports of a run, recording, robustness benchmarks
     ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.robustness"),
     # 6 the loops
@@ -81,7 +84,9 @@ def layer_of(module: str) -> int | None:
     best: tuple[int, int] | None = None  # (prefix length, layer)
     for layer, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[0]):
+            # The package root "srpo" names only its __init__, never every module below it.
+            covers = module == prefix or (prefix != "srpo" and module.startswith(prefix + "."))
+            if covers and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), layer)
     return None if best is None else best[1]
 
@@ -151,6 +156,7 @@ def test_the_checks_catch_a_cycle_and_an_upward_import(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("module", "layer"), [("srpo.config.train", 0), ("srpo.reward.encoders.pixel", 1),
-                                               ("srpo.distributed.learner", 4), ("srpo.distributed.cluster", 2)])
-def test_layer_of_takes_the_longest_prefix(module: str, layer: int) -> None:
+                                               ("srpo.distributed.learner", 4), ("srpo.distributed.cluster", 2),
+                                               ("srpo", 0), ("srpo.not_yet_placed", None)])
+def test_layer_of_takes_the_longest_prefix(module: str, layer: int | None) -> None:
     assert layer_of(module) == layer

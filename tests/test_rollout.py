@@ -367,9 +367,18 @@ def test_embed_stride_one_records_every_step(reference: list[Trajectory]):
 
 
 def test_greedy_sampling_is_passed_to_the_policy():
+    # Sequential noise: sampled rollouts of one group differ, so only a greedy engine makes them agree.
+    requests = make_group_requests([0], [0], 2)
     with RolloutEngine(FACTORY, RolloutConfig()) as engine:
-        a, _ = engine.collect(HashPolicy(), make_group_requests([0], [0], 2), 1.0, greedy=True)
-    np.testing.assert_array_equal(a[0].action_tokens, a[1].action_tokens)  # arg-max: the group is identical
+        sampled, _ = engine.collect(HashPolicy(noise="sequential"), requests, 1.0, greedy=False)
+        greedy, _ = engine.collect(HashPolicy(noise="sequential"), requests, 1.0, greedy=True)
+    assert not np.array_equal(sampled[0].action_tokens, sampled[1].action_tokens)
+    np.testing.assert_array_equal(greedy[0].action_tokens, greedy[1].action_tokens)
+    # Each greedy chunk is the arg-max at the state the policy saw.
+    policy = HashPolicy()
+    for traj in greedy:
+        expected = policy._log_softmax(traj.policy_states, 1.0).argmax(axis=-1)
+        np.testing.assert_array_equal(traj.action_tokens, expected)
 
 
 def test_worker_processes_give_the_in_process_result(reference: list[Trajectory]):
@@ -430,10 +439,8 @@ def test_hung_or_dying_worker_is_replaced(tmp_path: Path, reference: list[Trajec
     factory = FaultyTabletopFactory(CONFIG, mode, task_id=3, init_state_id=5, step=3,
                                     marker=str(tmp_path / "fired"))
     config = RolloutConfig(num_workers=1, num_envs_per_worker=4, step_timeout_s=0.25)  # 2 s per chunk
-    start = time.monotonic()
     with RolloutEngine(factory, config) as engine:
         trajectories, stats = engine.collect(HashPolicy(), requests_batch(), temperature=1.0)
-    assert time.monotonic() - start < 30
     assert_same(trajectories, reference)
     assert stats.num_worker_restarts == 1
     counter = "rollout/num_worker_timeouts" if mode == "hang" else "rollout/num_worker_crashes"

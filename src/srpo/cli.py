@@ -79,12 +79,34 @@ def _train(args: argparse.Namespace) -> int:
         cfg = resume_config(args.resume, overrides)
     else:
         cfg = _load_train_config(args)
-    with Trainer(cfg, resume=bool(args.resume)) as trainer:
-        history = trainer.train()
+    from srpo.interrupt import Interrupted, StopOnSignal
+
+    # Ctrl-C / SIGTERM: the first stops after the step in flight (checkpointed), a second abandons it; either
+    # way the trainer closes its workers on the way out and one line says how to resume.
+    with StopOnSignal("srpo train") as stop:
+        try:
+            with Trainer(cfg, resume=bool(args.resume)) as trainer:
+                history = trainer.train(should_stop=stop.requested)
+        except Interrupted:
+            pass
+    if stop.requested():
+        from srpo.interrupt import interrupted_message
+        from srpo.run_dir import checkpoint_step, list_checkpoints
+
+        ckpts = list_checkpoints(Path(cfg.run_dir))
+        print(interrupted_message("srpo train", stop.signal_name, str(cfg.run_dir),
+                                  checkpoint_step(ckpts[-1]) if ckpts else None, cfg.num_steps), file=sys.stderr)
+        return stop.exit_code
     if history:
         last = history[-1]
         print(f"finished {cfg.num_steps} steps in {cfg.run_dir}: rollout success {last['rollout/success_rate']:.3f}"
               + (f", eval success {last['eval/success_rate']:.3f}" if "eval/success_rate" in last else ""))
+    from srpo.evaluate import before_after_line
+    from srpo.run_dir import read_metrics
+
+    line = before_after_line(read_metrics(cfg.run_dir))
+    if line is not None:
+        print(line)
     if args.report:
         from srpo.report import build_report
 
@@ -205,7 +227,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _offline(args: argparse.Namespace) -> int:
-    from srpo.offline import OfflineTrainer, offline_resume_config
+    from srpo.offline import OfflineTrainer
+    from srpo.run_dir import resume_config
 
     overrides = list(args.set or [])
     for flag, key in (("dataset", "offline.dataset"), ("arm", "offline.arm"), ("beta", "offline.beta"),
@@ -214,7 +237,7 @@ def _offline(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     if args.resume:
-        cfg = offline_resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
+        cfg = resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
     else:
         cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
     with OfflineTrainer(cfg, resume=bool(args.resume)) as trainer:

@@ -24,3 +24,7 @@ class CheckpointCorruptError(InputFileError):
 
 class MissingFileError(InputFileError, FileNotFoundError):
     """A file or folder the command needs does not exist (also a FileNotFoundError for library callers)."""
+
+
+class PhaseTimeoutError(SrpoError):
+    """A training phase (embed, update) ran past its watchdog limit: a hang, or a limit set too low."""

@@ -3,17 +3,96 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from srpo.build import make_env_factory, make_policy
 from srpo.config.train import TrainConfig
 from srpo.envs.base import TaskSpec
+from srpo.errors import SrpoError
 from srpo.policies.base import Policy
 from srpo.rollout import EpisodeRequest, RolloutEngine
 from srpo.types import Trajectory
+
+# z of a two-sided 95 % normal interval.
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(num_successes: int, num_trials: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a binomial success rate (95 % by default).
+
+    With p̂ = k / n:  centre = (p̂ + z²/2n) / (1 + z²/n),  half-width = z / (1 + z²/n) · √(p̂(1 − p̂)/n + z²/4n²).
+    Unlike p̂ ± z·√(p̂(1 − p̂)/n) it stays inside [0, 1] and does not collapse to a point at 0 or n successes.
+
+    Args:
+        num_successes: k, successes among the trials, 0 <= k <= n.
+        num_trials: n >= 1.
+        z: Normal quantile of the interval (1.96 for 95 %).
+
+    Returns:
+        (low, high), 0 <= low <= k/n <= high <= 1.
+    """
+    if num_trials < 1:
+        raise ValueError(f"num_trials must be >= 1, got {num_trials}")
+    if not 0 <= num_successes <= num_trials:
+        raise ValueError(f"num_successes must lie in [0, num_trials={num_trials}], got {num_successes}")
+    n, p = float(num_trials), num_successes / num_trials
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # At k = 0 (k = n) the bound is exactly 0 (1) in real arithmetic; do not let rounding move it.
+    low = 0.0 if num_successes == 0 else max(0.0, centre - half)
+    high = 1.0 if num_successes == num_trials else min(1.0, centre + half)
+    # And keep p̂ inside for k strictly between (rounding can otherwise cross it by an ulp near the ends).
+    return min(low, p), max(high, p)
+
+
+def difference_interval(
+    successes_a: int, trials_a: int, successes_b: int, trials_b: int, z: float = Z_95
+) -> tuple[float, float]:
+    """Newcombe's hybrid score interval of p_b − p_a from the two Wilson intervals (independent samples).
+
+    With (l_a, u_a), (l_b, u_b) the Wilson intervals and d = p̂_b − p̂_a:
+    low = d − √((p̂_b − l_b)² + (u_a − p̂_a)²),  high = d + √((u_b − p̂_b)² + (p̂_a − l_a)²).
+
+    Returns:
+        (low, high) in [−1, 1].
+    """
+    low_a, high_a = wilson_interval(successes_a, trials_a, z)
+    low_b, high_b = wilson_interval(successes_b, trials_b, z)
+    p_a, p_b = successes_a / trials_a, successes_b / trials_b
+    d = p_b - p_a
+    return (max(-1.0, d - math.hypot(p_b - low_b, high_a - p_a)),
+            min(1.0, d + math.hypot(high_b - p_b, p_a - low_a)))
+
+
+def before_after_line(records: Sequence[dict[str, Any]]) -> str | None:
+    """The main job's summary: held-out greedy success before and after training, with 95 % intervals.
+
+    Args:
+        records: Metric records of a run (`metrics.jsonl`), each with "step"; evaluations carry
+            eval/num_successes and eval/num_episodes (pooled over tasks).
+
+    Returns:
+        One line, or None when the run has fewer than two evaluations with counts.
+    """
+    evals = [r for r in records if "eval/num_episodes" in r and r["eval/num_episodes"] > 0]
+    if len(evals) < 2:
+        return None
+    first, last = evals[0], evals[-1]
+    k0, n0 = int(first["eval/num_successes"]), int(first["eval/num_episodes"])
+    k1, n1 = int(last["eval/num_successes"]), int(last["eval/num_episodes"])
+    lo0, hi0 = wilson_interval(k0, n0)
+    lo1, hi1 = wilson_interval(k1, n1)
+    dlo, dhi = difference_interval(k0, n0, k1, n1)
+    return (f"held-out greedy success: step {first['step']} {k0}/{n0} = {k0 / n0:.3f} [95% CI {lo0:.3f}, {hi0:.3f}]"
+            f" -> step {last['step']} {k1}/{n1} = {k1 / n1:.3f} [{lo1:.3f}, {hi1:.3f}]; "
+            f"change {k1 / n1 - k0 / n0:+.3f} [{dlo:+.3f}, {dhi:+.3f}] (Wilson / Newcombe intervals)")
 
 
 def init_state_split(cfg: TrainConfig, num_init_states: int, split: str) -> list[int]:
@@ -41,9 +120,17 @@ class EvalResult:
     def mean(self) -> float:
         return float(np.mean(list(self.success_rate.values())))
 
+    @property
+    def num_successes(self) -> int:
+        """Successful episodes over all tasks."""
+        return sum(bool(t.success) for t in self.trajectories)
+
     def metrics(self) -> dict[str, float]:
         out = {f"eval/success_rate_task{t}": r for t, r in self.success_rate.items()}
         out["eval/success_rate"] = self.mean
+        # Pooled counts, for binomial intervals (before_after_line).
+        out["eval/num_successes"] = float(self.num_successes)
+        out["eval/num_episodes"] = float(sum(self.num_episodes.values()))
         return out
 
     def table(self) -> str:
@@ -78,6 +165,10 @@ def evaluate_checkpoint(
     """`srpo eval`: load a policy checkpoint, evaluate it greedily, write eval.json and labelled videos."""
     from srpo.video import write_labelled_video
 
+    if episodes_per_task < 1:
+        raise SrpoError(f"--episodes={episodes_per_task} is invalid: set it to an int >= 1 (episodes per task)")
+    if videos_per_task < 0:
+        raise SrpoError(f"--videos={videos_per_task} is invalid: set it to an int >= 0 (videos per task)")
     if checkpoint is not None:
         cfg = replace(cfg, policy=replace(cfg.policy, checkpoint=checkpoint))
     policy = make_policy(cfg)

@@ -29,7 +29,9 @@ import torch
 
 from srpo.config.train import TrainConfig, load_config, save_config
 from srpo.errors import InputFileError
+from srpo.manifest import write_manifest
 from srpo.policies.base import TrainablePolicy
+from srpo.resume import read_trainer_state as read_trainer_state_file
 from srpo.types import Trajectory
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ CHECKPOINT_PREFIX = "ckpt-"
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 TRAINER_STATE_FILE = "trainer_state.pt"
+PROVENANCE_FILE = "provenance.jsonl"
 POLICY_DIR = "policy"
 REFERENCE_DIR = "reference_policy"
 STEPS_DIR = "steps"
@@ -138,14 +141,20 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     )
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The newest complete checkpoint; removes temp dirs of checkpoints that a kill cut short."""
+def checkpoint_step(path: Path) -> int:
+    """The step a ckpt-<step> directory holds."""
+    return int(path.name[len(CHECKPOINT_PREFIX):])
+
+
+def resumable_checkpoints(run_dir: Path) -> list[Path]:
+    """The complete checkpoints, oldest first (for `srpo.resume.newest_intact`); removes temp dirs of
+    checkpoints that a kill cut short."""
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         raise InputFileError(f"nothing to resume in {run_dir}: no complete {CHECKPOINT_PREFIX}* directory")
     for stale in run_dir.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    return ckpts[-1]
+    return ckpts
 
 
 def write_checkpoint(
@@ -170,6 +179,7 @@ def write_checkpoint(
     tmp.mkdir()
     policy.save_pretrained(tmp / POLICY_DIR)
     torch.save(trainer_state, tmp / TRAINER_STATE_FILE)
+    write_manifest(tmp)  # sizes + checksums, verified before a resume loads anything
     _fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -180,9 +190,12 @@ def write_checkpoint(
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
-    """The trainer state saved by `write_checkpoint`."""
-    state: dict[str, Any] = torch.load(checkpoint / TRAINER_STATE_FILE, weights_only=False)
-    return state
+    """The trainer state saved by `write_checkpoint`, loaded with weights_only=True (no pickled code runs).
+
+    Raises:
+        CheckpointCorruptError: The file is missing, damaged or not a trainer state.
+    """
+    return read_trainer_state_file(checkpoint / TRAINER_STATE_FILE)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,26 +26,41 @@ CSV_COLUMNS = (
 )
 
 
+class BatchFileError(InputFileError, ValueError):
+    """A batch file that is missing, unreadable, lacks a key, or holds arrays the reward rejects."""
+
+
 def load_batch(path: str | Path) -> dict[str, np.ndarray]:
-    """Read and validate the four arrays of a batch file; errors name the missing key or bad rows."""
+    """Read and validate the four arrays of a batch file; errors name the file, the missing key or bad rows.
+
+    Raises:
+        BatchFileError: Missing file, not an .npz (or truncated), missing keys, or invalid arrays.
+    """
     path = Path(path)
     if not path.exists():
-        raise InputFileError(f"batch file {path} does not exist")
+        raise BatchFileError(f"batch file {path} does not exist")
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise BatchFileError(f"{path} is not a readable .npz file: not a zip archive of arrays (write one with "
+                             "numpy.savez(path, embeddings=..., success=..., task_ids=..., group_ids=...))")
     try:
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):  # a bare .npy array, not an archive of named arrays
+                raise BatchFileError(f"{path} is a single .npy array; an .npz needs {', '.join(REQUIRED_KEYS)}")
             missing = [k for k in REQUIRED_KEYS if k not in data.files]
             if missing:
-                raise InputFileError(
+                raise BatchFileError(
                     f"{path} lacks {', '.join(missing)}; an .npz needs {', '.join(REQUIRED_KEYS)} (found "
                     f"{', '.join(data.files) or 'nothing'})"
                 )
             arrays = {k: np.asarray(data[k]) for k in REQUIRED_KEYS}
-    except (OSError, EOFError) as err:
-        raise InputFileError(f"{path} is not a readable .npz file: {err}") from err
+    except BatchFileError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise BatchFileError(f"{path} is not a readable .npz file: {err}") from err
     try:
         validate_reward_inputs(arrays["embeddings"], arrays["success"], arrays["task_ids"], arrays["group_ids"])
-    except ValueError as err:  # the library's error names the bad rows; for the CLI it is a bad input file
-        raise InputFileError(f"{path}: {err}") from err
+    except ValueError as err:
+        raise BatchFileError(f"{path}: {err}") from err
     return arrays
 
 

@@ -277,12 +277,18 @@ def load_demos(cfg: SFTRunConfig) -> list[Demo]:
         from srpo.demos import read_demos
 
         path = Path(cfg.demos)
+        if not path.exists():
+            raise InputFileError(f"--demos {path} does not exist")
         files = sorted(path.glob("*.hdf5")) if path.is_dir() else [path]
         if not files:
             raise InputFileError(f"--demos {path}: no .hdf5 files found")
         demos: list[Demo] = []
         for i, f in enumerate(files):
-            file_demos = read_demos(f, suite=cfg.suite, max_demos=None)
+            try:
+                file_demos = read_demos(f, suite=cfg.suite, max_demos=None)
+            except (OSError, KeyError, ValueError) as err:  # h5py raises these for a foreign or damaged file
+                raise InputFileError(f"--demos {f} is not a readable LIBERO / robomimic demo file "
+                                     f"({type(err).__name__}: {err})") from err
             # Official LIBERO datasets are one file per task and record no task id: number them in sorted
             # file order (the order of LIBERO's benchmark task list, whose file names sort the same way).
             for d in file_demos:

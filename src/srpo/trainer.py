@@ -7,10 +7,11 @@ checkpoint. Each phase is one call, timed into the step's metrics.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,20 +26,23 @@ from srpo.build import (
     make_rollout_engine,
 )
 from srpo.config.train import TrainConfig
-from srpo.errors import SrpoError
+from srpo.errors import InputFileError, SrpoError
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import TrainablePolicy
+from srpo.provenance import provenance
+from srpo.resume import newest_intact
 from srpo.reward import ScoredBatch, SuccessMemory, srpo_advantages
 from srpo.reward.encoders.base import VideoEncoder
 from srpo.rollout import EpisodeRequest, RolloutEngine, make_group_requests
 from srpo.run_dir import (
     PHASES,
     POLICY_DIR,
+    PROVENANCE_FILE,
     VIDEOS_DIR,
     MetricsLog,
-    latest_checkpoint,
     list_checkpoints,
     read_trainer_state,
+    resumable_checkpoints,
     save_run_config,
     timed,
     write_checkpoint,
@@ -46,6 +50,7 @@ from srpo.run_dir import (
 )
 from srpo.types import EpisodeStats, Trajectory
 from srpo.update import make_minibatches, mean_stats, minibatch_step, prepare_batch
+from srpo.watchdog import PhaseWatchdog
 
 if TYPE_CHECKING:
     from srpo.distributed.learner import RayLearnerGroup
@@ -71,17 +76,22 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         self.show_progress = show_progress
         if not resume and list_checkpoints(self.run_dir):
-            raise SrpoError(
+            raise InputFileError(
                 f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue that run, or "
                 "choose another run_dir"
             )
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise InputFileError(f"run_dir={self.run_dir} is a file, not a directory: choose another run_dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.torch_num_threads > 0:
             torch.set_num_threads(cfg.torch_num_threads)
         torch.manual_seed(cfg.seed)
-        latest = latest_checkpoint(self.run_dir) if resume else None
-        if latest is not None:
-            policy = load_policy_checkpoint(cfg, latest / POLICY_DIR)
+        latest: Path | None = None
+        if resume:
+            # The newest checkpoint whose manifest, trainer state and policy all load (damaged ones are skipped
+            # with a warning that names them).
+            latest, (state, policy) = newest_intact(resumable_checkpoints(self.run_dir), lambda ckpt: (
+                read_trainer_state(ckpt), load_policy_checkpoint(cfg, ckpt / POLICY_DIR)))
         self.policy: TrainablePolicy = policy if policy is not None else make_policy(cfg)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
@@ -89,12 +99,17 @@ class Trainer:
                             "for a checkpoint whose only weights are its vision encoder)")
         self.optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
         self.memory = SuccessMemory(cfg.reward.memory_size) if cfg.reward.memory_size > 0 else None
+        self.watchdog = PhaseWatchdog({"embed": cfg.watchdog.embed_timeout_s, "update": cfg.watchdog.update_timeout_s},
+                                      cfg.watchdog.grace_s)
         self.step = 0
         self.metrics_log = MetricsLog(self.run_dir, cfg.tensorboard)
         if latest is not None:
-            self._restore_state(latest)
+            self._restore_state(state)
         else:
             save_run_config(cfg, self.run_dir)
+        # One line per start or resume: the commit and command behind this run's results.
+        with open(self.run_dir / PROVENANCE_FILE, "a") as f:
+            f.write(json.dumps({"step": self.step, **provenance()}) + "\n")
         self.reference = (load_or_make_reference(cfg, self.policy, self.run_dir, self.step)
                           if cfg.algo.kl_coef > 0 else None)
         self.factory = make_env_factory(cfg)
@@ -112,9 +127,16 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
-    def train(self) -> list[dict[str, float]]:
-        """Run cfg.num_steps steps (from the current step when resuming). Returns the per-step metrics."""
+    def train(self, should_stop: Callable[[], bool] | None = None) -> list[dict[str, float]]:
+        """Run cfg.num_steps steps (from the current step when resuming). Returns the per-step metrics.
+
+        Args:
+            should_stop: Polled after each step (e.g. `srpo.interrupt.StopOnSignal.requested`): when it returns
+                True, the step just finished is checkpointed and the loop returns early.
+        """
         from tqdm import tqdm
+
+        stop_requested = should_stop or (lambda: False)
 
         history = []
         if self.step == 0 and self.cfg.num_eval_episodes_per_task > 0:
@@ -122,7 +144,7 @@ class Trainer:
         bar = tqdm(total=self.cfg.num_steps, initial=self.step, desc="srpo train", unit="step",
                    disable=not self.show_progress, dynamic_ncols=True)
         try:
-            while self.step < self.cfg.num_steps:
+            while self.step < self.cfg.num_steps and not stop_requested():
                 metrics = self.train_step()
                 self.step += 1
                 is_last = self.step == self.cfg.num_steps
@@ -131,7 +153,7 @@ class Trainer:
                 ):
                     with timed(metrics, "evaluate"):
                         metrics.update(self.evaluate())
-                if is_last or self.step % self.cfg.checkpoint_every == 0:
+                if is_last or self.step % self.cfg.checkpoint_every == 0 or stop_requested():
                     with timed(metrics, "checkpoint"):
                         self.save_checkpoint()
                 self.metrics_log.write(self.step, metrics)
@@ -151,7 +173,7 @@ class Trainer:
         success = np.asarray([t.success for t in trajs], dtype=bool)
         task_ids = np.asarray([t.task_id for t in trajs], dtype=np.int64)
         group_ids = np.asarray([t.group_id for t in trajs], dtype=np.int64)
-        with timed(metrics, "embed"):
+        with timed(metrics, "embed"), self.watchdog.watch("embed", self.step + 1):
             embeddings = self.embed(trajs)
         with timed(metrics, "reward"):
             scored = self.reward(embeddings, success, task_ids, group_ids, metrics)
@@ -166,7 +188,7 @@ class Trainer:
         metrics["advantage/num_groups_with_signal"] = len(np.unique(group_ids[np.abs(advantages) > 0]))
         metrics["advantage/share_groups_with_signal"] = (metrics["advantage/num_groups_with_signal"]
                                                          / max(metrics["rollout/num_groups_sampled"], 1))
-        with timed(metrics, "update"):
+        with timed(metrics, "update"), self.watchdog.watch("update", self.step + 1):
             metrics.update(self.update(trajs, advantages))
         metrics.update(_rollout_metrics(trajs, stats, rewards, advantages, success))
         # Outputs are named by the step being trained (self.step + 1; self.step counts completed steps).
@@ -215,6 +237,13 @@ class Trainer:
             new = [t for t, k in zip(trajs, keep, strict=True) if k]
             kept.extend(new)
             num_groups += len({t.group_id for t in new})
+        if num_groups < algo.num_prompts_per_step and algo.dynamic_sampling:
+            log.warning(
+                "step %d: dynamic sampling gave up after %d rounds (algo.max_sampling_rounds): %d of %d groups had a "
+                "success rate in [algo.filter_low=%g, algo.filter_high=%g]; %s",
+                self.step + 1, rounds, num_groups, algo.num_prompts_per_step, algo.filter_low, algo.filter_high,
+                "training on the groups kept" if kept or candidates else
+                "training on the last round's groups (zero advantages)")
         if not kept and not candidates:
             # Nothing passed the filter in any round: train on the last round rather than skip the step (the
             # group advantages of all-equal groups are 0, so such a batch changes nothing but is logged).
@@ -313,16 +342,17 @@ class Trainer:
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "memory": self.memory.state_dict() if self.memory is not None else None,
+            # Tensors, not numpy arrays: the state is read back with torch.load(weights_only=True).
+            "memory": ({k: torch.from_numpy(v) for k, v in self.memory.state_dict().items()}
+                       if self.memory is not None else None),
         }
         return write_checkpoint(self.run_dir, self.step, self.policy, state, self.cfg.keep_last_checkpoints)
 
-    def _restore_state(self, latest: Path) -> None:
-        state = read_trainer_state(latest)
+    def _restore_state(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         if self.memory is not None and state.get("memory"):
-            self.memory.load_state_dict(state["memory"])
+            self.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
         self.step = int(state["step"])
         self.metrics_log.truncate_after(self.step)
         log.info("resumed %s at step %d", self.run_dir, self.step)

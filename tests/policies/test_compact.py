@@ -109,7 +109,8 @@ def test_save_load_round_trip(tiny_policy: CompactVLA, tmp_path: Path) -> None:
     tiny_policy.tokenizer = ActionTokenizer(q01=np.linspace(-0.5, -0.1, 7), q99=np.linspace(0.1, 0.9, 7))
     batch = make_batch(3)
     out = tiny_policy.save_pretrained(tmp_path / "ckpt")
-    assert sorted(p.name for p in out.iterdir()) == ["action_tokenizer.json", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["action_tokenizer.json", "config.json", "manifest.json",
+                                                     "model.safetensors"]
     loaded = CompactVLA.from_pretrained(out)
     assert loaded.config == tiny_policy.config
     np.testing.assert_array_equal(loaded.tokenizer.q99, tiny_policy.tokenizer.q99)
@@ -125,6 +126,7 @@ def test_strict_key_check_names_missing_and_unexpected_keys(tiny_policy: Compact
     state.pop("head.bias")
     state["extra.weight"] = torch.zeros(2)
     save_file(state, str(out / "model.safetensors"))
+    (out / "manifest.json").unlink()  # a hand-edited checkpoint: the key check, not the manifest, must catch it
     with pytest.raises(CheckpointError, match=r"missing keys \['head.bias'\].*unexpected keys \['extra.weight'\]"):
         CompactVLA.from_pretrained(out)
 
@@ -134,6 +136,7 @@ def test_shape_mismatch_and_missing_file_are_errors(tiny_policy: CompactVLA, tmp
     state = load_file(str(out / "model.safetensors"))
     state["head.bias"] = torch.zeros(3)
     save_file(state, str(out / "model.safetensors"))
+    (out / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match=r"head.bias: \(3,\) vs model \(256,\)"):
         CompactVLA.from_pretrained(out)
     (out / "action_tokenizer.json").unlink()

@@ -9,6 +9,7 @@ from srpo.config.base import ConfigError, require, require_choice
 
 LiberoSuite = Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"]
 RenderBackend = Literal["egl", "osmesa"]
+RenderQuality = Literal["full", "fast"]
 HorizonPreset = Literal["suite", "official"]
 InitStateSplit = Literal["train", "eval"]
 
@@ -68,6 +69,13 @@ class LiberoConfig:
     re-samples the pose of fixtures without a free joint (cabinet, stove: up to ~1 cm and a small yaw, written
     into model.body_pos) from numpy's global RNG. True seeds that draw from (task, init state), so every
     rollout of a GRPO group sees the same scene; False re-samples it on each reset, as the official code does."""
+    render_quality: RenderQuality = "full"
+    """"full": LIBERO's own render settings (floor reflections, shadows, 4× multisampling, a 640×480 offscreen
+    buffer), the images the official code and its checkpoints see. "fast": reflections, shadows and
+    multisampling off and the offscreen buffer sized to the largest image asked for, ~3× cheaper with Mesa's
+    software rasteriser; objects, robot and layout are unchanged, edges are aliased and the table shows no
+    mirror image (benchmarks/results/render_quality_*.png). A policy trained on one should be evaluated on
+    the same."""
     render_backend: RenderBackend = "egl"
     """MuJoCo offscreen backend (sets MUJOCO_GL/PYOPENGL_PLATFORM before the first MuJoCo import): "egl"
     (GPU or Mesa's EGL) or "osmesa" (software; needs Debian's libosmesa6)."""
@@ -76,6 +84,7 @@ class LiberoConfig:
         require_choice(self.suite, "libero.suite", LIBERO_SUITES)
         require_choice(self.horizon, "libero.horizon", get_args(HorizonPreset))
         require_choice(self.render_backend, "libero.render_backend", get_args(RenderBackend))
+        require_choice(self.render_quality, "libero.render_quality", get_args(RenderQuality))
         num_tasks = 90 if self.suite == "libero_90" else 10
         if self.task_ids is not None:
             require(len(self.task_ids) > 0, "libero.task_ids", self.task_ids, "None (all tasks) or e.g. (0, 1)")

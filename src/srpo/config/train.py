@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -25,6 +27,7 @@ from srpo.config.policy import PolicyConfig
 from srpo.config.reward import RewardConfig
 from srpo.config.robustness import RobustnessConfig
 from srpo.config.rollout import RolloutConfig
+from srpo.config.watchdog import WatchdogConfig
 from srpo.types import Aggregation, KLEstimator, StdKind
 
 Algo = Literal["srpo", "grpo"]
@@ -187,6 +190,8 @@ class TrainConfig:
     there, algo.lr and algo.grad_clip apply, the env is used for evaluation alone)."""
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
     """`srpo eval --benchmark libero-plus|libero-pro`: perturbed LIBERO tasks (unused by training)."""
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    """Time limits of the embed and update phases: a hang becomes an error naming the phase."""
 
     def __post_init__(self) -> None:
         require_choice(self.algo_name, "algo_name", get_args(Algo))
@@ -222,6 +227,8 @@ def tabletop_preset() -> TrainConfig:
     return TrainConfig(
         run_dir="runs/tabletop",
         num_steps=30,
+        # One intra-op thread: a run's numbers then do not depend on the machine's core count (issue #17).
+        torch_num_threads=1,
         eval_every=5,
         num_eval_episodes_per_task=10,
         env=EnvConfig(kind="tabletop", tabletop=TabletopConfig(num_tasks=4)),
@@ -235,24 +242,36 @@ def tabletop_preset() -> TrainConfig:
 
 
 def cpu_preset() -> TrainConfig:
-    """The README's main job: a few LIBERO-Spatial tasks, the compact VLA from its one-shot SFT checkpoint, the
-    offline EfficientNet-lite0 encoder, small groups. Sized to finish in well under an hour on 2 cores."""
+    """The README's main job: two LIBERO-Spatial tasks, the compact VLA from its SFT checkpoint, the offline
+    EfficientNet-lite0 encoder, small groups; ~20 min on 2 cores.
+
+    The recipe was chosen by measurement (benchmarks/cpu_recipe.py, results in
+    benchmarks/results/cpu_recipes.json): the aim is a run that does not make the policy worse on held-out
+    states, so small steps (lr 2e-5) held near the SFT policy (KL 0.05), sampling at T = 0.7 (at T = 1.0 the
+    SFT policy succeeded in 2 of 32 rollouts against 25 % greedy, so most batches had no success and no
+    signal), and a memory bank of earlier successes so that a batch without one still ranks its failures.
+    Evaluation uses 20 held-out init states per task (40 episodes; training never sees states 30-49).
+    """
     return TrainConfig(
         run_dir="runs/cpu",
-        num_steps=4,
+        num_steps=8,
         torch_num_threads=1,
         eval_every=0,
-        num_eval_episodes_per_task=10,
+        num_eval_episodes_per_task=20,
         num_videos_per_step=2,
         env=EnvConfig(
             kind="libero",
-            libero=LiberoConfig(suite="libero_spatial", task_ids=(0, 1), image_size=128, embed_image_size=128),
+            libero=LiberoConfig(suite="libero_spatial", task_ids=(0, 1), image_size=128, embed_image_size=128,
+                                num_train_init_states=30, num_eval_init_states=20, render_quality="fast"),
         ),
-        rollout=RolloutConfig(num_workers=2, num_envs_per_worker=4),
+        # Timeouts well above the defaults: on a shared, oversubscribed 2-core machine building a LIBERO env took
+        # over the default 300 s of wall time, and a worker killed for it rebuilt the env from scratch, in a loop.
+        rollout=RolloutConfig(num_workers=2, num_envs_per_worker=4, step_timeout_s=120.0, reset_timeout_s=1800.0),
         policy=PolicyConfig(checkpoint="checkpoints/compact_libero_spatial_sft/final", image_size=128),
         encoder=EncoderConfig(name="efficientnet", num_frames=16, dtype="float32", device="cpu"),
-        algo=AlgoConfig(group_size=4, num_prompts_per_step=2, temperature=1.0, lr=1e-4, num_minibatches=2,
-                        filter_low=0.0, filter_high=1.0, max_sampling_rounds=1),
+        reward=RewardConfig(memory_size=8),
+        algo=AlgoConfig(group_size=4, num_prompts_per_step=2, temperature=0.7, lr=2e-5, kl_coef=0.05,
+                        num_minibatches=2, filter_low=0.0, filter_high=1.0, max_sampling_rounds=1),
     )
 
 
@@ -335,12 +354,12 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     if annotation is float:
         if isinstance(value, str):
             # YAML 1.1 reads "1e-5" (no dot) as a string; accept it as the number the user meant.
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{name}={value!r} is invalid: set it to a number")
+        if not math.isfinite(value):  # NaN or inf passes most range checks; no field means it
+            raise ConfigError(f"{name}={float(value)} is invalid: set it to a finite number")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -383,6 +402,29 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """The parser's complaint and where, on one line: "expected ',' or ']' (line 2, column 8)"."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else str(problem)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed content of a YAML config file; every way the file can be wrong is a ConfigError."""
+    if path.is_dir():
+        raise ConfigError(f"--config {path} is a directory, not a YAML file")
+    if not path.exists():
+        raise ConfigError(f"--config {path} does not exist")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--config {path} is not a text YAML file (undecodable bytes at offset {err.start})") from err
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
+
+
 def load_config(
     path: str | Path | None = None, preset: TrainPreset | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:
@@ -396,7 +438,7 @@ def load_config(
     base = TrainConfig.preset(preset) if preset is not None else TrainConfig()
     tree = config_to_dict(base)
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = _read_yaml(Path(path)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of config fields at the top level")
         tree = _merge(tree, loaded)
@@ -404,7 +446,12 @@ def load_config(
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: write it as key.path=value, e.g. algo.lr=1e-5")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({_yaml_problem(err)}); quote strings "
+                              "and close brackets, e.g. env.libero.task_ids=[0,1]") from err
+        _set_dotted(tree, key.strip(), value)
     cfg = _from_dict(TrainConfig, tree)
     assert isinstance(cfg, TrainConfig)
     return cfg

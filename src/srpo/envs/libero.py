@@ -115,6 +115,36 @@ def upright(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[::-1, ::-1])
 
 
+def _apply_render_quality(context: Any, quality: str, buffer_size: int) -> None:
+    """Apply `LiberoConfig.render_quality` to a robosuite offscreen render context (once per context).
+
+    "full" leaves LIBERO's settings alone. "fast" turns off what Mesa's software rasteriser pays most for and
+    the policy least needs: the floor's mirror reflection (MuJoCo draws the scene a second time, mirrored),
+    shadow maps (no pixel changed by it in the LIBERO-Spatial frames we compared) and 4× multisampling,
+    and shrinks the offscreen buffer from 640×480 to the largest image rendered. Multisampling and the buffer
+    size live in the MjrContext, which has to be rebuilt for them to take effect.
+
+    Args:
+        context: robosuite's `MjRenderContext` (`sim._render_context_offscreen`), its GL context current.
+        quality: "full" or "fast".
+        buffer_size: Side of the square offscreen buffer in "fast" mode (>= every image size rendered).
+    """
+    if quality == "full":
+        return
+    if quality != "fast":
+        raise ValueError(f"unknown libero.render_quality {quality!r}: choose 'full' or 'fast'")
+    import mujoco
+
+    context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    context.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+    visual = context.model.vis
+    visual.quality.offsamples = 0
+    visual.global_.offwidth = buffer_size
+    visual.global_.offheight = buffer_size
+    context.con.free()
+    context._set_mujoco_context_and_buffers()
+
+
 class LiberoEnv:
     """One LIBERO task: a robosuite `OffScreenRenderEnv` built once and reused for every episode.
 
@@ -136,19 +166,33 @@ class LiberoEnv:
         """
         _configure_render_backend(config.render_backend)
         benchmark, get_libero_path, off_screen_render_env = _import_libero()
-        self.config = config
-        self.suite_task_id = config.resolved_task_ids[task_id] if suite_task_id is None else suite_task_id
+        suite_task_id = config.resolved_task_ids[task_id] if suite_task_id is None else suite_task_id
         bench = benchmark.get_benchmark(config.suite)()
-        task = bench.get_task(self.suite_task_id)
-        self._init_states = np.asarray(bench.get_task_init_states(self.suite_task_id))
-        self.bddl_file = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
-        self.spec = TaskSpec(
-            suite=config.suite,
-            task_id=task_id,
-            instruction=task.language,
-            max_steps=config.resolved_max_steps,
-            num_init_states=len(self._init_states),
-        )
+        task = bench.get_task(suite_task_id)
+        init_states = np.asarray(bench.get_task_init_states(suite_task_id))
+        spec = TaskSpec(suite=config.suite, task_id=task_id, instruction=task.language,
+                        max_steps=config.resolved_max_steps, num_init_states=len(init_states))
+        self._build(config, spec, suite_task_id,
+                    os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file), init_states,
+                    off_screen_render_env)
+
+    def _build(self, config: LiberoConfig, spec: TaskSpec, suite_task_id: int, bddl_file: str,
+               init_states: np.ndarray, off_screen_render_env: Any) -> None:
+        """Construct the simulator of one BDDL file (also used for perturbed tasks: `srpo.envs.libero_variants`).
+
+        Args:
+            config: Cameras, image sizes, horizon, settle steps, render settings.
+            spec: The task's spec.
+            suite_task_id: Index of the task in its benchmark (seeds the fixture placement of every reset).
+            bddl_file: Absolute path of the BDDL file (as the env class expects it).
+            init_states: (N, D) flattened MuJoCo states to start episodes from.
+            off_screen_render_env: The env class (LIBERO's, or a LIBERO fork's with the same interface).
+        """
+        self.config = config
+        self.suite_task_id = suite_task_id
+        self._init_states = init_states
+        self.bddl_file = bddl_file
+        self.spec = spec
         # use_camera_obs=False: robosuite would otherwise render every camera on every control step. We keep
         # the offscreen renderer (has_offscreen_renderer is forced on by OffScreenRenderEnv) and render on demand.
         # hard_reset=False: a hard reset rebuilds the MuJoCo model and the GL context (~5 s); the soft reset
@@ -165,6 +209,8 @@ class LiberoEnv:
         self.raw_obs: dict[str, np.ndarray] = {}
         self.num_steps = 0
         self._closed = False
+        # The render context the render_quality settings were applied to (a new context needs them again).
+        self._configured_context: Any = None
 
     @property
     def init_states(self) -> np.ndarray:
@@ -272,6 +318,10 @@ class LiberoEnv:
         # (one per task in a rollout worker) the current one is the most recently created. Mesa's EGL renders
         # correctly either way in our tests; other drivers need not, and the call costs microseconds.
         context.gl_ctx.make_current()
+        if context is not self._configured_context:
+            _apply_render_quality(context, self.config.render_quality,
+                                  max(self.config.image_size, self.config.embed_image_size))
+            self._configured_context = context
         return upright(sim.render(width=size, height=size, camera_name=camera))
 
     def close(self) -> None:

@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from srpo.config.policy import PolicyConfig
-from srpo.errors import InputFileError
+from srpo.errors import CheckpointCorruptError
+from srpo.manifest import verify_manifest, write_manifest
 from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.tokenizer import TOKENIZER_FILE, ActionTokenizer
 
@@ -53,9 +54,8 @@ ImageTransform = Callable[[torch.Tensor], torch.Tensor]
 """Maps (B, 3, S, S) float pixels in [0, 1] to the same shape (e.g. SFT augmentation)."""
 
 
-class CheckpointError(InputFileError, ValueError):
-    """A checkpoint directory that does not match the model it is loaded into (a user input: `srpo` prints it as
-    one line)."""
+class CheckpointError(CheckpointCorruptError, ValueError):
+    """A checkpoint directory that does not match the model it is loaded into, or is not a CompactVLA checkpoint."""
 
 
 def categorical_log_probs(
@@ -501,6 +501,7 @@ class CompactVLA(TrainablePolicy):
                     "config": dataclasses.asdict(self.config)}
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
             self.tokenizer.save(tmp / TOKENIZER_FILE)
+            write_manifest(tmp)
             old = None
             if target.exists():
                 old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -529,22 +530,42 @@ class CompactVLA(TrainablePolicy):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | None = None) -> CompactVLA:
         """Load a `save_pretrained` directory; any missing or unexpected weight raises CheckpointError."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = Path(directory)
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory} is not a CompactVLA checkpoint directory (it "
+                                  f"{'is a file' if directory.exists() else 'does not exist'})")
+        verify_manifest(directory)  # sizes and checksums, when the checkpoint has a manifest
         for name in (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE):
             if not (directory / name).is_file():
-                raise CheckpointError(f"{directory} is not a CompactVLA checkpoint: {name} is missing")
-        meta = json.loads((directory / CONFIG_FILE).read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{directory / CONFIG_FILE} has format {meta.get('format')!r}, "
-                                  f"expected {CHECKPOINT_FORMAT!r}")
-        fields = dict(meta["config"])
-        if device is not None:
-            fields["device"] = device
-        config = PolicyConfig(**fields)
-        model = cls(config, ActionTokenizer.load(directory / TOKENIZER_FILE), pretrained_vision=False)
-        state = load_file(str(directory / WEIGHTS_FILE), device=str(model.device))
+                hint = f" (did you mean {directory / 'policy'}?)" if (directory / "policy").is_dir() else ""
+                raise CheckpointError(f"{directory} is not a CompactVLA checkpoint: {name} is missing{hint}")
+        try:
+            meta = json.loads((directory / CONFIG_FILE).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{directory / CONFIG_FILE} is not valid JSON ({err})") from err
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise CheckpointError(f"{directory / CONFIG_FILE} has format {found!r}, expected {CHECKPOINT_FORMAT!r}")
+        if meta.get("version", CHECKPOINT_VERSION) != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{directory / CONFIG_FILE} is checkpoint version {meta.get('version')!r}; this "
+                                  f"srpo reads version {CHECKPOINT_VERSION}")
+        try:
+            fields = dict(meta["config"])
+            if device is not None:
+                fields["device"] = device
+            config = PolicyConfig(**fields)
+            tokenizer = ActionTokenizer.load(directory / TOKENIZER_FILE)
+        except (TypeError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{directory} holds a config or tokenizer this srpo cannot read: {err}") from err
+        model = cls(config, tokenizer, pretrained_vision=False)
+        try:
+            state = load_file(str(directory / WEIGHTS_FILE), device=str(model.device))
+        except SafetensorError as err:
+            raise CheckpointError(f"{directory / WEIGHTS_FILE} is not a readable safetensors file ({err}): it is "
+                                  "truncated or not a weights file; use an earlier checkpoint") from err
         model.load_checked_state_dict(state, source=str(directory / WEIGHTS_FILE))
         return model
 

@@ -44,6 +44,7 @@ from torch import nn
 from srpo.config.base import ConfigError
 from srpo.config.policy import PolicyConfig
 from srpo.errors import InputFileError
+from srpo.manifest import verify_manifest, write_manifest
 from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.compact import categorical_log_probs, sample_tokens
 from srpo.policies.tokenizer import ActionTokenizer
@@ -210,6 +211,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
                     shutil.copy2(src, tmp / src.name)
             model: Any = self.model
             model.save_pretrained(str(tmp), safe_serialization=True)
+            write_manifest(tmp)
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)
@@ -333,6 +335,7 @@ class OpenVLAOFTPolicy(TrainablePolicy):
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
         directory = Path(checkpoint_dir)
+        verify_manifest(directory)  # a checkpoint srpo wrote: sizes and checksums (a downloaded one has none)
         config_path = directory / "config.json"
         if not config_path.is_file():
             raise InputFileError(f"{config_path} is missing: policy.checkpoint must be a local checkpoint dir")

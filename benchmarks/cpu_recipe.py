@@ -1,0 +1,136 @@
+"""Choose the `cpu` preset's recipe by measurement: fresh `srpo train --preset cpu` runs per recipe and seed.
+
+Each recipe is a list of `--set` overrides on top of the preset; every (recipe, seed) run is one real main-job
+command (`srpo train --preset cpu`, the same evaluation before and after training on the held-out init
+states). Runs go one at a time, each in its own run directory; a run whose metrics already hold its final
+evaluation is not run again, so the script can be stopped and restarted. Prints one row per run and a
+summary per recipe (before → after with Wilson 95 % intervals, wall time) and writes JSON.
+
+    MUJOCO_GL=egl nice -n 10 python benchmarks/cpu_recipe.py --recipes preset --seeds 0 1 2 --root runs/cpu_recipe
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "cpu_recipes.json"
+
+# Overrides on top of `--preset cpu`; "preset" is the preset as shipped.
+RECIPES: dict[str, list[str]] = {
+    "preset": [],
+    # The recipe the main job shipped with before (lr 1e-4, T 1.0, no KL, no memory, 4 steps).
+    "old": ["algo.lr=1e-4", "algo.temperature=1.0", "algo.kl_coef=0.0", "reward.memory_size=0", "num_steps=4"],
+    # Larger steps: the preset with 3× the learning rate.
+    "lr6e-5": ["algo.lr=6e-5"],
+    # Binary outcome reward from the same start (only the reward differs).
+    "grpo": ["algo_name=grpo"],
+}
+
+
+def _evals(metrics_path: Path) -> list[dict[str, Any]]:
+    if not metrics_path.exists():
+        return []
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    return [r for r in records if "eval/num_episodes" in r]
+
+
+def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Path) -> dict[str, Any]:
+    """One fresh main-job run (or the finished run already on disk); returns its before/after counts."""
+    from srpo.evaluate import wilson_interval
+
+    run_dir = root / f"{name}_seed{seed}"
+    timing_file = run_dir / "wall_s.txt"
+    evals = _evals(run_dir / "metrics.jsonl")
+    config = run_dir / "config.yaml"
+    num_steps = None
+    if config.exists():
+        import yaml
+
+        num_steps = yaml.safe_load(config.read_text())["num_steps"]
+    finished = len(evals) >= 2 and evals[-1]["step"] == num_steps and timing_file.exists()
+    if not finished:
+        has_checkpoint = any(run_dir.glob("ckpt-*"))
+        if run_dir.exists() and not has_checkpoint:
+            import shutil
+
+            shutil.rmtree(run_dir)  # cut short before its first checkpoint: start it again
+        if has_checkpoint:
+            # Cut short after a checkpoint: continue it (same run from the same start; wall time adds up).
+            cmd = [sys.executable, "-m", "srpo.cli", "train", "--resume", str(run_dir)]
+        else:
+            cmd = [sys.executable, "-m", "srpo.cli", "train", "--preset", "cpu", "--run-dir", str(run_dir),
+                   "--set", f"seed={seed}", "--set", "tensorboard=false"]
+            for item in overrides:
+                cmd += ["--set", item]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        spent = float(timing_file.read_text()) if timing_file.exists() else 0.0
+        start = time.perf_counter()
+        try:
+            with open(log_dir / f"{name}_seed{seed}.log", "a") as log:
+                subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True)
+        finally:
+            if run_dir.exists():
+                timing_file.write_text(f"{spent + time.perf_counter() - start:.1f}\n")
+        evals = _evals(run_dir / "metrics.jsonl")
+    first, last = evals[0], evals[-1]
+    k0, n0 = int(first["eval/num_successes"]), int(first["eval/num_episodes"])
+    k1, n1 = int(last["eval/num_successes"]), int(last["eval/num_episodes"])
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    train = [r for r in records if "rollout/success_rate" in r]
+    return {
+        "recipe": name, "overrides": overrides, "seed": seed, "run_dir": str(run_dir),
+        "wall_s": float(timing_file.read_text()), "num_steps": last["step"],
+        "before": {"successes": k0, "episodes": n0, "rate": k0 / n0, "wilson95": wilson_interval(k0, n0),
+                   "per_task": {k: v for k, v in first.items() if k.startswith("eval/success_rate_task")}},
+        "after": {"successes": k1, "episodes": n1, "rate": k1 / n1, "wilson95": wilson_interval(k1, n1),
+                  "per_task": {k: v for k, v in last.items() if k.startswith("eval/success_rate_task")}},
+        "change": k1 / n1 - k0 / n0,
+        "rollout_success_per_step": [r["rollout/success_rate"] for r in train],
+        "num_failures_shaped_per_step": [r.get("reward/num_failures_shaped") for r in train],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", nargs="+", default=["preset"], choices=sorted(RECIPES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--root", type=Path, default=Path("runs/cpu_recipe"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+    existing: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
+    runs = {(r["recipe"], r["seed"]): r for r in existing["runs"]}
+    print(f"{'recipe':<10}{'seed':>5}{'before':>14}{'after':>14}{'change':>9}{'wall min':>10}", flush=True)
+    for name in args.recipes:
+        for seed in args.seeds:
+            result = run_one(name, RECIPES[name], seed, args.root, args.root / "logs")
+            runs[(name, seed)] = result
+            b, a = result["before"], result["after"]
+            print(f"{name:<10}{seed:>5}{b['successes']:>8}/{b['episodes']:<5}{a['successes']:>8}/{a['episodes']:<5}"
+                  f"{result['change']:>+9.3f}{result['wall_s'] / 60:>10.1f}", flush=True)
+            summary = {}
+            for recipe in sorted({r for r, _ in runs}):
+                mine = [r for (n, _), r in runs.items() if n == recipe]
+                changes = [r["change"] for r in mine]
+                summary[recipe] = {"num_runs": len(mine), "mean_change": sum(changes) / len(changes),
+                                   "min_change": min(changes), "max_change": max(changes),
+                                   "mean_wall_min": sum(r["wall_s"] for r in mine) / len(mine) / 60}
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"recipes": {k: RECIPES[k] for k in summary}, "summary": summary,
+                                            "runs": sorted(runs.values(), key=lambda r: (r["recipe"], r["seed"])),
+                                            "load_avg_1min_at_write": os.getloadavg()[0]}, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

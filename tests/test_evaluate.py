@@ -1,0 +1,78 @@
+"""Binomial intervals of the evaluation and the main job's before/after line."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from srpo.evaluate import Z_95, before_after_line, difference_interval, wilson_interval
+
+
+def _wilson_by_quadratic(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson bounds as the roots in p of (p − k/n)² = z² p (1 − p) / n."""
+    p_hat = k / n
+    a = 1 + z * z / n
+    b = -(2 * p_hat + z * z / n)
+    c = p_hat * p_hat
+    roots = np.sort(np.roots([a, b, c]).real)
+    return float(roots[0]), float(roots[1])
+
+
+@pytest.mark.parametrize(("k", "n"), [(10, 40), (1, 20), (37, 40), (5, 8), (20, 40)])
+def test_wilson_matches_the_roots_of_its_defining_quadratic(k: int, n: int) -> None:
+    np.testing.assert_allclose(wilson_interval(k, n), _wilson_by_quadratic(k, n), atol=1e-9)
+
+
+def test_wilson_at_the_ends_and_a_published_value() -> None:
+    # k = 0: low is 0 and high = z² / (n + z²).
+    low, high = wilson_interval(0, 40)
+    assert low == 0.0 and high == pytest.approx(Z_95**2 / (40 + Z_95**2))
+    assert wilson_interval(40, 40)[1] == 1.0
+    # 10 of 40 (0.25): 0.1419 to 0.4019, as tabulated for the Wilson score interval.
+    low, high = wilson_interval(10, 40)
+    assert low == pytest.approx(0.1419, abs=5e-4) and high == pytest.approx(0.4019, abs=5e-4)
+
+
+@given(st.integers(1, 500).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_wilson_contains_the_estimate_and_stays_in_unit_interval(kn: tuple[int, int]) -> None:
+    k, n = kn
+    low, high = wilson_interval(k, n)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    # Four times the episodes: a narrower interval around the same rate.
+    low4, high4 = wilson_interval(4 * k, 4 * n)
+    assert high4 - low4 < high - low
+
+
+def test_wilson_rejects_impossible_counts() -> None:
+    with pytest.raises(ValueError, match="num_trials"):
+        wilson_interval(0, 0)
+    with pytest.raises(ValueError, match="num_successes"):
+        wilson_interval(5, 4)
+
+
+def test_difference_interval_is_newcombes_from_the_two_wilson_intervals() -> None:
+    low_a, high_a = wilson_interval(10, 40)
+    low_b, high_b = wilson_interval(16, 40)
+    d = 0.4 - 0.25
+    low, high = difference_interval(10, 40, 16, 40)
+    assert low == pytest.approx(d - math.sqrt((0.4 - low_b) ** 2 + (high_a - 0.25) ** 2))
+    assert high == pytest.approx(d + math.sqrt((high_b - 0.4) ** 2 + (0.25 - low_a) ** 2))
+    assert low < 0 < d < high  # +0.15 on 40 episodes each is within the noise
+
+
+def test_before_after_line_uses_the_first_and_last_evaluation_counts() -> None:
+    records = [
+        {"step": 0, "eval/success_rate": 0.25, "eval/num_successes": 10.0, "eval/num_episodes": 40.0},
+        {"step": 1, "rollout/success_rate": 0.1},
+        {"step": 2, "eval/success_rate": 0.3, "eval/num_successes": 12.0, "eval/num_episodes": 40.0},
+        {"step": 4, "eval/success_rate": 0.4, "eval/num_successes": 16.0, "eval/num_episodes": 40.0},
+    ]
+    line = before_after_line(records)
+    assert line is not None
+    assert "step 0 10/40 = 0.250 [95% CI 0.142, 0.402]" in line
+    assert "step 4 16/40 = 0.400" in line and "change +0.150" in line
+    assert before_after_line(records[:2]) is None

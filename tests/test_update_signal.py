@@ -1,0 +1,126 @@
+"""The advantage is the only learning signal once the entropy bonus and the KL term are off: these tests fail if
+the update zeroes the advantages, flips their sign, or pairs them with the wrong trajectory's tokens.
+
+Every other trainer test turns the entropy bonus on (so that a random policy whose groups all fail still moves),
+which hides exactly those bugs: parameters change whatever the advantages are.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srpo.config.train import TrainConfig, load_config
+from srpo.trainer import Trainer
+from srpo.types import ACTION_DIM, Trajectory
+from srpo.update import ChunkBatch, batched_log_probs
+
+TINY = [
+    "env.tabletop.num_tasks=2",
+    "env.tabletop.max_steps=16",
+    "env.tabletop.image_size=32",
+    "env.tabletop.embed_image_size=32",
+    "policy.image_size=32",
+    "policy.d_model=32",
+    "policy.num_layers=1",
+    "policy.num_heads=2",
+    "policy.ff_dim=64",
+    "policy.chunk_size=4",
+    "algo_name=grpo",
+    "algo.entropy_coef=0.0",  # the point of this file: no signal but the advantages
+    "algo.kl_coef=0.0",
+    "algo.ppo_epochs=1",
+    "algo.num_minibatches=1",  # one optimiser step, so the first-order effect of each advantage dominates
+    "algo.lr=1e-4",
+    "algo.weight_decay=0.0",  # decay would move the weights without any advantage
+    "num_eval_episodes_per_task=0",
+    "num_videos_per_step=0",
+    "tensorboard=false",
+]
+
+CHUNKS_PER_TRAJECTORY = (1, 2, 3)  # unequal, so advantages broadcast to the wrong chunks are caught
+ADVANTAGES = np.array([1.0, -1.0, 1.0])
+
+
+def tiny_config(run_dir: Path) -> TrainConfig:
+    return load_config(preset="tabletop", overrides=[*TINY, f"run_dir={run_dir}"])
+
+
+def constructed_trajectories(trainer: Trainer) -> list[Trajectory]:
+    """Three trajectories of 1, 2 and 3 chunks, each chunk at its own random observation and with tokens from a
+    band of bins no other chunk uses: raising one chunk's tokens cannot raise another's through a shared token."""
+    policy = trainer.policy
+    rng = np.random.default_rng(0)
+    size = trainer.cfg.policy.image_size
+    num_tokens = policy.num_action_tokens
+    state_dim = trainer.factory.make(0).reset(0).state.shape[0]
+    band = policy.num_bins // sum(CHUNKS_PER_TRAJECTORY)
+    trajs, chunk = [], 0
+    for i, num_chunks in enumerate(CHUNKS_PER_TRAJECTORY):
+        tokens = np.stack([rng.integers(band * (chunk + c), band * (chunk + c + 1), size=num_tokens)
+                           for c in range(num_chunks)])
+        chunk += num_chunks
+        steps = num_chunks * trainer.cfg.policy.chunk_size
+        trajs.append(Trajectory(
+            task_id=0, instruction=trainer.specs[0].instruction, init_state_id=0, group_id=0, rollout_id=i,
+            frames=rng.integers(0, 256, size=(2, size, size, 3), dtype=np.uint8),
+            policy_images=rng.integers(0, 256, size=(num_chunks, size, size, 3), dtype=np.uint8),
+            policy_states=rng.normal(size=(num_chunks, state_dim)).astype(np.float32),
+            action_tokens=tokens.astype(np.int64),
+            log_probs=np.zeros((num_chunks, num_tokens), np.float32),
+            token_mask=np.ones((num_chunks, num_tokens), bool),
+            actions=np.zeros((steps, ACTION_DIM), np.float32),
+            success=bool(ADVANTAGES[i] > 0), finish_step=steps,
+        ))
+    return trajs
+
+
+def chunk_log_probs(trainer: Trainer, trajs: list[Trajectory]) -> np.ndarray:
+    """(M,) summed log-prob of each chunk's executed tokens, in trajectory order."""
+    batch = ChunkBatch.from_trajectories(trajs, np.zeros(len(trajs)))
+    lp, _ = batched_log_probs(trainer.policy, batch, trainer.cfg.algo.temperature)
+    return np.where(batch.mask, lp, 0.0).sum(axis=1)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trainer]:
+    torch.manual_seed(0)
+    with Trainer(tiny_config(tmp_path_factory.mktemp("signal") / "run"), show_progress=False) as trainer:
+        yield trainer
+
+
+@pytest.fixture
+def trainer(built: Trainer) -> Iterator[Trainer]:
+    """The module's trainer, its weights and optimiser state restored after each test."""
+    weights = copy.deepcopy(built.policy.state_dict())
+    optimizer = copy.deepcopy(built.optimizer.state_dict())
+    yield built
+    built.policy.load_state_dict(weights)
+    built.optimizer.load_state_dict(optimizer)
+
+
+def test_each_chunk_moves_the_way_its_trajectorys_advantage_says(trainer: Trainer):
+    trajs = constructed_trajectories(trainer)
+    before = chunk_log_probs(trainer, trajs)
+    trainer.update(trajs, ADVANTAGES)
+    after = chunk_log_probs(trainer, trajs)
+    expected_sign = np.repeat(np.sign(ADVANTAGES), CHUNKS_PER_TRAJECTORY)
+    delta = after - before
+    assert np.all(np.abs(delta) > 1e-4), f"some chunk's log-prob did not move: {delta}"
+    np.testing.assert_array_equal(np.sign(delta), expected_sign,
+                                  err_msg=f"log-prob changes {delta} do not follow the advantages' signs")
+
+
+def test_zero_advantages_leave_the_policy_unchanged(trainer: Trainer):
+    """The converse: with the entropy bonus and KL off, zero advantages carry no signal at all."""
+    trajs = constructed_trajectories(trainer)
+    state = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    trainer.update(trajs, np.zeros(len(trajs)))
+    after = trainer.policy.state_dict()
+    changed = [k for k in state if not torch.equal(state[k], after[k])]
+    assert not changed, f"parameters {changed[:3]} changed without any advantage"
