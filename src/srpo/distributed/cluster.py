@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from srpo.config.distributed import DistributedConfig
+from srpo.errors import SrpoError
 
 log = logging.getLogger(__name__)
 
 RAY_INSTALL_HELP = "Ray is not installed: pip install 'srpo[distributed]' (or set distributed.backend=none)"
 
 
-class ClusterResourceError(ValueError):
+class ClusterResourceError(SrpoError, ValueError):
     """The Ray cluster lacks resources a role of the run asks for (the message names them and the fields).
 
-    A ValueError, like ConfigError: the fix is a config value (or a bigger cluster), and `srpo` prints it as one
+    An SrpoError, like ConfigError: the fix is a config value (or a bigger cluster), and `srpo` prints it as one
     line instead of a traceback."""
 
 
