@@ -26,16 +26,16 @@ LAYERS: list[tuple[str, ...]] = [
     # 2 envs, policies: contracts and implementations; data files and videos they read and write
     ("srpo.envs", "srpo.policies", "srpo.demos", "srpo.lerobot", "srpo.video", "srpo.distributed",
      "srpo.distributed.cluster"),
-    # 3 rollout: the scheduler and its worker transports (local processes, Ray), the remote encoder
-    ("srpo.rollout", "srpo.distributed.ray_rollout", "srpo.distributed.encoder"),
+    # 3 rollout: the scheduler and its worker transports (local processes, Ray), the remote encoder, scripted-expert
+    # recording
+    ("srpo.rollout", "srpo.distributed.ray_rollout", "srpo.distributed.encoder", "srpo.recording"),
     # 4 build / update / run_dir: making the parts, the mini-batch update (single-process and data-parallel),
     # the run directory
     ("srpo.build", "srpo.update", "srpo.run_dir", "srpo.distributed.learner", "srpo.resume", "srpo.watchdog",
      "srpo.interrupt"),
-    # 5 evaluate: greedy evaluation, reward-quality evaluation and its scripted recordings, reports of a run,
-    # dataset recording, robustness benchmarks, trajectory diversity
-    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.recording", "srpo.robustness",
-     "srpo.diversity_eval"),
+    # 5 evaluate: greedy evaluation, reward-quality evaluation, reports of a run, dataset recording, robustness
+    # benchmarks, trajectory diversity
+    ("srpo.evaluate", "srpo.reward_eval", "srpo.report", "srpo.record", "srpo.robustness", "srpo.diversity_eval"),
     # 6 the loops
     ("srpo.trainer", "srpo.sft", "srpo.compare", "srpo.offline"),
     # 7 the command line
@@ -157,6 +157,7 @@ def test_the_checks_catch_a_cycle_and_an_upward_import(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("module", "layer"), [("srpo.config.train", 0), ("srpo.reward.encoders.pixel", 1),
-                                               ("srpo.distributed.learner", 4), ("srpo.distributed.cluster", 2)])
-def test_layer_of_takes_the_longest_prefix(module: str, layer: int) -> None:
+                                               ("srpo.distributed.learner", 4), ("srpo.distributed.cluster", 2),
+                                               ("srpo", 0), ("srpo.not_yet_placed", None)])
+def test_layer_of_takes_the_longest_prefix(module: str, layer: int | None) -> None:
     assert layer_of(module) == layer

@@ -64,3 +64,15 @@ def test_sft_flags_map_onto_the_typed_config(tmp_path: Path) -> None:
     assert (cfg.sft.num_steps, cfg.sft.learning_rate, cfg.sft.augment) == (7, 1e-3, False)
     with pytest.raises(ConfigError, match="exactly one demonstration source"):
         type(cfg)(out="x")
+
+
+def test_input_errors_raised_below_the_cli_are_srpo_errors() -> None:
+    # The CLI catches only SrpoError: each of these is bad input (a config value, a file), not a bug.
+    from srpo.distributed.cluster import ClusterResourceError
+    from srpo.errors import InputFileError, MissingFileError, SrpoError
+    from srpo.policies.compact import CheckpointError
+    from srpo.reward.encoders.vjepa2 import CheckpointKeyError
+
+    for error in (ClusterResourceError, CheckpointError, CheckpointKeyError, MissingFileError, ConfigError):
+        assert issubclass(error, SrpoError), error
+    assert issubclass(MissingFileError, InputFileError) and issubclass(MissingFileError, FileNotFoundError)

@@ -1,5 +1,5 @@
-"""The `srpo` command line: score, train, eval, sft, reward-eval, record, offline, report, compare (heavy imports
-inside each)."""
+"""The `srpo` command line: score, train, eval, sft, reward-eval, record, offline, report, compare, diversity (heavy
+imports inside each)."""
 
 from __future__ import annotations
 
@@ -155,6 +155,18 @@ def _compare(args: argparse.Namespace) -> int:
     result = run_compare(cfg, args.out, seeds=args.seeds, target=args.target, metric=args.metric)
     print(result.table())
     print(f"plot: {Path(args.out) / 'compare.png'}, data: {Path(args.out) / 'compare.json'}")
+    return 0
+
+
+def _diversity(args: argparse.Namespace) -> int:
+    from srpo.config.diversity import DiversityConfig
+    from srpo.diversity_eval import DIVERSITY_JSON, DIVERSITY_PLOT, run_diversity
+
+    cfg = DiversityConfig(episodes_per_state=args.episodes_per_state, temperature=args.temperature,
+                          num_cells=args.num_cells, out_dir=args.out)
+    result = run_diversity(args.run_dirs, cfg)
+    print(result.table())
+    print(f"plot: {Path(args.out) / DIVERSITY_PLOT}, data: {Path(args.out) / DIVERSITY_JSON}")
     return 0
 
 
@@ -421,6 +433,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--metric", default="eval/success_rate")
     cmp_.add_argument("--out", default="runs/compare")
     cmp_.set_defaults(func=_compare)
+
+    from srpo.config.diversity import DiversityConfig
+
+    div = sub.add_parser("diversity", help="end-effector path diversity of runs' final policies, by algo",
+                         description="Samples K episodes per held-out init state with each run's final checkpoint at "
+                         "its training temperature; prints coverage, spread and pairwise path distance per run and "
+                         "per algo (mean, bootstrap 95% CI over runs); writes diversity.json and diversity.png.")
+    div.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="`srpo train` run directories")
+    div.add_argument("--episodes-per-state", type=int, default=DiversityConfig.episodes_per_state,
+                     help="sampled episodes per held-out (task, init state)")
+    div.add_argument("--temperature", type=float, default=None, help="default: each run's algo.temperature")
+    div.add_argument("--num-cells", type=int, default=DiversityConfig.num_cells, help="coverage grid cells per axis")
+    div.add_argument("--out", default=DiversityConfig.out_dir, help="directory for diversity.json and diversity.png")
+    div.set_defaults(func=_diversity)
     return parser
 
 

@@ -22,5 +22,9 @@ class CheckpointCorruptError(InputFileError):
     """A checkpoint whose files do not match its manifest, or that cannot be read as what it claims to be."""
 
 
+class MissingFileError(InputFileError, FileNotFoundError):
+    """A file or folder the command needs does not exist (also a FileNotFoundError for library callers)."""
+
+
 class PhaseTimeoutError(SrpoError):
     """A training phase (embed, update) ran past its watchdog limit: a hang, or a limit set too low."""

@@ -140,6 +140,8 @@ class StepResult:
     success: bool
     done: bool
     constructed: bool = False  # the reset had to construct a new env
+    # (num_steps, 3) end-effector position after each executed step; None if the env reports none at some step.
+    eef_pos: np.ndarray | None = None
 
 
 @dataclass
@@ -213,6 +215,7 @@ class EnvHost:
     def _chunk(self, job: ChunkJob) -> StepResult:
         task_id, env = self._in_use[job.key]
         frames: list[np.ndarray] = []
+        eef: list[np.ndarray] | None = []  # None once a step reports no end-effector position
         step = job.start_step
         num_actions = len(job.actions)
         obs: Observation | None = None
@@ -227,6 +230,10 @@ class EnvHost:
             )
             if obs.embed_frame is not None:
                 frames.append(obs.embed_frame)
+            if eef is not None and obs.eef_pos is None:
+                eef = None
+            elif eef is not None:
+                eef.append(np.asarray(obs.eef_pos, dtype=np.float32))
             if obs.success or at_horizon:
                 done = True
                 if obs.embed_frame is None and isinstance(env, RenderableEnv):
@@ -235,13 +242,15 @@ class EnvHost:
                         frames.append(final)
                 break
         assert obs is not None  # chunks are never empty
+        path = np.stack(eef) if eef else None
         if done:
             del self._in_use[job.key]
             self._idle.append((task_id, env))
-            return StepResult(job.key, None, obs.state, frames, step - job.start_step, obs.success, True)
+            return StepResult(job.key, None, obs.state, frames, step - job.start_step, obs.success, True,
+                              eef_pos=path)
         if obs.image is None:
             raise RuntimeError(f"task {task_id}: step(render_policy=True) returned no policy image")
-        return StepResult(job.key, obs.image, obs.state, frames, step - job.start_step, False, False)
+        return StepResult(job.key, obs.image, obs.state, frames, step - job.start_step, False, False, eef_pos=path)
 
     def _take_env(self, task_id: int) -> tuple[Env, bool]:
         for pos in range(len(self._idle) - 1, -1, -1):  # most recently used first
@@ -519,6 +528,8 @@ class _Episode:
     log_probs: list[np.ndarray] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
+    eef_pos: list[np.ndarray] = field(default_factory=list)
+    eef_complete: bool = True  # every executed step so far reported an end-effector position
     num_steps: int = 0
 
     def clear(self) -> None:
@@ -527,8 +538,9 @@ class _Episode:
         self.image = self.state = None
         self.chunk = None
         for buffer in (self.frames, self.policy_images, self.policy_states, self.tokens, self.log_probs,
-                       self.masks, self.actions):
+                       self.masks, self.actions, self.eef_pos):
             buffer.clear()
+        self.eef_complete = True
         self.num_steps = 0
 
 
@@ -762,6 +774,10 @@ class RolloutEngine:
             ep.log_probs.append(sent.log_probs)
             ep.masks.append(mask)
             ep.actions.append(sent.actions[: result.num_steps])
+            if result.eef_pos is None or len(result.eef_pos) != result.num_steps:
+                ep.eef_complete = False
+            else:
+                ep.eef_pos.append(result.eef_pos)
             ep.num_steps += result.num_steps
         ep.image, ep.state = result.image, result.state
         if result.done:
@@ -789,6 +805,9 @@ class RolloutEngine:
             finish_step=ep.num_steps,
             suite=ep.spec.suite,
             num_restarts=ep.num_restarts,
+            # A partial path would misalign with the actions: an env that skips a step reports none at all.
+            eef_pos=(np.concatenate(ep.eef_pos).astype(np.float32) if ep.eef_complete and ep.eef_pos
+                     else np.zeros((0, 3), dtype=np.float32)),
         )
 
     # -- faults --------------------------------------------------------------------------------------------

@@ -91,11 +91,11 @@ def select_demos(demos: Sequence[Demo], num_per_task: int, only_successful: bool
             continue
         by_task[key].append(d)
     if not by_task:
-        raise ValueError("no demonstrations given")
+        raise InputFileError("no demonstrations given")
     chosen: list[Demo] = []
     for key, items in by_task.items():
         if len(items) < num_per_task:
-            raise ValueError(
+            raise InputFileError(
                 f"task {key} has {len(items)} usable demos ({skipped[key]} unsuccessful skipped) but "
                 f"sft.num_demos_per_task={num_per_task}: record more demos or lower sft.num_demos_per_task"
             )
@@ -123,7 +123,7 @@ def build_dataset(demos: Sequence[Demo], tokenizer: ActionTokenizer, chunk_size:
         tokens.append(tokenizer.encode_chunk(action_chunks(d.actions, chunk_size)))
         keys += [(d.suite, d.task_id)] * d.actions.shape[0]
     if not tokens:
-        raise ValueError("the selected demonstrations hold no steps")
+        raise InputFileError("the selected demonstrations hold no steps")
     return SFTDataset(np.concatenate(images), np.concatenate(states), instructions, np.concatenate(tokens), keys)
 
 

@@ -60,6 +60,10 @@ class Trajectory:
         finish_step: Number of env steps executed (== T).
         suite: Name of the suite / env family the task comes from.
         num_restarts: How often this episode was re-run after a worker fault.
+        eef_pos: (T, 3) float32 end-effector position after each executed env step (row t follows action t),
+            from the env's `Observation.eef_pos`; (0, 3) when the env does not report one, and for records made
+            before this field existed (constructors that omit it get the empty array, so they keep working; the
+            diversity metrics refuse such records with a message instead of guessing a path).
     """
 
     task_id: int
@@ -78,6 +82,7 @@ class Trajectory:
     finish_step: int
     suite: str = ""
     num_restarts: int = 0
+    eef_pos: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.float32))
 
     def __post_init__(self) -> None:
         num_chunks = self.action_tokens.shape[0]
@@ -99,6 +104,11 @@ class Trajectory:
             raise ValueError(
                 f"Trajectory {self.rollout_id}: {self.actions.shape[0]} actions recorded but finish_step is "
                 f"{self.finish_step}"
+            )
+        if self.eef_pos.ndim != 2 or self.eef_pos.shape[1] != 3 or self.eef_pos.shape[0] not in (0, self.finish_step):
+            raise ValueError(
+                f"Trajectory {self.rollout_id}: eef_pos must be (finish_step={self.finish_step}, 3) or (0, 3) when "
+                f"not recorded, got {self.eef_pos.shape}"
             )
 
     @property

@@ -13,6 +13,7 @@ from srpo.cli import build_parser, sft_config_from_args
 from srpo.config.env import TabletopConfig
 from srpo.config.sft import SFTConfig
 from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
+from srpo.errors import InputFileError
 from srpo.policies.compact import CompactVLA
 from srpo.sft import (
     action_chunks,
@@ -43,7 +44,7 @@ def test_select_demos_takes_first_successful_per_task() -> None:
     chosen = select_demos(demos, num_per_task=1)
     assert [(d.task_id, d is demos[i]) for d, i in zip(chosen, [1, 2], strict=True)] == [(0, True), (1, True)]
     expected = r"task \('s', 0\) has 2 usable demos \(1 unsuccessful skipped\).*num_demos_per_task=3"
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(InputFileError, match=expected):
         select_demos(demos, num_per_task=3)
 
 

@@ -23,7 +23,7 @@ RAY_INSTALL_HELP = "Ray is not installed: pip install 'srpo[distributed]' (or se
 class ClusterResourceError(SrpoError, ValueError):
     """The Ray cluster lacks resources a role of the run asks for (the message names them and the fields).
 
-    A ValueError, like ConfigError: the fix is a config value (or a bigger cluster), and `srpo` prints it as one
+    An SrpoError, like ConfigError: the fix is a config value (or a bigger cluster), and `srpo` prints it as one
     line instead of a traceback."""
 
 

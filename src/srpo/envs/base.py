@@ -43,6 +43,9 @@ class Observation:
         success: Whether the task goal holds now.
         wrist_image: (H, W, 3) uint8 wrist-camera image, upright, rendered together with `image` by envs that
             have a wrist camera and have it enabled; None otherwise.
+        eef_pos: (3,) float32 end-effector position in the env's world frame (tabletop: gripper x, y, z;
+            LIBERO: robosuite's `robot0_eef_pos`), or None for envs that do not report one. The rollout engine
+            records it after every step into `Trajectory.eef_pos` (trajectory-diversity metrics).
     """
 
     image: np.ndarray | None
@@ -50,6 +53,7 @@ class Observation:
     state: np.ndarray
     success: bool
     wrist_image: np.ndarray | None = None
+    eef_pos: np.ndarray | None = None
 
 
 class Env(Protocol):

@@ -343,7 +343,8 @@ class LiberoEnv:
         else:
             embed = None
         return Observation(
-            image=image, embed_frame=embed, state=proprio_state(self.raw_obs), success=success, wrist_image=wrist
+            image=image, embed_frame=embed, state=proprio_state(self.raw_obs), success=success, wrist_image=wrist,
+            eef_pos=np.asarray(self.raw_obs["robot0_eef_pos"], dtype=np.float32).copy(),
         )
 
     def _check_open(self) -> None:

@@ -254,7 +254,8 @@ class TabletopEnv:
         state = np.array([self._x, self._y, self._z, 1.0 if self._closed else -1.0], dtype=np.float32)
         if self.config.object_state:
             state = np.concatenate([state, self._blocks.ravel(), self._plates.ravel()]).astype(np.float32)
-        return Observation(image=image, embed_frame=embed, state=state, success=self.success)
+        eef = np.array([self._x, self._y, self._z], dtype=np.float32)
+        return Observation(image=image, embed_frame=embed, state=state, success=self.success, eef_pos=eef)
 
     def _render(self, size: int) -> np.ndarray:
         """(size, size, 3) uint8 top-down view of the current state."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from srpo.config.encoder import EncoderConfig
+from srpo.errors import MissingFileError
 from srpo.reward.frames import (
     batches,
     check_video,
@@ -71,7 +72,7 @@ def load_efficientnet_lite0(weights: str | None = None, image_size: int = DEFAUL
         raise ImportError(f"efficientnet-lite-pytorch is not installed. {WEIGHTS_HELP}") from err
     path = default_weights_path() if weights is None else weights
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"EfficientNet-lite0 weights not found at {path}. {WEIGHTS_HELP}")
+        raise MissingFileError(f"EfficientNet-lite0 weights not found at {path}. {WEIGHTS_HELP}")
     model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from srpo.config.encoder import VJEPA2_WEIGHTS_HELP, EncoderConfig
+from srpo.errors import InputFileError, MissingFileError
 from srpo.reward.frames import batches, preprocess_frames, resolve_device, sample_videos
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ _TOP_RENAMES = {
 }
 
 
-class CheckpointKeyError(ValueError):
+class CheckpointKeyError(InputFileError, ValueError):
     """An original checkpoint whose keys or shapes do not match the transformers encoder."""
 
 
@@ -233,7 +234,7 @@ def load_vjepa2_original(
     from transformers import VJEPA2Model
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no V-JEPA 2 checkpoint file at {path}. {VJEPA2_WEIGHTS_HELP}")
+        raise MissingFileError(f"no V-JEPA 2 checkpoint file at {path}. {VJEPA2_WEIGHTS_HELP}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, Mapping) or "encoder" not in checkpoint:
         keys = sorted(checkpoint)[:10] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
@@ -279,7 +280,7 @@ def load_vjepa2_hf(name_or_path: str) -> VJEPA2Model:
         )
     except (OSError, ValueError) as err:
         # OSError: not a directory and not in the cache; ValueError: a path-like string that is not a valid id.
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"cannot load V-JEPA 2 from {name_or_path!r} offline ({err}). {VJEPA2_WEIGHTS_HELP}"
         ) from err
     return model.eval()
@@ -288,7 +289,7 @@ def load_vjepa2_hf(name_or_path: str) -> VJEPA2Model:
 def load_vjepa2(config: EncoderConfig) -> VJEPA2Model:
     """Load the V-JEPA 2 model named by `config.weights` in `config.weights_format`."""
     if config.weights is None:
-        raise FileNotFoundError(f"encoder.weights is not set. {VJEPA2_WEIGHTS_HELP}")
+        raise MissingFileError(f"encoder.weights is not set. {VJEPA2_WEIGHTS_HELP}")
     fmt = config.weights_format
     if fmt == "auto":
         fmt = "original" if os.path.isfile(config.weights) else "hf"
