@@ -170,8 +170,9 @@ def test_episode_plan_uses_held_out_states_and_never_repeats_one() -> None:
     libero = load_config(preset="cpu").env.libero
     tasks = [VariantTask("a", "liberoplus", "libero_spatial", 0, "x.bddl", "i", "camera", None, 50),
              VariantTask("b", "liberoplus", "libero_spatial", 1, "y.bddl", "i", "layout", 2, 1)]
-    assert episode_plan(tasks, libero, 3) == [(0, 40), (0, 41), (0, 42), (1, 0)]
-    assert len(episode_plan(tasks, libero, 50)) == 10 + 1
+    held_out = libero.init_state_ids("eval")
+    assert episode_plan(tasks, libero, 3) == [(0, held_out[0]), (0, held_out[1]), (0, held_out[2]), (1, 0)]
+    assert len(episode_plan(tasks, libero, 50)) == len(held_out) + 1
 
 
 def test_summary_and_table_report_unavailable_and_partial_dimensions() -> None:
@@ -205,11 +206,11 @@ def test_cli_names_the_missing_environment(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     out = subprocess.run([SRPO, "eval", "--preset", "cpu", "--benchmark", "libero-plus", "--out", str(tmp_path),
                           "--set", f"robustness.python={tmp_path / 'nope' / 'python'}"],
-                         capture_output=True, text=True, timeout=120, env=env)
+                         capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 2
     assert "make robust" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     out = subprocess.run([SRPO, "eval", "--benchmark", "libero-pro", "--dimensions", "camera", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120, env=env)
+                         capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 2 and "robustness.dimensions" in out.stderr
 
 
