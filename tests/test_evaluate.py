@@ -47,11 +47,12 @@ def test_wilson_contains_the_estimate_and_stays_in_unit_interval(kn: tuple[int, 
     assert high4 - low4 < high - low
 
 
-def test_wilson_rejects_impossible_counts() -> None:
-    with pytest.raises(ValueError, match="num_trials"):
-        wilson_interval(0, 0)
+def test_wilson_rejects_impossible_counts_and_is_uninformative_without_trials() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError, match="num_successes"):
         wilson_interval(5, 4)
+    with pytest.raises(ValueError, match="num_successes"):
+        wilson_interval(-1, 3)
 
 
 def test_difference_interval_is_newcombes_from_the_two_wilson_intervals() -> None:

@@ -31,16 +31,17 @@ def wilson_interval(num_successes: int, num_trials: int, z: float = Z_95) -> tup
 
     Args:
         num_successes: k, successes among the trials, 0 <= k <= n.
-        num_trials: n >= 1.
+        num_trials: n >= 0; n = 0 (nothing measured, e.g. a perturbation dimension with no runnable task) gives
+            the uninformative (0, 1).
         z: Normal quantile of the interval (1.96 for 95 %).
 
     Returns:
         (low, high), 0 <= low <= k/n <= high <= 1.
     """
-    if num_trials < 1:
-        raise ValueError(f"num_trials must be >= 1, got {num_trials}")
-    if not 0 <= num_successes <= num_trials:
-        raise ValueError(f"num_successes must lie in [0, num_trials={num_trials}], got {num_successes}")
+    if num_trials < 0 or not 0 <= num_successes <= num_trials:
+        raise ValueError(f"need 0 <= num_successes <= num_trials, got {num_successes} of {num_trials}")
+    if num_trials == 0:
+        return 0.0, 1.0
     n, p = float(num_trials), num_successes / num_trials
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom

@@ -14,7 +14,6 @@ episodes than it has held-out states.
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 import time
@@ -38,40 +37,9 @@ from srpo.envs.perturbations import (
     select_variants,
 )
 from srpo.errors import SrpoError
+from srpo.evaluate import wilson_interval
 
-# Two-sided 95 % normal quantile.
-Z_95 = 1.959963984540054
 _LANGUAGE_RE = re.compile(r"\(:language\s+([^)]*)\)")
-
-
-def wilson_interval(num_success: int, num_trials: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval of a binomial success rate.
-
-    For p̂ = k/n: centre = (p̂ + z²/2n) / (1 + z²/n), half-width = z·sqrt(p̂(1−p̂)/n + z²/4n²) / (1 + z²/n).
-    Unlike the normal (Wald) interval it stays inside [0, 1] and is not empty at k = 0 or k = n, which matters
-    at the small n a CPU evaluation affords.
-
-    Args:
-        num_success: k, successes.
-        num_trials: n, episodes (0 gives the uninformative (0, 1)).
-        z: Normal quantile (1.96 for 95 %).
-
-    Returns:
-        (low, high) bounds in [0, 1].
-    """
-    if num_trials < 0 or not 0 <= num_success <= max(num_trials, 0):
-        raise ValueError(f"need 0 <= num_success <= num_trials, got {num_success} of {num_trials}")
-    if num_trials == 0:
-        return 0.0, 1.0
-    n = float(num_trials)
-    p = num_success / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # At k = 0 (k = n) the bound is exactly 0 (1); rounding would leave ~1e-18 on the wrong side of p̂.
-    low = 0.0 if num_success == 0 else max(0.0, centre - half)
-    high = 1.0 if num_success == num_trials else min(1.0, centre + half)
-    return low, high
 
 
 @dataclass

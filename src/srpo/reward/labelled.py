@@ -164,12 +164,13 @@ def load_folder(directory: str | Path) -> LabelledSet:
                 raise ValueError(f"{where}: trajectory file {path} does not exist")
             videos.append(read_video_file(path))
             success.append(parse_bool(row["success"], where))
-            try:
-                task_ids.append(int(row["task_id"]))
-                if "stage" in columns:
-                    stages.append(int(row["stage"]))
-            except ValueError as err:
-                raise ValueError(f"{where}: task_id and stage must be integers, got {row}") from err
+            for column, values in (("task_id", task_ids), ("stage", stages)):
+                if column not in columns:
+                    continue
+                try:
+                    values.append(int(row[column]))
+                except ValueError as err:
+                    raise ValueError(f"{where}: {column} must be an integer, got {row[column]!r}") from err
             if "kind" in columns:
                 kinds.append(row["kind"])
             for key, arr in _read_frame_labels(path).items():
