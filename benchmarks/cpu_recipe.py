@@ -1,4 +1,4 @@
-"""Choose the `cpu` preset's recipe by measurement: fresh `srpo train --preset cpu` runs per recipe and seed (issue 14).
+"""Choose the `cpu` preset's recipe by measurement: fresh `srpo train --preset cpu` runs per recipe and seed.
 
 Each recipe is a list of `--set` overrides on top of the preset; every (recipe, seed) run is one real main-job
 command (`srpo train --preset cpu`, the same evaluation before and after training on the held-out init
@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "cpu_recipes.json"
 # Overrides on top of `--preset cpu`; "preset" is the preset as shipped.
 RECIPES: dict[str, list[str]] = {
     "preset": [],
-    # The recipe the main job shipped with before issue 14 (lr 1e-4, T 1.0, no KL, no memory, 4 steps).
+    # The recipe the main job shipped with before (lr 1e-4, T 1.0, no KL, no memory, 4 steps).
     "old": ["algo.lr=1e-4", "algo.temperature=1.0", "algo.kl_coef=0.0", "reward.memory_size=0", "num_steps=4"],
     # Larger steps: the preset with 3× the learning rate.
     "lr6e-5": ["algo.lr=6e-5"],

@@ -1,4 +1,4 @@
-"""What `libero.render_quality="fast"` changes in the policy's image, and what it saves (issue 14).
+"""What `libero.render_quality="fast"` changes in the policy's image, and what it saves.
 
 For each task, one env per quality renders the agentview of the same states (an init state after the settle
 steps, then after a few scripted-free moves of the arm), at the policy's image size. Prints the render time per

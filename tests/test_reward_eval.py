@@ -12,6 +12,7 @@ import pytest
 
 from srpo.config.encoder import EncoderConfig
 from srpo.config.reward import RewardConfig
+from srpo.errors import SrpoError
 from srpo.reward.encoders import make_encoder
 from srpo.reward_eval import (
     METRIC_NAMES,
@@ -261,9 +262,9 @@ def test_record_then_evaluate_through_the_command(tmp_path: Path, capsys: pytest
 
 
 def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--num-cuts"):
+    with pytest.raises(SrpoError, match="--num-cuts"):
         run_reward_eval(_parse(["--data", str(tmp_path), "--num-cuts", "1"]))
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(SrpoError, match="out of range"):
         run_reward_eval(_parse(["--record", "tabletop", "--tasks", "99", "--output-dir", str(tmp_path)]))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,6 +176,9 @@ def test_cli_train_kill_resume_report(tmp_path: Path):
     resumed = run_cli("train", "--resume", str(run_dir), "--report")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "finished 3 steps" in resumed.stdout
+    # The before/after line from the step-0 and final evaluations (1 episode × 2 tasks each), with intervals.
+    assert re.search(r"held-out greedy success: step 0 \d/2 = [\d.]+ \[95% CI [\d.]+, [\d.]+\] -> step 3 \d/2",
+                     resumed.stdout), resumed.stdout
     steps = [r["step"] for r in read_metrics(run_dir)]
     assert steps == sorted(set(steps)) and steps[-3:] == [1, 2, 3]  # nothing lost, nothing duplicated
     assert (run_dir / "report" / "report.html").stat().st_size > 10_000  # PNGs embedded

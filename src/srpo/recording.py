@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from srpo.errors import SrpoError
 from srpo.reward.labelled import (
     FRAME_LABEL_KEYS,
     FRAMES_KEY,
@@ -458,7 +459,7 @@ def record_tabletop(task_ids: Sequence[int], num_success: int, num_failure: int,
     num_tasks = len(factory.task_specs())
     bad = [t for t in task_ids if not 0 <= t < num_tasks]
     if bad:
-        raise ValueError(f"--tasks {bad} out of range: tabletop has tasks 0..{num_tasks - 1}")
+        raise SrpoError(f"--tasks {bad} out of range: tabletop has tasks 0..{num_tasks - 1}")
     return record_labelled_set(
         factory,
         lambda env, _step, noise, rng: tabletop_expert_action(env, noise, rng),  # type: ignore[arg-type]

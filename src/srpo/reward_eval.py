@@ -67,9 +67,15 @@ import numpy as np
 from srpo.config.encoder import ENCODER_NAMES, EncoderConfig
 from srpo.config.reward import RewardConfig
 from srpo.errors import InputFileError, SrpoError
+from srpo.provenance import provenance
 from srpo.recording import LIBERO_FAILURE_KINDS, TABLETOP_FAILURE_KINDS, record_libero, record_tabletop
 from srpo.reward.labelled import LABEL_COLUMNS, LABELS_FILE, LabelledSet, load_folder, save_folder
-from srpo.reward.quality import METRIC_NAMES, EncoderReport, evaluate_embeddings, prefix_lengths
+from srpo.reward.quality import (
+    METRIC_NAMES,
+    EncoderReport,
+    evaluate_embeddings,
+    prefix_lengths,
+)
 
 if TYPE_CHECKING:
     from srpo.reward.encoders.base import VideoEncoder
@@ -306,7 +312,8 @@ def run_reward_eval(args: argparse.Namespace) -> int:
         k: v for k, v in vars(args).items() if k != "func" and isinstance(v, str | int | float | bool | list | None)
     }
     json_path = out_dir / "reward_eval.json"
-    json_path.write_text(json.dumps(report_json(reports, data, settings), indent=1))
+    # The commit and command behind the numbers (issue #17: every result file says what made it).
+    json_path.write_text(json.dumps({**report_json(reports, data, settings), "provenance": provenance()}, indent=1))
     print(f"wrote {json_path}", file=sys.stderr)
     if not args.no_plots:
         from srpo.reward.plots import plot_reports

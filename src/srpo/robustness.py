@@ -465,9 +465,9 @@ def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> Robustnes
           f"{len(done)} episodes done, {len(pairs)} to run", flush=True)
     if pairs:
         # Every perturbed task is its own MuJoCo model: a worker keeps at most the envs it runs at once. The first
-        # reset of a worker may import LIBERO-Plus in its child process (10–150 s on a loaded 2-core machine).
+        # reset of a worker may import LIBERO-Plus in its child process (155 s and more on a loaded 2-core machine).
         rollout = replace(cfg.rollout, max_envs_per_worker=cfg.rollout.max_envs_per_worker
-                          or cfg.rollout.num_envs_per_worker, reset_timeout_s=max(cfg.rollout.reset_timeout_s, 900.0))
+                          or cfg.rollout.num_envs_per_worker, reset_timeout_s=max(cfg.rollout.reset_timeout_s, 1800.0))
         factory = VariantEnvFactory(tuple(plan.tasks), cfg.env.libero,
                                     rob.python if rob.benchmark == "libero-plus" else None, rob.assets)
         policy = make_policy(cfg)

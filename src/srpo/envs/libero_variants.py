@@ -110,37 +110,18 @@ class VariantLiberoEnv(LiberoEnv):
     """A `LiberoEnv` built from a `VariantTask` instead of a (suite, task id) of the base benchmark."""
 
     def __init__(self, config: LiberoConfig, task: VariantTask, task_id: int) -> None:
-        # Deliberately not LiberoEnv.__init__: the BDDL, init states and instruction come from the variant.
         _configure_render_backend(config.render_backend)
         benchmark, get_libero_path, off_screen_render_env = _import_package(task.package)
-        self.config = config
         self.task = task
-        # Seeds the fixture placement of each reset (LiberoEnv.reset): any fixed per-task value works.
-        self.suite_task_id = task.task_index
         bench = benchmark.get_benchmark(task.benchmark_suite)()
-        self._init_states = np.asarray(bench.get_task_init_states(task.task_index), dtype=np.float64)
-        if self._init_states.ndim == 1:
-            self._init_states = self._init_states[None]
-        self.bddl_file = os.path.join(get_libero_path("bddl_files"), task.bddl)
-        self.spec = TaskSpec(
-            suite=task.benchmark_suite,
-            task_id=task_id,
-            instruction=task.instruction,
-            max_steps=config.resolved_max_steps,
-            num_init_states=len(self._init_states),
-        )
-        self._env: Any = off_screen_render_env(
-            bddl_file_name=self.bddl_file,
-            use_camera_obs=False,
-            hard_reset=False,
-            ignore_done=True,
-            horizon=100_000,
-            camera_heights=config.image_size,
-            camera_widths=config.image_size,
-        )
-        self.raw_obs: dict[str, np.ndarray] = {}
-        self.num_steps = 0
-        self._closed = False
+        init_states = np.asarray(bench.get_task_init_states(task.task_index), dtype=np.float64)
+        if init_states.ndim == 1:
+            init_states = init_states[None]
+        spec = TaskSpec(suite=task.benchmark_suite, task_id=task_id, instruction=task.instruction,
+                        max_steps=config.resolved_max_steps, num_init_states=len(init_states))
+        # task_index seeds the fixture placement of each reset (LiberoEnv.reset): any fixed per-task value works.
+        self._build(config, spec, task.task_index, os.path.join(get_libero_path("bddl_files"), task.bddl),
+                    init_states, off_screen_render_env)
         if task.robot_init:
             self._init_states = self._with_variant_robot_pose(self._init_states)
 
