@@ -249,7 +249,14 @@ def _offline(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     if args.resume:
-        cfg = resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
+        from srpo.config.base import ConfigError
+
+        given = [f"--{name}" for name in ("preset", "config", "out", "dataset", "arm", "beta", "policy")
+                 if getattr(args, name) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} cannot be combined with --resume: the run continues with "
+                              f"{args.resume}/config.yaml (change fields with --set, or start a new --out)")
+        cfg = resume_config(args.resume, overrides)
     else:
         cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
     with OfflineTrainer(cfg, resume=bool(args.resume)) as trainer:
