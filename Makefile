@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip -q --disable-pip-version-check
 TEST_EXTRAS := dev,vjepa,openvla,logging,distributed
 
-.PHONY: run test venv lint bench clean
+.PHONY: run test venv lint bench clean robust
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,22 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest
 
+# Robustness benchmarks (srpo eval --benchmark libero-plus): LIBERO-Plus runs in its own venv, because it needs
+# MuJoCo 3 and the main venv's LIBERO pins MuJoCo 2.3.7 (README "Robustness"). Neither `make run` nor `make test`
+# needs it. LIBERO-PRO needs nothing beyond `make run`'s venv.
+ROBUST_VENV ?= .venv-robust
+
+$(ROBUST_VENV)/.robust-deps: pyproject.toml
+	$(PYTHON) -m venv $(ROBUST_VENV)
+	$(ROBUST_VENV)/bin/pip -q --disable-pip-version-check install --upgrade pip
+	$(ROBUST_VENV)/bin/pip -q --disable-pip-version-check install torch==2.13.0
+	$(ROBUST_VENV)/bin/pip -q --disable-pip-version-check install -e ".[robust]"
+	@$(ROBUST_VENV)/bin/python -c "import wand.image" || { echo "LIBERO-Plus needs ImageMagick's MagickWand \
+	library: apt-get install libmagickwand-6.q16-6 (or libmagickwand-dev), then run make robust again"; exit 1; }
+	touch $@
+
+robust: $(ROBUST_VENV)/.robust-deps $(VENV)/.run-deps
+
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
@@ -40,4 +56,4 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python benchmarks/reward_step.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ROBUST_VENV) .pytest_cache .mypy_cache .ruff_cache

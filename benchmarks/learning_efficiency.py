@@ -1,44 +1,68 @@
-"""SRPO vs GRPO on the built-in tabletop env: same initial policy (a short SFT on a few scripted demos), same
-tasks, same seeds; evaluation success (greedy, held-out init states) against training step.
+"""SRPO vs GRPO from a sparse-success start on the built-in tabletop env (issue #17).
 
-Prints a table (final success mean ± std over seeds, steps to reach the target) and writes
-benchmarks/results/learning_efficiency.json and .png. Runs are resumable: re-running the script reuses finished
-runs under --out.
+Protocol: one initial policy (a short SFT on very few scripted demos per task, held-out layouts excluded), the
+same tasks and seeds for every arm; arms GRPO, SRPO (official dynamic-sampling filter) and SRPO-keep (also keeps
+all-failure groups whose task has a reference success and whose shaped rewards spread, see
+`algo.keep_referenced_failure_groups`). Every few steps each run is evaluated greedily on held-out initial
+states never used in training or in the demos. Per arm: mean success curve with a 95 % bootstrap interval over
+seeds, area under the curve, final success, steps to reach GRPO's final mean success (per seed; SRPO ÷ GRPO),
+and the share of rolled-out groups that carried any learning signal per step.
 
-    python benchmarks/learning_efficiency.py [--seeds 0 1 2] [--steps 40] [--target 0.1] [--lr 3e-5]
+Each run is its own `srpo train` process (`--resume` after a kill; finished runs are skipped), at most `--jobs`
+at a time, one torch thread each. Results (JSON with the commit and command of every run, and a plot with CI
+bands) go to benchmarks/results/learning_efficiency_sparse.{json,png} after every finished run; `complete` says
+whether every arm × seed has finished.
+
+    python benchmarks/learning_efficiency.py --out runs/le_sparse            # all phases, resumable
+    python benchmarks/learning_efficiency.py --out runs/le_sparse --summarise  # results from what exists
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
+import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from srpo.compare import metric_curve, run_compare
-from srpo.config.train import TrainConfig, load_config
+from srpo.config.train import TrainConfig, load_config, save_config
+from srpo.provenance import provenance
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+ARMS: dict[str, list[str]] = {
+    "grpo": ["algo_name=grpo"],
+    "srpo": ["algo_name=srpo"],
+    "srpo_keep": ["algo_name=srpo", "algo.keep_referenced_failure_groups=true"],
+}
+COLOURS = {"grpo": "tab:orange", "srpo": "tab:blue", "srpo_keep": "tab:green"}
+RUN_INFO = "run_info.json"
 
 
-def make_initial_policy(out: Path, tasks: list[int], args: argparse.Namespace, num_eval_init_states: int) -> Path:
-    """SFT a compact VLA so that RL starts from non-zero but imperfect success on held-out init states.
+def tabletop_overrides(args: argparse.Namespace) -> list[str]:
+    """The env settings shared by the SFT, the initial evaluation and every run."""
+    return [f"env.tabletop.num_tasks={args.tasks}", f"env.tabletop.object_state={str(args.object_state).lower()}",
+            f"env.tabletop.num_init_states={args.num_init_states}",
+            f"env.tabletop_num_eval_init_states={args.num_eval_init_states}"]
 
-    Recipe (what failed before it is in the README): noisy scripted-expert demos in many layouts (none of them a
-    held-out evaluation layout), each started after an unrecorded random walk (`max_random_prefix_steps`) so
-    that the clone sees how the expert recovers from off-path states; the spatial-softmax keypoint encoder (a
-    pooled 4×4 conv grid never localised the 5-px block), trained; proprioception as a token (x, y, z, gripper;
-    with --object-state also the block and plate centres); short chunks (closed loop often enough to correct
-    itself); colour jitter without random crops (a crop shifts the image against the absolute proprioception).
-    After SFT the encoder is frozen: RL adapts the action transformer, and PPO re-scores cached image features.
+
+def make_initial_policy(out: Path, args: argparse.Namespace) -> Path:
+    """SFT a compact VLA on `--demos-per-task` noisy scripted demos per task, then pick the sparse start.
+
+    Demos come from layouts that exclude the held-out evaluation ones; each starts after an unrecorded random walk
+    (recovery data); the spatial-softmax keypoint encoder is trained. The SFT writes a checkpoint every
+    `--sft-checkpoint-every` steps; the start is the first checkpoint whose success sampled at the training
+    temperature on the *training* initial states lies in (0, `--max-start-success`] (a few successes per batch,
+    most groups without one), so no held-out state is used to choose it. Its vision encoder is then frozen for
+    RL (PPO re-scores cached image features). The scan is written to init_sft/checkpoint_scan.json.
     """
-    from srpo.config.env import TabletopConfig
     from srpo.config.policy import PolicyConfig
     from srpo.config.sft import SFTConfig
     from srpo.envs.tabletop import demo_layout_pool, record_tabletop_demos
@@ -48,224 +72,439 @@ def make_initial_policy(out: Path, tasks: list[int], args: argparse.Namespace, n
     final = out / "final"
     if final.exists():
         return final
-    tabletop = TabletopConfig(num_tasks=max(tasks) + 1, object_state=args.object_state)
-    # Demos in the 40 RL training layouts alone are memorised (the clone walks to where the block was in a
-    # training layout), so they come from many more layouts, none of them held out for evaluation.
-    factory, demo_states = demo_layout_pool(tabletop, num_eval_init_states, args.demo_layouts)
-    # A few spare demos per task: a noisy expert occasionally fails (skipped), and a lucky walk is dropped.
-    demos = record_tabletop_demos(factory, tasks, args.demos_per_task + 4, seed=1234, noise_std=args.demo_noise,
-                                  init_state_ids=demo_states, max_random_prefix_steps=args.random_prefix)
-    policy = CompactVLA(PolicyConfig(vision_encoder="conv_keypoints", text_encoder="hashed",
-                                     image_size=tabletop.image_size, d_model=64, num_layers=2, ff_dim=128,
-                                     state_dim=demos[0].states.shape[1], freeze_vision=False,
-                                     chunk_size=args.chunk_size, seed=0))
-    cfg = SFTConfig(num_demos_per_task=args.demos_per_task, num_steps=args.sft_steps, checkpoint_dir=str(out),
-                    crop_scale=1.0, color_jitter=0.1, progress=True)
-    result = train_sft(policy, demos, cfg)
-    assert result.checkpoint is not None
-    if args.freeze_vision_for_rl:
-        policy.freeze_vision_encoder()
-        policy.save_pretrained(result.checkpoint)
-    return result.checkpoint
+    sft_dir = out / "sft"
+    base = load_config(preset="tabletop", overrides=[*tabletop_overrides(args), "algo.temperature=1.0"])
+    tabletop = base.env.tabletop
+    if not (sft_dir / "final").exists():
+        factory, demo_states = demo_layout_pool(tabletop, args.num_eval_init_states, args.demo_layouts)
+        # Two spare demos per task: a noisy expert occasionally fails (skipped), and a lucky walk is dropped.
+        demos = record_tabletop_demos(factory, list(range(args.tasks)), args.demos_per_task + 2, seed=1234,
+                                      noise_std=args.demo_noise, init_state_ids=demo_states,
+                                      max_random_prefix_steps=args.random_prefix)
+        policy = CompactVLA(PolicyConfig(vision_encoder="conv_keypoints", text_encoder="hashed",
+                                         image_size=tabletop.image_size, d_model=64, num_layers=2, ff_dim=128,
+                                         state_dim=demos[0].states.shape[1], freeze_vision=False,
+                                         chunk_size=args.chunk_size, seed=0))
+        cfg = SFTConfig(num_demos_per_task=args.demos_per_task, num_steps=args.sft_steps, checkpoint_dir=str(sft_dir),
+                        checkpoint_every=args.sft_checkpoint_every, crop_scale=1.0, color_jitter=0.1,
+                        progress=False)
+        train_sft(policy, demos, cfg)
+    scan_path = out / "checkpoint_scan.json"
+    scan: list[dict[str, Any]] = json.loads(scan_path.read_text()) if scan_path.exists() else []
+    done = {row["checkpoint"] for row in scan}
+    for ckpt in [*sorted(sft_dir.glob("step_*")), sft_dir / "final"]:
+        if str(ckpt) not in done:
+            rate = sampled_success(replace(base, policy=replace(base.policy, checkpoint=str(ckpt))), "train")
+            scan.append({"checkpoint": str(ckpt), "sampled_success_train_states": rate})
+            scan_path.write_text(json.dumps(scan, indent=2) + "\n")
+            print(f"{ckpt}: sampled success on training states {rate:.3f}", flush=True)
+        row = next(r for r in scan if r["checkpoint"] == str(ckpt))
+        if 0.0 < row["sampled_success_train_states"] <= args.max_start_success:
+            policy = CompactVLA.from_pretrained(ckpt)
+            policy.freeze_vision_encoder()
+            policy.save_pretrained(final)
+            (out / "chosen.json").write_text(json.dumps(row, indent=2) + "\n")
+            return final
+    raise SystemExit(f"no SFT checkpoint has a sampled success on training states in (0, {args.max_start_success}]: "
+                     f"{[(r['checkpoint'], r['sampled_success_train_states']) for r in scan]}; change "
+                     "--demos-per-task / --sft-steps and use another --out")
 
 
-def initial_success(base: TrainConfig, episodes_per_task: int) -> dict[str, float]:
-    """Success of the initial policy on held-out init states: greedy, and sampled at the rollout temperature."""
+def sampled_success(cfg: TrainConfig, split: str, repeats: int = 2) -> float:
+    """Success sampled at cfg.algo.temperature, every initial state of `split` `repeats` times per task."""
+    from srpo.build import make_env_factory, make_policy
+    from srpo.evaluate import init_state_split
+    from srpo.rollout import EpisodeRequest, RolloutEngine
+
+    torch.manual_seed(0)
+    policy = make_policy(cfg)
+    factory = make_env_factory(cfg)
+    requests: list[EpisodeRequest] = []
+    for spec in factory.task_specs():
+        for state in init_state_split(cfg, spec.num_init_states, split) * repeats:
+            requests.append(EpisodeRequest(spec.task_id, state, len(requests), len(requests)))
+    with RolloutEngine(factory, cfg.rollout) as engine:
+        trajs, _ = engine.collect(policy, requests, cfg.algo.temperature, greedy=False)
+    return float(np.mean([t.success for t in trajs]))
+
+
+def initial_success(base: TrainConfig) -> dict[str, float]:
+    """The initial policy on held-out init states: greedy (the evaluation of every run), and sampled at the
+    training temperature (each held-out state twice)."""
     from srpo.build import make_env_factory, make_policy
     from srpo.evaluate import evaluate_policy, init_state_split
     from srpo.rollout import EpisodeRequest, RolloutEngine
 
+    torch.manual_seed(0)
     policy = make_policy(base)
     factory = make_env_factory(base)
     specs = factory.task_specs()
     with RolloutEngine(factory, base.rollout) as engine:
-        greedy = evaluate_policy(engine, policy, specs, base, episodes_per_task).mean
+        greedy = evaluate_policy(engine, policy, specs, base, base.num_eval_episodes_per_task)
         requests: list[EpisodeRequest] = []
         for spec in specs:
             ids = init_state_split(base, spec.num_init_states, "eval")
-            for k in range(3 * episodes_per_task):  # sampling: each held-out state three times
+            for k in range(2 * len(ids)):
                 requests.append(EpisodeRequest(spec.task_id, ids[k % len(ids)], len(requests), len(requests)))
         trajs, _ = engine.collect(policy, requests, base.algo.temperature, greedy=False)
-    sampled = float(np.mean([t.success for t in trajs]))
-    return {"greedy": greedy, f"sampled_T{base.algo.temperature:g}": sampled}
+    return {"greedy": greedy.mean, "greedy_episodes": sum(greedy.num_episodes.values()),
+            f"sampled_T{base.algo.temperature:g}": float(np.mean([t.success for t in trajs])),
+            "sampled_episodes": len(trajs)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--target", type=float, default=0.1)
-    parser.add_argument("--tasks", type=int, default=2, help="tabletop tasks 0..N-1")
-    parser.add_argument("--demos-per-task", type=int, default=300, help="noisy scripted demos per task")
-    parser.add_argument("--demo-layouts", type=int, default=1000,
-                        help="demos are recorded in layouts 0..N-1 of each task, minus the held-out eval layouts")
-    parser.add_argument("--demo-noise", type=float, default=0.1, help="scripted-expert translation noise std")
-    parser.add_argument("--random-prefix", type=int, default=24,
-                        help="each demo starts after an unrecorded random walk of up to this many steps")
-    parser.add_argument("--chunk-size", type=int, default=4, help="actions per policy call")
-    parser.add_argument("--sft-steps", type=int, default=3000)
-    parser.add_argument("--object-state", action="store_true",
-                        help="env.tabletop.object_state: block and plate centres in the proprioception vector")
-    parser.add_argument("--no-freeze-vision-for-rl", dest="freeze_vision_for_rl", action="store_false",
-                        help="keep training the image encoder during RL (slower: no feature cache)")
-    parser.add_argument("--lr", type=float, default=3e-5,
-                        help="RL learning rate (the tabletop preset's 3e-4 collapses this policy within 2 steps)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a loaded 2-core box)")
-    parser.add_argument("--eval-every", type=int, default=5)
-    parser.add_argument("--eval-episodes", type=int, default=10, help="per task, on held-out init states")
-    parser.add_argument("--out", default="runs/learning_efficiency")
-    parser.add_argument("--fresh", action="store_true", help="delete --out first")
-    parser.add_argument("--set", action="append", default=[], help="extra config overrides key=value")
-    args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    t0 = time.perf_counter()
-    num_eval_states = load_config(preset="tabletop").env.tabletop_num_eval_init_states
-    init = make_initial_policy(out / "init_sft", list(range(args.tasks)), args, num_eval_states)
-    base = load_config(preset="tabletop", overrides=[
-        f"policy.checkpoint={init}",
-        f"env.tabletop.num_tasks={args.tasks}",
-        f"env.tabletop.object_state={str(args.object_state).lower()}",
-        f"num_steps={args.steps}",
-        f"eval_every={args.eval_every}",
-        f"num_eval_episodes_per_task={args.eval_episodes}",
-        "num_videos_per_step=0",
-        "tensorboard=false",
-        f"algo.lr={args.lr}",
-        *args.set,
+def base_config(args: argparse.Namespace, init: Path) -> TrainConfig:
+    """The config every run shares; arms differ only by ARMS[arm], runs by seed and run_dir."""
+    encoder = ["encoder.name=pixel"] if args.encoder == "pixel" else [
+        "encoder.name=efficientnet", f"encoder.crop_size={args.encoder_crop}", "encoder.dtype=float32",
+        "encoder.device=cpu"]
+    return load_config(preset="tabletop", overrides=[
+        f"policy.checkpoint={init}", *tabletop_overrides(args),
+        f"num_steps={args.steps}", f"eval_every={args.eval_every}",
+        # One greedy episode per held-out state and task.
+        f"num_eval_episodes_per_task={args.num_eval_init_states}",
+        "num_videos_per_step=0", "tensorboard=false", "torch_num_threads=1", "checkpoint_every=1",
+        f"algo.lr={args.lr}", f"algo.num_prompts_per_step={args.prompts}", "algo.group_size=8",
+        # The official dynamic-sampling filter for every arm.
+        "algo.dynamic_sampling=true", "algo.filter_low=0.1", "algo.filter_high=0.9",
+        f"algo.max_sampling_rounds={args.sampling_rounds}",
+        *encoder, f"encoder.num_frames={args.num_frames}", *args.set,
     ])
-    args.temperature_label = f"{base.algo.temperature:g}"
-    init_path = out / "init_sft" / "initial_success.json"
-    if not init_path.exists():
-        init_path.write_text(json.dumps(initial_success(base, args.eval_episodes), indent=2))
-    init_success = json.loads(init_path.read_text())
-    print(f"initial policy on held-out init states: {init_success}")
-    # One seed at a time (both algorithms), writing the results after each, so a run cut short still leaves a
-    # labelled partial table; finished runs are reused on a re-run.
-    for k in range(1, len(args.seeds) + 1):
-        seeds = args.seeds[:k]
-        result = run_compare(base, out / "runs", seeds=seeds, target=args.target, show_progress=True)
-        elapsed = time.perf_counter() - t0
-        print(result.table())
-        secondary = {m: {algo: [metric_curve(out / "runs" / algo / f"seed{s}", m) for s in seeds]
-                         for algo in result.curves} for m in SECONDARY}
-        print(smoothed_table(smoothed_rows(result.curves, secondary["rollout/success_rate"])))
-        write_results(args, seeds, init_success, result, secondary, elapsed, complete=k == len(args.seeds))
 
 
-SECONDARY = ("rollout/success_rate", "reward/mean", "advantage/abs_mean", "reward/failure_progress_mean")
+def run_config(base: TrainConfig, out: Path, arm: str, seed: int) -> Path:
+    """Write the run's full config (what `srpo train --config` reads) and return its path."""
+    tree_overrides = [*ARMS[arm], f"seed={seed}", f"run_dir={out / 'runs' / arm / f'seed{seed}'}"]
+    path = out / "configs" / f"{arm}_seed{seed}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base_path = out / "configs" / "base.yaml"
+    save_config(base, base_path)
+    save_config(load_config(base_path, preset="tabletop", overrides=tree_overrides), path)
+    return path
 
 
-def _tail_mean(curve: list[tuple[int, float]], n: int) -> float | None:
-    return float(np.mean([v for _, v in curve[-n:]])) if curve else None
+def run_finished(run_dir: Path, num_steps: int) -> bool:
+    from srpo.run_dir import read_metrics
+
+    return any(int(m.get("step", 0)) >= num_steps for m in read_metrics(run_dir))
 
 
-def smoothed_rows(eval_curves: dict[str, list[list[tuple[int, float]]]],
-                  rollout_curves: dict[str, list[list[tuple[int, float]]]]) -> list[dict[str, Any]]:
-    """Less noisy summaries than the final evaluation alone (20 greedy episodes: ±0.1 binomial noise).
+def launch(out: Path, cfg_path: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """Start (or resume) one run as its own `srpo train` process, one torch thread, output to run_dir/train.log."""
+    from srpo.run_dir import list_checkpoints
 
-    Per seed: the mean of the last 3 evaluations, and the mean training-rollout success (sampled, all
-    episodes of a step) over the first 5 and the last 10 steps; then mean ± std over seeds.
-    """
-    rows = []
-    for algo, curves in eval_curves.items():
-        def stats(values: list[float | None]) -> tuple[float, float]:
-            v = [x for x in values if x is not None]
-            return (float(np.mean(v)), float(np.std(v))) if v else (float("nan"), float("nan"))
-
-        last3 = stats([_tail_mean(c, 3) for c in curves])
-        first5 = stats([float(np.mean([v for _, v in c[:5]])) if c else None for c in rollout_curves[algo]])
-        last10 = stats([_tail_mean(c, 10) for c in rollout_curves[algo]])
-        rows.append({"algo": algo, "num_seeds": len(curves), "eval_last3_mean": last3[0], "eval_last3_std": last3[1],
-                     "rollout_first5_mean": first5[0], "rollout_first5_std": first5[1],
-                     "rollout_last10_mean": last10[0], "rollout_last10_std": last10[1]})
-    return rows
+    cmd = [sys.executable, "-m", "srpo.cli", "train"]
+    cmd += ["--resume", str(run_dir)] if list_checkpoints(run_dir) else ["--config", str(cfg_path)]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    log = open(run_dir / "train.log", "ab")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), cmd
 
 
-def smoothed_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["algo   seeds   eval, mean of last 3   rollout success, first 5 steps → last 10 steps"]
-    for r in rows:
-        lines.append(f"{r['algo']:<6} {r['num_seeds']:>5}   {r['eval_last3_mean']:.3f} ± {r['eval_last3_std']:.3f}"
-                     f"          {r['rollout_first5_mean']:.3f} ± {r['rollout_first5_std']:.3f} → "
-                     f"{r['rollout_last10_mean']:.3f} ± {r['rollout_last10_std']:.3f}")
+def record_invocation(run_dir: Path, cmd: list[str], started: float, rc: int) -> None:
+    """Append one invocation (commit, command, wall time, exit code) to run_dir/run_info.json."""
+    path = run_dir / RUN_INFO
+    info = json.loads(path.read_text()) if path.exists() else {"invocations": []}
+    info["invocations"].append({**provenance(cmd), "wall_s": time.time() - started, "returncode": rc})
+    info["wall_s_total"] = sum(i["wall_s"] for i in info["invocations"])
+    path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+def run_all(args: argparse.Namespace, out: Path, base: TrainConfig, init_success: dict[str, float]) -> None:
+    """Every arm × seed, seeds outermost (a partial result holds whole seeds of every arm), `--jobs` at a time."""
+    queue = [(arm, seed) for seed in args.seeds for arm in args.arms]
+    running: list[tuple[subprocess.Popen[bytes], list[str], Path, float]] = []
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            arm, seed = queue.pop(0)
+            run_dir = out / "runs" / arm / f"seed{seed}"
+            if run_finished(run_dir, args.steps):
+                continue
+            cfg_path = run_config(base, out, arm, seed)
+            proc, cmd = launch(out, cfg_path, run_dir)
+            print(f"started {arm} seed {seed}: {' '.join(cmd)}", flush=True)
+            running.append((proc, cmd, run_dir, time.time()))
+        time.sleep(5)
+        for item in list(running):
+            proc, cmd, run_dir, started = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            record_invocation(run_dir, cmd, started, proc.returncode)
+            print(f"finished {run_dir} (exit {proc.returncode}, {(time.time() - started) / 60:.1f} min)", flush=True)
+            summarise(args, out, init_success)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Statistics.
+
+
+def bootstrap_ci(values: np.ndarray, stat: Any = np.mean, num_boot: int = 10_000, seed: int = 0
+                 ) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of `stat` over the first axis (seeds) of `values` (n, ...)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape[0] < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.shape[0], size=(num_boot, v.shape[0]))
+    boots = np.array([stat(v[i]) for i in idx])
+    return float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def curve_auc(steps: np.ndarray, success: np.ndarray) -> float:
+    """Area under the success curve (trapezoids) divided by the step range: the mean success over training."""
+    return float(np.trapz(success, steps) / (steps[-1] - steps[0])) if steps.size > 1 else float(success[0])
+
+
+def first_step_reaching(steps: np.ndarray, success: np.ndarray, target: float) -> int | None:
+    hits = np.flatnonzero(success >= target - 1e-9)
+    return int(steps[hits[0]]) if hits.size else None
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    from srpo.run_dir import read_metrics
+
+    records = read_metrics(run_dir)
+    evals = [(int(m["step"]), float(m["eval/success_rate"])) for m in records if "eval/success_rate" in m]
+    per_step = [m for m in records if int(m["step"]) > 0 and "rollout/success_rate" in m]
+
+    def series(key: str) -> list[float | None]:
+        return [m.get(key) for m in per_step]
+
+    info_path = run_dir / RUN_INFO
+    return {
+        "eval": evals,
+        "steps": [int(m["step"]) for m in per_step],
+        "share_groups_with_signal": series("advantage/share_groups_with_signal"),
+        "num_groups_sampled": series("rollout/num_groups_sampled"),
+        "num_failure_groups_kept": series("rollout/num_failure_groups_kept"),
+        "rollout_success": series("rollout/success_rate"),
+        "advantage_abs_mean": series("advantage/abs_mean"),
+        "failure_progress_mean": series("reward/failure_progress_mean"),
+        "num_episodes": series("rollout/num_episodes_total"),
+        "step_time_s": [sum(m.get(f"time/{p}_s", 0.0) for p in ("rollout", "embed", "reward", "advantage", "update",
+                                                                  "evaluate", "checkpoint")) for m in per_step],
+        "embed_time_s": series("time/embed_s"),
+        "run_info": json.loads(info_path.read_text()) if info_path.exists() else None,
+    }
+
+
+def arm_summary(runs: dict[int, dict[str, Any]], num_steps: int, target: float | None) -> dict[str, Any]:
+    """Scalars over the finished seeds of one arm (see the module docstring)."""
+    seeds = sorted(runs)
+    steps = np.asarray([s for s, _ in runs[seeds[0]]["eval"]])
+    curves = np.asarray([[v for _, v in runs[s]["eval"]] for s in seeds])
+    aucs = np.asarray([curve_auc(steps, c) for c in curves])
+    finals = curves[:, -1]
+    out: dict[str, Any] = {
+        "seeds": seeds, "eval_steps": steps.tolist(),
+        "mean_curve": curves.mean(0).tolist(),
+        "ci_curve": [bootstrap_ci(curves[:, j]) for j in range(steps.size)],
+        "auc_per_seed": aucs.tolist(), "auc_mean": float(aucs.mean()), "auc_ci": bootstrap_ci(aucs),
+        "final_per_seed": finals.tolist(), "final_mean": float(finals.mean()), "final_ci": bootstrap_ci(finals),
+    }
+    if target is not None:
+        reached = [first_step_reaching(steps, c, target) for c in curves]
+        # "Not reached" counts as the run length (and is counted separately).
+        as_steps = np.asarray([num_steps if r is None else r for r in reached], dtype=np.float64)
+        out.update({"steps_to_target_per_seed": reached, "num_not_reached": sum(r is None for r in reached),
+                    "steps_to_target_mean": float(as_steps.mean()), "steps_to_target_ci": bootstrap_ci(as_steps),
+                    "_steps_to_target": as_steps})
+    signal = np.asarray([[np.nan if v is None else v for v in runs[s]["share_groups_with_signal"]] for s in seeds])
+    out["share_groups_with_signal_per_step"] = np.nanmean(signal, 0).tolist() if signal.size else []
+    out["share_groups_with_signal_mean"] = float(np.nanmean(signal)) if signal.size else None
+    adv = np.asarray([[np.nan if v is None else v for v in runs[s]["advantage_abs_mean"]] for s in seeds])
+    out["advantage_abs_mean"] = float(np.nanmean(adv)) if adv.size else None
+    return out
+
+
+def summarise(args: argparse.Namespace, out: Path, init_success: dict[str, float]) -> dict[str, Any]:
+    """Read every run under out/runs, write results JSON + plot (partial results are labelled)."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    finished: dict[str, list[int]] = {}
+    for arm in args.arms:
+        for seed in args.seeds:
+            run_dir = out / "runs" / arm / f"seed{seed}"
+            if not (run_dir / "metrics.jsonl").exists():
+                continue
+            runs.setdefault(arm, {})[seed] = read_run(run_dir)
+            if run_finished(run_dir, args.steps):
+                finished.setdefault(arm, []).append(seed)
+    # Summary statistics use finished runs only, and only seeds finished in every arm (paired).
+    paired = sorted(set(args.seeds).intersection(*(set(finished.get(a, [])) for a in args.arms)))
+    complete = paired == sorted(args.seeds)
+    summaries: dict[str, Any] = {}
+    target = None
+    if paired and "grpo" in args.arms:
+        grpo = arm_summary({s: runs["grpo"][s] for s in paired}, args.steps, None)
+        target = grpo["final_mean"]
+    for arm in args.arms if paired else []:
+        summaries[arm] = arm_summary({s: runs[arm][s] for s in paired}, args.steps, target)
+    ratio = None
+    if target is not None:
+        g = summaries["grpo"].pop("_steps_to_target")
+        for arm in args.arms:
+            if arm == "grpo":
+                continue
+            a = summaries[arm].pop("_steps_to_target")
+            summaries[arm]["steps_ratio_vs_grpo"] = float(a.mean() / g.mean()) if g.mean() > 0 else None
+            pairs = np.stack([a, g], axis=1)
+            summaries[arm]["steps_ratio_vs_grpo_ci"] = bootstrap_ci(
+                pairs, stat=lambda p: p[:, 0].mean() / max(p[:, 1].mean(), 1e-9))
+        ratio = {arm: summaries[arm].get("steps_ratio_vs_grpo") for arm in args.arms if arm != "grpo"}
+    payload = {
+        "benchmark": "learning_efficiency (issue #17: sparse-success start)",
+        "complete": complete,
+        "status": ("complete" if complete else
+                   f"partial: finished runs {{arm: seeds}} = {finished}; statistics over the seeds finished in "
+                   f"every arm: {paired}"),
+        "provenance": provenance(),
+        "args": {k: v for k, v in vars(args).items()},
+        "initial_success_held_out": init_success,
+        "target_grpo_final_mean": target,
+        "summary": summaries,
+        "steps_ratio_vs_grpo": ratio,
+        "runs": {arm: {str(s): r for s, r in per.items()} for arm, per in runs.items()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    name = args.results_name
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
+    plot(args, runs, summaries, paired, RESULTS / f"{name}.png", complete)
+    print(summary_table(summaries, target), flush=True)
+    return payload
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def summary_table(summaries: dict[str, Any], target: float | None) -> str:
+    lines = [f"target (GRPO final mean) = {target}",
+             "arm        seeds  final [95% CI]          AUC [95% CI]            steps to target (ratio vs GRPO)  "
+             "share of groups with signal"]
+    for arm, s in summaries.items():
+        steps = s.get("steps_to_target_per_seed")
+        ratio = s.get("steps_ratio_vs_grpo")
+        lines.append(
+            f"{arm:<10} {len(s['seeds']):>5}  {s['final_mean']:.3f} [{s['final_ci'][0]:.3f}, {s['final_ci'][1]:.3f}]"
+            f"   {s['auc_mean']:.3f} [{s['auc_ci'][0]:.3f}, {s['auc_ci'][1]:.3f}]   {steps}"
+            f"{'' if ratio is None else f' ({ratio:.2f})'}   {s['share_groups_with_signal_mean']}")
     return "\n".join(lines)
 
 
-def write_results(args: argparse.Namespace, seeds: list[int], init_success: dict[str, float], result: Any,
-                  secondary: dict[str, dict[str, list[list[tuple[int, float]]]]], elapsed: float,
-                  complete: bool) -> None:
+def plot(args: argparse.Namespace, runs: dict[str, dict[int, dict[str, Any]]], summaries: dict[str, Any],
+         paired: list[int], path: Path, complete: bool) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    RESULTS.mkdir(exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colours = {"srpo": "tab:blue", "grpo": "tab:orange"}
-    panels = [(result.curves, "held-out success (greedy eval)"),
-              (secondary["rollout/success_rate"], f"training rollout success (T={args.temperature_label})")]
-    for ax, (curves, title) in zip(axes, panels, strict=True):
-        for algo, per_seed in curves.items():
-            for curve in per_seed:  # thin lines: one per seed
-                if curve:
-                    xs, ys = zip(*curve, strict=True)
-                    ax.plot(xs, ys, "-", lw=0.8, color=colours.get(algo), alpha=0.35)
-            # Thick line: the mean over seeds at the steps every seed logged.
-            common = sorted(set.intersection(*(set(dict(c)) for c in per_seed))) if per_seed else []
-            if common:
-                mean = [float(np.mean([dict(c)[x] for c in per_seed])) for x in common]
-                ax.plot(common, mean, "-o", ms=3, lw=2.2, color=colours.get(algo),
-                        label=f"{algo.upper()} (mean of {len(per_seed)} seeds)")
-        ax.set_xlabel("RL step")
-        ax.set_ylabel("success rate")
-        ax.set_title(title)
-        ax.set_ylim(-0.03, 1.03)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for arm, per_seed in runs.items():
+        colour = COLOURS.get(arm)
+        for r in per_seed.values():  # thin: every seed, finished or not
+            if r["eval"]:
+                xs, ys = zip(*r["eval"], strict=True)
+                axes[0].plot(xs, ys, "-", lw=0.6, color=colour, alpha=0.3)
+            if r["steps"]:
+                axes[1].plot(r["steps"], r["share_groups_with_signal"], "-", lw=0.6, color=colour, alpha=0.3)
+        s = summaries.get(arm)
+        if s:
+            lo, hi = zip(*s["ci_curve"], strict=True)
+            axes[0].fill_between(s["eval_steps"], lo, hi, color=colour, alpha=0.2)
+            axes[0].plot(s["eval_steps"], s["mean_curve"], "-o", ms=3, lw=2, color=colour,
+                         label=f"{arm} (mean, 95% CI, {len(s['seeds'])} seeds)")
+            axes[1].plot(range(1, len(s["share_groups_with_signal_per_step"]) + 1),
+                         s["share_groups_with_signal_per_step"], lw=2, color=colour, label=arm)
+    axes[0].set(xlabel="RL step", ylabel="held-out success (greedy)", title="evaluation on held-out init states")
+    axes[1].set(xlabel="RL step", ylabel="share", title="groups rolled out that carried learning signal")
+    for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend()
-    tag = "" if complete else f" (PARTIAL: {len(seeds)} of {len(args.seeds)} seeds)"
-    fig.suptitle(f"tabletop, {args.tasks} tasks: SRPO vs GRPO from the same SFT policy, seeds {seeds}{tag}")
+        ax.legend(fontsize=8)
+    tag = "" if complete else f" (PARTIAL: statistics over seeds {paired})"
+    fig.suptitle(f"tabletop, {args.tasks} tasks, sparse start: GRPO vs SRPO vs SRPO-keep{tag}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(RESULTS / "learning_efficiency.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    def final(curves: list[list[tuple[int, float]]]) -> list[float | None]:
-        return [c[-1][1] if c else None for c in curves]
 
-    payload = {
-        "benchmark": "learning_efficiency",
-        "command": "python " + " ".join(sys.argv),
-        "complete": complete,
-        "note": "" if complete else f"partial: only seeds {seeds} of {args.seeds} finished",
-        "env": "tabletop",
-        "num_tasks": args.tasks,
-        "initial_policy": f"compact VLA (conv_keypoints vision, hashed text, proprioception"
-                          f"{' + object state' if args.object_state else ''}, chunk "
-                          f"{args.chunk_size}) after {args.sft_steps} SFT steps on {args.demos_per_task} scripted "
-                          f"demos per task (expert noise std {args.demo_noise}, random-walk prefix <= "
-                          f"{args.random_prefix} steps, layouts drawn from {args.demo_layouts} minus the held-out "
-                          f"eval ones, colour jitter, no crop); "
-                          f"vision {'frozen' if args.freeze_vision_for_rl else 'trained'} during RL",
-        "initial_success_held_out": init_success,
-        "steps": args.steps,
-        "eval": f"greedy, {args.eval_episodes} episodes per task on held-out init states, "
-                f"every {args.eval_every} steps",
-        "seeds": seeds,
-        "target": args.target,
-        "rows": result.summary_rows(),
-        "table": result.table(),
-        "curves": result.curves,
-        "smoothed_rows": smoothed_rows(result.curves, secondary["rollout/success_rate"]),
-        "smoothed_table": smoothed_table(smoothed_rows(result.curves, secondary["rollout/success_rate"])),
-        "secondary_final": {m: {algo: final(c) for algo, c in v.items()} for m, v in secondary.items()},
-        "secondary_curves": secondary,
-        "wall_time_s": elapsed,
-        "overrides": [f"algo.lr={args.lr}", *args.set],
-    }
-    (RESULTS / "learning_efficiency.json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'learning_efficiency.json'} and learning_efficiency.png ({elapsed / 60:.1f} min)")
+# Arguments that may change between invocations on one --out: which runs, how many at a time, what to write.
+FREE_ARGS = ("out", "arms", "seeds", "jobs", "summarise", "init_only", "results_name")
+
+
+def check_settings(out: Path, args: argparse.Namespace) -> None:
+    """Refuse to mix runs made with other settings into one result. The old benchmark reused whatever SFT policy
+    and runs an --out held, so a result file could come from runs of older code and settings (its JSON recorded
+    a 4-second invocation that recomputed nothing); now settings are pinned per --out and every run records the
+    commit of each invocation."""
+    settings = {k: v for k, v in vars(args).items() if k not in FREE_ARGS}
+    path = out / "settings.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if changed:
+            raise SystemExit(f"{out} holds runs made with other settings {changed} (old, new): choose another --out")
+    else:
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/learning_efficiency")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one torch thread each)")
+    parser.add_argument("--tasks", type=int, default=2, help="tabletop tasks 0..N-1")
+    parser.add_argument("--num-init-states", type=int, default=100, help="initial states per task")
+    parser.add_argument("--num-eval-init-states", type=int, default=50,
+                        help="the last N per task are held out: never in training, never in demos; one greedy "
+                             "evaluation episode each")
+    parser.add_argument("--prompts", type=int, default=8, help="groups of 8 kept per step")
+    parser.add_argument("--sampling-rounds", type=int, default=3, help="dynamic-sampling refill rounds at most")
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--encoder", choices=["efficientnet", "pixel"], default="efficientnet")
+    parser.add_argument("--encoder-crop", type=int, default=64,
+                        help="EfficientNet input side (64: SC 0.81 on the tabletop set at 8 frames, the cheapest)")
+    parser.add_argument("--num-frames", type=int, default=8, help="frames sampled per trajectory for the reward")
+    parser.add_argument("--demos-per-task", type=int, default=8, help="scripted demos per task for the SFT start")
+    parser.add_argument("--demo-layouts", type=int, default=None,
+                        help="record demos in layouts 0..N-1 minus the held-out ones (default: the training layouts)")
+    parser.add_argument("--demo-noise", type=float, default=0.1)
+    parser.add_argument("--random-prefix", type=int, default=24)
+    parser.add_argument("--chunk-size", type=int, default=2)
+    parser.add_argument("--sft-steps", type=int, default=3000)
+    parser.add_argument("--sft-checkpoint-every", type=int, default=250)
+    parser.add_argument("--max-start-success", type=float, default=0.1,
+                        help="the start: first SFT checkpoint with sampled success on training states in (0, this]")
+    parser.add_argument("--no-object-state", dest="object_state", action="store_false")
+    parser.add_argument("--set", action="append", default=[], help="extra config override for every arm")
+    parser.add_argument("--results-name", default="learning_efficiency_sparse")
+    parser.add_argument("--summarise", action="store_true", help="only write results from the runs that exist")
+    parser.add_argument("--init-only", action="store_true", help="stop after the initial policy and its success")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_settings(out, args)
+    init = make_initial_policy(out / "init_sft", args)
+    base = base_config(args, init)
+    init_path = out / "init_sft" / "initial_success.json"
+    if not init_path.exists():
+        init_path.write_text(json.dumps({**initial_success(base), "provenance": provenance()}, indent=2))
+    init_success = json.loads(init_path.read_text())
+    print(f"initial policy on held-out init states: {init_success}", flush=True)
+    if args.init_only:
+        return
+    if not args.summarise:
+        run_all(args, out, replace(base), init_success)
+    summarise(args, out, init_success)
 
 
 if __name__ == "__main__":

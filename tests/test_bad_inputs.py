@@ -50,13 +50,16 @@ class Inputs:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
+    return build_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def build_inputs(root: Path) -> Inputs:
     from srpo.config.train import load_config
     from srpo.policies.compact import CompactVLA
     from srpo.reward_eval import LabelledSet, save_folder
     from srpo.scoring import make_synthetic_batch
     from srpo.trainer import Trainer
 
-    root = tmp_path_factory.mktemp("inputs")
     cfg = load_config(preset="tabletop", overrides=[*TINY, "num_steps=2", "checkpoint_every=1",
                                                      f"run_dir={root / 'run'}"])
     CompactVLA(cfg.policy).save_pretrained(root / "ckpt")
@@ -234,7 +237,7 @@ CELLS: dict[str, tuple[Argv, str]] = {
     "resume-policy-weights-truncated": (
         resume(lambda r: [truncate(c / "policy" / "model.safetensors") for c in sorted(r.glob("ckpt-*"))]),
         "model.safetensors is 100 bytes but its manifest says"),
-    "resume-steps-below-reached": (resume(lambda r: None, "--steps", "0"), "num_steps=0 is invalid"),
+    "resume-steps-zero": (resume(lambda r: None, "--steps", "0"), "num_steps=0 is invalid"),
     # -- eval: checkpoints
     "eval-checkpoint-missing": (ev(lambda i, w: w / "nockpt"), "does not exist: run `srpo sft`"),
     "eval-checkpoint-truncated-weights": (ev(lambda i, w: _truncated_ckpt(i, w)),
@@ -296,7 +299,8 @@ CELLS: dict[str, tuple[Argv, str]] = {
                              "--num-cuts=1 is invalid"),
     # -- score: npz batches
     "score-batch-missing": (sc(lambda i, w: w / "none.npz"), "none.npz does not exist"),
-    "score-batch-not-npz": (sc(lambda i, w: write(w / "b.npz", "a,b\n1,2\n")), "b.npz is not a readable .npz"),
+    "score-batch-not-npz": (sc(lambda i, w: write(w / "b.npz", "a,b\n1,2\n")),
+                            "b.npz is not a readable .npz file: not a zip archive of arrays"),
     "score-batch-truncated": (sc(lambda i, w: _truncated_copy(i.batch, w / "t.npz")), "t.npz is not a readable .npz"),
     "score-batch-missing-key": (sc(lambda i, w: batch_with(i, w, success=None)), "lacks success"),
     "score-batch-nan-embedding": (sc(lambda i, w: batch_with(i, w, embeddings=_with_nan(i))),
@@ -441,4 +445,34 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(inputs: Inputs, tmp_p
 
 def test_matrix_has_at_least_40_cells() -> None:
     assert len(CELLS) >= 40
-    assert len({cell.split("-")[0] for cell in CELLS}) >= 7  # train, resume, eval, sft, reward, score, report, ...
+    assert len({cell.split("-")[0] for cell in CELLS}) >= 8  # train, resume, eval, sft, reward-eval, score, ...
+
+
+def markdown_table() -> str:
+    """The matrix as docs/reliability.md shows it: each cell's exact one-line message (temp paths as <tmp>)."""
+    import contextlib
+    import io
+    import tempfile
+
+    rows = ["| test id | command | input × fault | exit | message (stderr, one line) |", "|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build_inputs(_mkdir(Path(tmp) / "inputs"))
+        for i, cell in enumerate(sorted(CELLS)):
+            work = Path(tmp) / f"cell{i}"
+            work.mkdir()
+            build, _ = CELLS[cell]
+            argv = build(built, work)
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.chdir(work):
+                rc = cli.main(argv)
+            line = next(x for x in err.getvalue().splitlines() if x.startswith(f"srpo {argv[0]}: error:"))
+            line = line.replace(str(work), "<tmp>").replace(str(built.root), "<inputs>").replace("|", "\\|")
+            command = "reward-eval" if cell.startswith("reward-eval") else cell.split("-")[0]
+            rest = cell[len(command) + 1:]
+            rows.append(f"| `{cell}` | {command} | {rest} | {rc} | `{line}` |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    logging.disable(logging.WARNING)
+    print(markdown_table())

@@ -12,8 +12,11 @@ import pytest
 
 from srpo.config.encoder import EncoderConfig
 from srpo.config.reward import RewardConfig
+from srpo.errors import SrpoError
 from srpo.reward.encoders import make_encoder
 from srpo.reward_eval import (
+    METRIC_NAMES,
+    TABLETOP_FAILURE_KINDS,
     LabelledSet,
     add_reward_eval_parser,
     embed_prefixes,
@@ -164,8 +167,11 @@ def test_reward_eval_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     result = json.loads((tmp_path / "out" / "reward_eval.json").read_text())
     assert result["num_trajectories"] == 10 and result["num_success"] == 6 and result["num_tasks"] == 2
     pixel = result["encoders"]["pixel"]
-    assert set(pixel["metrics"]) == {"sc", "mono", "mmd", "js", "smd"}
-    assert all(v is not None for v in pixel["metrics"].values())
+    assert set(pixel["metrics"]) == set(METRIC_NAMES)
+    # Without stage labels the stage metrics are undefined (null); the rest are numbers.
+    label_free = {"sc", "mono", "mmd", "js", "smd", "auroc"}
+    assert all(pixel["metrics"][k] is not None for k in label_free)
+    assert all(pixel["metrics"][k] is None for k in set(METRIC_NAMES) - label_free)
     rows = pixel["trajectories"]
     assert [r["reward"] for r in rows if r["success"]] == [1.0] * 6
     assert all(0.0 <= r["reward"] < 0.6 for r in rows if not r["success"])
@@ -175,32 +181,90 @@ def test_reward_eval_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert (tmp_path / "out" / "reward_eval.png").stat().st_size > 10_000
 
 
-def test_record_tabletop_labels_follow_the_env() -> None:
-    data, kinds = record_tabletop([0], num_success=1, num_failure=2, seed=0)
-    assert kinds == ["success", "stall", "noisy"]
-    assert data.success.tolist() == [True, False, False]
-    assert data.task_ids.tolist() == [0, 0, 0]
-    # A stalled failure runs to the horizon: reset frame + 64 steps.
-    assert data.videos[1].shape[0] == 65
+def test_record_tabletop_labels_follow_the_env(tmp_path: Path) -> None:
+    num_failure = len(TABLETOP_FAILURE_KINDS)
+    data = record_tabletop([0], num_success=1, num_failure=num_failure, seed=0)
+    assert data.kinds == ["success", *TABLETOP_FAILURE_KINDS]
+    assert data.success.tolist() == [True] + [False] * num_failure
+    assert data.task_ids.tolist() == [0] * (1 + num_failure)
+    # Every failure runs to the horizon: reset frame + 64 steps.
+    assert all(v.shape[0] == 65 for v in data.videos[1:])
     assert data.videos[0].shape[0] < 65 and data.videos[0].dtype == np.uint8
+    assert data.stages is not None and data.frame_stages is not None
+    assert data.gripper_pos is not None and data.object_pos is not None
+    stage = dict(zip(data.kinds, data.stages.tolist(), strict=True))
+    # The env's stages (none 0, reach 1, grasp 2, carry 3, place 4): a success places, the graded failures
+    # stop where their script stops.
+    assert stage["success"] == 4
+    assert stage["reach_only"] == 1
+    assert stage["drop"] == 2 and stage["next_to_target"] == 2
+    assert stage["random"] <= 1 and stage["wrong_object"] <= 1
+    for i in range(len(data.videos)):
+        assert data.frame_stages[i].max() == data.stages[i]
+        assert data.gripper_pos[i].shape == data.object_pos[i].shape == (data.videos[i].shape[0], 3)
+    # The block moves only while held: then it sits under the gripper (same x, y, z); at rest its z is 0.
+    drop = data.kinds.index("drop")
+    held = data.frame_stages[drop] == 2
+    np.testing.assert_allclose(data.object_pos[drop][held], data.gripper_pos[drop][held], atol=1e-6)
+    assert (data.object_pos[drop][~held][:, 2] == 0).all()
+    # The labels survive the folder round trip.
+    loaded = load_folder(save_folder(data, tmp_path / "set"))
+    assert loaded.kinds == data.kinds and loaded.stages is not None
+    assert loaded.stages.tolist() == data.stages.tolist()
+    assert loaded.frame_stages is not None and loaded.object_pos is not None
+    np.testing.assert_array_equal(loaded.object_pos[drop], data.object_pos[drop])
 
 
-def test_record_then_evaluate_through_the_command(tmp_path: Path) -> None:
+def test_stage_metrics_follow_the_reward_order() -> None:
+    # One task, 1-D embeddings: two successes at 1.0; failures at 0.0, 0.3, 0.6 whose stages are 0, 1, 2 — the
+    # reward (closer to the success centre is higher) ranks them exactly as the stages do.
+    whole = np.array([1.0, 1.02, 0.0, 0.3, 0.6])
+    prefixes = np.repeat(whole[:, None, None], 3, axis=1).astype(np.float32)
+    # Failure 3 moves towards the successes during cut 0 → 1 while its stage rises 0 → 1, then stops.
+    prefixes[3, 0, 0] = 0.0
+    frame_stages = [np.array([4, 4, 4, 4]), np.array([4, 4, 4, 4]), np.zeros(4, dtype=np.int64),
+                    np.array([0, 0, 1, 1]), np.array([2, 2, 2, 2])]
+    data = LabelledSet(
+        [np.zeros((4, 2, 2, 3), np.uint8)] * 5, np.array([True, True, False, False, False]),
+        np.zeros(5, dtype=np.int64), list("abcde"), stages=np.array([4, 4, 0, 1, 2]), frame_stages=frame_stages,
+    )
+    report = evaluate_embeddings(prefixes, data, RewardConfig())
+    assert report.metrics["stage_rho"] == pytest.approx(1.0)
+    assert report.metrics["stage_rho_task"] == pytest.approx(1.0)
+    assert report.metrics["auroc"] == 1.0
+    # Only failure 3 made progress (cuts of 4 frames in 3: lengths 2, 3, 4 → stages 0, 1, 1): its curve rose
+    # with the stage (rho 1: the two equal stages tie, as do the two equal curve points) and stayed flat after.
+    assert report.metrics["fail_curve_rho"] == pytest.approx(1.0)
+    curve = report.curves[3]
+    assert curve[1] > curve[0] and report.metrics["fail_rise"] == pytest.approx(curve[1] - curve[0])
+    assert report.metrics["fail_after"] == pytest.approx(0.0)
+    # Reversed stages: the reward now orders failures against their progress.
+    reversed_data = LabelledSet(data.videos, data.success, data.task_ids, data.names,
+                                stages=np.array([4, 4, 2, 1, 0]))
+    assert evaluate_embeddings(prefixes, reversed_data, RewardConfig()).metrics["stage_rho"] == pytest.approx(-1.0)
+
+
+def test_record_then_evaluate_through_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = _parse([
-        "--record", "tabletop", "--tasks", "1", "--num-success", "2", "--num-failure", "2", "--encoders", "pixel",
+        "--record", "tabletop", "--tasks", "1", "--num-success", "2", "--num-failure", "3", "--encoders", "pixel",
         "--num-frames", "8", "--num-cuts", "3", "--output-dir", str(tmp_path), "--no-plots",
     ])
     assert run_reward_eval(args) == 0
     with (tmp_path / "labelled" / "labels.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["kind"] for r in rows] == ["success", "success", "stall", "noisy"]
+    assert [r["kind"] for r in rows] == ["success", "success", *TABLETOP_FAILURE_KINDS[:3]]
+    assert [r["stage"] for r in rows][:2] == ["4", "4"]
     assert not (tmp_path / "reward_eval.png").exists()
+    assert "AUROC" in capsys.readouterr().out
+    result = json.loads((tmp_path / "reward_eval.json").read_text())
+    assert result["encoders"]["pixel"]["metrics"]["stage_rho"] is not None
+    assert result["encoders"]["pixel"]["trajectories"][2]["kind"] == TABLETOP_FAILURE_KINDS[0]
 
 
 def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--num-cuts"):
+    with pytest.raises(SrpoError, match="--num-cuts"):
         run_reward_eval(_parse(["--data", str(tmp_path), "--num-cuts", "1"]))
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(SrpoError, match="out of range"):
         run_reward_eval(_parse(["--record", "tabletop", "--tasks", "99", "--output-dir", str(tmp_path)]))
 
 
@@ -210,8 +274,8 @@ def test_record_libero_labels_follow_the_env() -> None:
     pytest.importorskip("libero")
     from srpo.reward_eval import record_libero
 
-    data, kinds = record_libero("libero_spatial", [0], num_success=1, num_failure=1, seed=0, embed_size=64)
-    assert kinds == ["success", "stall"]
+    data = record_libero("libero_spatial", [0], num_success=1, num_failure=1, seed=0, embed_size=64)
+    assert data.kinds == ["success", "stall"]
     assert data.success.tolist() == [True, False]
     assert data.task_ids.tolist() == [0, 0]
     assert data.videos[0].shape[1:] == (64, 64, 3)

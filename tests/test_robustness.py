@@ -3,6 +3,7 @@ CLI's error path. No simulator: the LIBERO-Plus package is a small fake director
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -215,3 +216,23 @@ def test_cli_names_the_missing_environment(tmp_path: Path) -> None:
 def test_config_round_trips_through_replace() -> None:
     cfg = load_config(preset="cpu")
     assert replace(cfg.robustness, benchmark="libero-pro").resolved_dimensions[0] == "object"
+
+
+def test_results_say_whether_every_planned_episode_ran(tmp_path: Path) -> None:
+    from srpo.robustness import _read_episodes, write_results
+
+    cfg = load_config(preset="cpu", overrides=["robustness.dimensions=[camera, layout]",
+                                               "robustness.episodes_per_task=2"])
+    tasks = [VariantTask("c1", "liberoplus", "s", 0, "", "i", "camera", None, 50),
+             VariantTask("l1", "liberoplus", "s", 1, "", "i", "layout", 2, 1)]
+    plan = RobustnessPlan("libero-plus", "libero_spatial", [BOWL], tasks)
+    log = tmp_path / "episodes.jsonl"
+    log.write_text('{"key": "c1", "init_state_id": 40, "success": true}\n'
+                   '{"key": "c1", "init_state_id": 41, "success": false}\n{"key": "l1", "init_st')  # cut by a kill
+    episodes = _read_episodes(log)
+    assert len(episodes) == 2
+    partial = write_results(cfg, plan, episodes, tmp_path)
+    assert not partial.complete and (tmp_path / "success.png").exists()
+    done = write_results(cfg, plan, [*episodes, {"key": "l1", "init_state_id": 0, "success": True}], tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert done.complete and results["complete"] and results["dimensions"]["layout"]["levels"]["2"]["num_episodes"] == 1

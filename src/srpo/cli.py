@@ -227,7 +227,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _offline(args: argparse.Namespace) -> int:
-    from srpo.offline import OfflineTrainer, offline_resume_config
+    from srpo.offline import OfflineTrainer
+    from srpo.run_dir import resume_config
 
     overrides = list(args.set or [])
     for flag, key in (("dataset", "offline.dataset"), ("arm", "offline.arm"), ("beta", "offline.beta"),
@@ -236,7 +237,7 @@ def _offline(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     if args.resume:
-        cfg = offline_resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
+        cfg = resume_config(args.resume, [o for o in overrides if not o.startswith("run_dir=")])
     else:
         cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
     with OfflineTrainer(cfg, resume=bool(args.resume)) as trainer:

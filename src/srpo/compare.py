@@ -4,6 +4,7 @@ and the number of steps each needs to reach a target success."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 
 from srpo.config.train import TrainConfig
 from srpo.errors import SrpoError
+from srpo.policies.base import TrainablePolicy
 from srpo.report import plot_success_curves
 from srpo.run_dir import list_checkpoints, read_metrics
 from srpo.trainer import Trainer
@@ -78,7 +80,7 @@ def run_compare(
     target: float = 0.5,
     metric: str = "eval/success_rate",
     show_progress: bool = True,
-    policy_factory: Any = None,
+    policy_factory: Callable[[], TrainablePolicy] | None = None,
 ) -> CompareResult:
     """Train every (algo, seed) pair from the same initial policy and collect the metric curves.
 

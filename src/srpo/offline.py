@@ -22,8 +22,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,21 +32,25 @@ import torch
 
 from srpo.algo.advantages import task_baseline_advantages
 from srpo.algo.losses import awr_weights, weighted_nll_loss
-from srpo.build import load_policy_checkpoint, make_env_factory, make_policy
-from srpo.config.train import TrainConfig, load_config, save_config
+from srpo.build import load_policy_checkpoint, make_env_factory, make_policy, make_rollout_engine
+from srpo.config.train import TrainConfig
 from srpo.errors import SrpoError
 from srpo.evaluate import EvalResult, evaluate_policy
 from srpo.lerobot import DatasetEpisode, read_dataset
-from srpo.policies.base import PolicyInput
+from srpo.policies.base import PolicyInput, TrainablePolicy
 from srpo.policies.tokenizer import ActionTokenizer
+from srpo.resume import newest_intact
 from srpo.reward.progress import compute_progress_rewards
 from srpo.run_dir import (
-    CHECKPOINT_PREFIX,
-    CONFIG_FILE,
-    TRAINER_STATE_FILE,
+    POLICY_DIR,
+    STEPS_DIR,
     MetricsLog,
     list_checkpoints,
+    read_trainer_state,
+    resumable_checkpoints,
+    save_run_config,
     timed,
+    write_checkpoint,
 )
 from srpo.sft import action_chunks
 
@@ -204,12 +206,13 @@ class OfflineTrainer:
         if cfg.torch_num_threads > 0:
             torch.set_num_threads(cfg.torch_num_threads)
         torch.manual_seed(cfg.seed)
-        latest = list_checkpoints(self.run_dir)[-1] if resume and list_checkpoints(self.run_dir) else None
-        if resume and latest is None:
-            raise FileNotFoundError(f"nothing to resume in {self.run_dir}: no complete {CHECKPOINT_PREFIX}* directory")
-        if latest is not None:
-            policy = load_policy_checkpoint(cfg, latest / "policy")
-        self.policy = policy if policy is not None else make_policy(cfg)
+        latest: Path | None = None
+        state: dict[str, Any] = {}
+        if resume:
+            # The newest checkpoint whose manifest, trainer state and policy all load, as `srpo train` resumes.
+            latest, (state, policy) = newest_intact(resumable_checkpoints(self.run_dir), lambda ckpt: (
+                read_trainer_state(ckpt), load_policy_checkpoint(cfg, ckpt / POLICY_DIR)))
+        self.policy: TrainablePolicy = policy if policy is not None else make_policy(cfg)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
             raise SrpoError("the policy has no trainable parameters (is everything frozen?)")
@@ -217,21 +220,18 @@ class OfflineTrainer:
         self.step = 0
         self.metrics_log = MetricsLog(self.run_dir, cfg.tensorboard)
         if latest is not None:
-            state = torch.load(latest / TRAINER_STATE_FILE, weights_only=False)
             self.optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
             self.step = int(state["step"])
             self.metrics_log.truncate_after(self.step)
         else:
-            save_config(cfg, self.run_dir / CONFIG_FILE)
+            save_run_config(cfg, self.run_dir)
         self.engine: Any = None
         self.specs: list[Any] = []
         if cfg.num_eval_episodes_per_task > 0:
-            from srpo.rollout import RolloutEngine
-
             factory = make_env_factory(cfg)
             self.specs = factory.task_specs()
-            self.engine = RolloutEngine(factory, cfg.rollout)
+            self.engine = make_rollout_engine(cfg, factory)
         self.episodes: list[DatasetEpisode] = []
         self.samples: OfflineSamples | None = None
         self.row_weights = np.zeros(0)
@@ -400,30 +400,14 @@ class OfflineTrainer:
     # -- outputs ----------------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        """Write ckpt-<step>/ atomically (temp dir + rename); keep the newest keep_last_checkpoints."""
-        final = self.run_dir / f"{CHECKPOINT_PREFIX}{self.step:06d}"
-        tmp = self.run_dir / f".tmp-{final.name}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        self.policy.save_pretrained(tmp / "policy")
-        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
-                   tmp / TRAINER_STATE_FILE)
-        for path in tmp.rglob("*"):
-            if path.is_file():
-                with open(path, "rb") as f:
-                    os.fsync(f.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        for old in list_checkpoints(self.run_dir)[: -self.cfg.keep_last_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        """Write ckpt-<step>/ atomically; keep the newest keep_last_checkpoints."""
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+        return write_checkpoint(self.run_dir, self.step, self.policy, state, self.cfg.keep_last_checkpoints)
 
     def _save_episode_arrays(self, rewards: np.ndarray, advantages: np.ndarray, weights: np.ndarray,
                              success: np.ndarray, task_ids: np.ndarray, distance: np.ndarray) -> None:
         """Per-episode rewards for `srpo report` (steps/step_000000.npz, the layout `srpo train` writes)."""
-        out = self.run_dir / "steps"
+        out = self.run_dir / STEPS_DIR
         out.mkdir(exist_ok=True)
         np.savez(out / "step_000000.npz", rewards=rewards, advantages=advantages, weights=weights, success=success,
                  task_ids=task_ids, group_ids=task_ids,
@@ -439,11 +423,3 @@ class OfflineTrainer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def offline_resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """The config an offline run was started with, with optional overrides (e.g. more num_steps)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not an srpo run directory")
-    return load_config(path, overrides=[*(overrides or []), f"run_dir={run_dir}"])

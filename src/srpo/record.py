@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from srpo.build import make_env_factory, make_policy
+from srpo.build import make_env_factory, make_policy, make_rollout_engine
 from srpo.config.train import TrainConfig, config_to_dict
 from srpo.errors import SrpoError
 from srpo.evaluate import init_state_split
 from srpo.lerobot import DatasetEpisode, LeRobotWriter, read_parquet_dir
-from srpo.rollout import EpisodeRequest, RolloutEngine
+from srpo.rollout import EpisodeRequest
 from srpo.types import Trajectory
 
 RECORD_INFO = "meta/srpo_record.json"
@@ -129,7 +129,7 @@ def record_dataset(
     if done % batch_episodes and done < len(requests):
         raise SrpoError(f"{root} holds {done} episodes, not a multiple of --batch-episodes {batch_episodes}")
     batches = range(done // batch_episodes, -(-len(requests) // batch_episodes))
-    with RolloutEngine(factory, cfg.rollout) as engine:
+    with make_rollout_engine(cfg, factory) as engine:
         for b in tqdm(batches, desc="srpo record", unit="batch", disable=not show_progress):
             torch.manual_seed(cfg.seed * 1_000_003 + b)
             trajs, _ = engine.collect(policy, requests[b * batch_episodes:(b + 1) * batch_episodes], temperature)

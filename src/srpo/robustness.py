@@ -373,9 +373,9 @@ def plot_summary(summary: dict[str, Any], path: str | Path, title: str) -> None:
     highs = [summary[d]["ci95"][1] - r for r, d in zip(rates, dims, strict=True)]
     fig, ax = plt.subplots(figsize=(1.1 * len(dims) + 2, 3.4))
     x = np.arange(len(dims))
-    ok = [summary[d]["status"] != "unavailable" and summary[d]["num_episodes"] > 0 for d in dims]
+    ok = np.array([summary[d]["status"] != "unavailable" and summary[d]["num_episodes"] > 0 for d in dims])
     ax.bar(x[ok], np.asarray(rates)[ok], color="tab:blue",
-           yerr=[np.asarray(lows)[ok], np.asarray(highs)[ok]], capsize=4)
+           yerr=np.vstack([np.asarray(lows)[ok], np.asarray(highs)[ok]]), capsize=4)
     for i, d in enumerate(dims):
         if not ok[i]:
             ax.text(i, 0.02, "n/a", ha="center", va="bottom", color="grey")
@@ -417,6 +417,26 @@ def _read_episodes(path: Path) -> list[dict[str, Any]]:
     return episodes
 
 
+def write_results(cfg: TrainConfig, plan: RobustnessPlan, episodes: Sequence[dict[str, Any]],
+                  out: Path) -> RobustnessResult:
+    """Summarise the episodes so far and write table.txt, results.json (with `complete`) and success.png."""
+    rob = cfg.robustness
+    summary = summarise(plan, episodes, list(rob.resolved_dimensions))
+    expected = len(episode_plan(plan.tasks, cfg.env.libero, rob.episodes_per_task))
+    complete = sum(row["num_episodes"] for row in summary.values()) >= expected
+    table = format_table(summary)
+    (out / "table.txt").write_text(table + "\n")
+    (out / "results.json").write_text(json.dumps({
+        "benchmark": rob.benchmark, "checkpoint": cfg.policy.checkpoint, "suite": plan.suite,
+        "base_tasks": plan.base_tasks, "episodes_per_task": rob.episodes_per_task,
+        "tasks_per_dimension": rob.tasks_per_dimension, "seed": rob.seed, "complete": complete,
+        "dimensions": summary, "environment": plan.environment,
+    }, indent=2))
+    title = f"{rob.benchmark}, {plan.suite} tasks {list(cfg.env.libero.resolved_task_ids)}: {cfg.policy.checkpoint}"
+    plot_summary(summary, out / "success.png", title)
+    return RobustnessResult(summary, table, complete, out)
+
+
 def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> RobustnessResult:
     """Plan, roll out (resuming from episodes.jsonl), summarise and write the results of `cfg.robustness`."""
     from srpo.build import make_policy
@@ -445,9 +465,9 @@ def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> Robustnes
           f"{len(done)} episodes done, {len(pairs)} to run", flush=True)
     if pairs:
         # Every perturbed task is its own MuJoCo model: a worker keeps at most the envs it runs at once. The first
-        # reset of a worker may import LIBERO-Plus in its child process (10–150 s on a loaded 2-core machine).
+        # reset of a worker may import LIBERO-Plus in its child process (155 s and more on a loaded 2-core machine).
         rollout = replace(cfg.rollout, max_envs_per_worker=cfg.rollout.max_envs_per_worker
-                          or cfg.rollout.num_envs_per_worker, reset_timeout_s=max(cfg.rollout.reset_timeout_s, 900.0))
+                          or cfg.rollout.num_envs_per_worker, reset_timeout_s=max(cfg.rollout.reset_timeout_s, 1800.0))
         factory = VariantEnvFactory(tuple(plan.tasks), cfg.env.libero,
                                     rob.python if rob.benchmark == "libero-plus" else None, rob.assets)
         policy = make_policy(cfg)
@@ -467,24 +487,11 @@ def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> Robustnes
                     log.write(json.dumps(record) + "\n")
                     episodes.append(record)
                 log.flush()
+                write_results(cfg, plan, episodes, out)  # partial results are readable while the run goes on
                 rate = np.mean([t.success for t in trajectories])
                 print(f"  {dim}: {len(trajectories)} episodes, success {rate:.3f} "
                       f"({time.perf_counter() - start:.0f} s)", flush=True)
-    dims = list(rob.resolved_dimensions)
-    summary = summarise(plan, episodes, dims)
-    expected = len(episode_plan(plan.tasks, cfg.env.libero, rob.episodes_per_task))
-    complete = sum(row["num_episodes"] for row in summary.values()) >= expected
-    table = format_table(summary)
-    (out / "table.txt").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps({
-        "benchmark": rob.benchmark, "checkpoint": cfg.policy.checkpoint, "suite": plan.suite,
-        "base_tasks": plan.base_tasks, "episodes_per_task": rob.episodes_per_task,
-        "tasks_per_dimension": rob.tasks_per_dimension, "seed": rob.seed, "complete": complete,
-        "dimensions": summary, "environment": plan.environment,
-    }, indent=2))
-    title = f"{rob.benchmark}, {plan.suite} tasks {list(cfg.env.libero.resolved_task_ids)}: {cfg.policy.checkpoint}"
-    plot_summary(summary, out / "success.png", title)
-    return RobustnessResult(summary, table, complete, out)
+    return write_results(cfg, plan, episodes, out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ def load_batch(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise BatchFileError(f"batch file {path} does not exist")
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise BatchFileError(f"{path} is not a readable .npz file: not a zip archive of arrays (write one with "
+                             "numpy.savez(path, embeddings=..., success=..., task_ids=..., group_ids=...))")
     try:
         with np.load(path, allow_pickle=False) as data:
             if not hasattr(data, "files"):  # a bare .npy array, not an archive of named arrays

@@ -7,6 +7,7 @@ checkpoint. Each phase is one call, timed into the step's metrics.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from srpo.config.train import TrainConfig
 from srpo.errors import InputFileError, SrpoError
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import TrainablePolicy
+from srpo.provenance import provenance
 from srpo.resume import newest_intact
 from srpo.reward import ScoredBatch, SuccessMemory, srpo_advantages
 from srpo.reward.encoders.base import VideoEncoder
@@ -35,6 +37,7 @@ from srpo.rollout import EpisodeRequest, RolloutEngine, make_group_requests
 from srpo.run_dir import (
     PHASES,
     POLICY_DIR,
+    PROVENANCE_FILE,
     VIDEOS_DIR,
     MetricsLog,
     list_checkpoints,
@@ -104,6 +107,9 @@ class Trainer:
             self._restore_state(state)
         else:
             save_run_config(cfg, self.run_dir)
+        # One line per start or resume: the commit and command behind this run's results.
+        with open(self.run_dir / PROVENANCE_FILE, "a") as f:
+            f.write(json.dumps({"step": self.step, **provenance()}) + "\n")
         self.reference = (load_or_make_reference(cfg, self.policy, self.run_dir, self.step)
                           if cfg.algo.kl_coef > 0 else None)
         self.factory = make_env_factory(cfg)

@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from srpo.reward.quality import (
+    auroc,
+    failure_curve_progress,
     js_divergence,
     mmd_rbf,
     monotonicity,
+    spearman,
     spearman_vs_time,
+    stage_at_cuts,
     standardized_mean_difference,
 )
 
@@ -67,3 +71,49 @@ def test_smd_hand_computed():
     assert standardized_mean_difference(np.ones(3), np.ones(3)) == 0.0
     with pytest.raises(ValueError, match="at least 3"):
         standardized_mean_difference(np.ones(1), np.ones(1))
+
+
+def test_auroc_hand_computed():
+    # Pairs (pos, neg): 0.9>0.5, 0.9>0.1, 0.5=0.5 (tie, ½), 0.5>0.1 → 3.5 / 4.
+    assert auroc(np.asarray([0.9, 0.5]), np.asarray([0.5, 0.1])) == pytest.approx(0.875)
+    assert auroc(np.asarray([2.0, 3.0]), np.asarray([0.0, 1.0])) == 1.0
+    assert auroc(np.asarray([0.0]), np.asarray([1.0, 2.0])) == 0.0
+    assert auroc(np.asarray([1.0, 1.0]), np.asarray([1.0])) == 0.5
+
+
+def test_spearman_of_two_variables():
+    # Ranks of x [1, 3, 2, 4] against stages [0, 1, 1, 2] (ranks 1, 2.5, 2.5, 4): Pearson of the ranks.
+    x, y = np.asarray([0.1, 0.5, 0.3, 0.9]), np.asarray([0, 1, 1, 2])
+    rx, ry = np.asarray([1, 3, 2, 4.0]), np.asarray([1, 2.5, 2.5, 4])
+    expected = np.corrcoef(rx, ry)[0, 1]
+    assert spearman(x, y) == pytest.approx(expected)
+    assert expected == pytest.approx(4.5 / np.sqrt(5 * 4.5))
+    assert math.isnan(spearman(x, np.asarray([2, 2, 2, 2])))  # no order in the label
+    assert spearman(np.asarray([1.0, 1.0, 1.0, 1.0]), y) == 0.0  # a flat reward earns nothing
+    with pytest.raises(ValueError, match="pair up"):
+        spearman(x, y[:3])
+
+
+def test_stage_at_cuts_is_the_running_maximum():
+    stages = np.asarray([0, 1, 0, 2, 1, 1])
+    assert stage_at_cuts(stages, np.asarray([1, 3, 4, 6])).tolist() == [0, 1, 2, 2]
+    with pytest.raises(ValueError, match="lengths"):
+        stage_at_cuts(stages, np.asarray([0, 6]))
+
+
+def test_failure_curve_progress_hand_computed():
+    # Progress reaches its final stage 2 at cut k* = 2; the curve rises 0.1 → 0.4 by then and 0.4 → 0.45 after.
+    curve = np.asarray([0.1, 0.2, 0.4, 0.42, 0.45])
+    stages = np.asarray([0, 1, 2, 2, 2])
+    rho, rise, after = failure_curve_progress(curve, stages)
+    # Ranks: curve 1..5; stages 1, 2, 4, 4, 4 → Pearson of the ranks.
+    assert rho == pytest.approx(np.corrcoef([1, 2, 3, 4, 5], [1, 2, 4, 4, 4])[0, 1])
+    assert rise == pytest.approx(0.3)
+    assert after == pytest.approx(0.05)
+    # No progress at all: rho and rise undefined, after = last − first.
+    rho, rise, after = failure_curve_progress(np.asarray([0.3, 0.2, 0.1]), np.asarray([1, 1, 1]))
+    assert math.isnan(rho) and math.isnan(rise) and after == pytest.approx(-0.2)
+    # Progress until the last cut: nothing after it.
+    assert math.isnan(failure_curve_progress(np.asarray([0.1, 0.2]), np.asarray([0, 1]))[2])
+    with pytest.raises(ValueError, match="non-decreasing"):
+        failure_curve_progress(np.asarray([0.1, 0.2]), np.asarray([1, 0]))

@@ -227,6 +227,8 @@ def tabletop_preset() -> TrainConfig:
     return TrainConfig(
         run_dir="runs/tabletop",
         num_steps=30,
+        # One intra-op thread: a run's numbers then do not depend on the machine's core count (issue #17).
+        torch_num_threads=1,
         eval_every=5,
         num_eval_episodes_per_task=10,
         env=EnvConfig(kind="tabletop", tabletop=TabletopConfig(num_tasks=4)),

@@ -166,19 +166,33 @@ class LiberoEnv:
         """
         _configure_render_backend(config.render_backend)
         benchmark, get_libero_path, off_screen_render_env = _import_libero()
-        self.config = config
-        self.suite_task_id = config.resolved_task_ids[task_id] if suite_task_id is None else suite_task_id
+        suite_task_id = config.resolved_task_ids[task_id] if suite_task_id is None else suite_task_id
         bench = benchmark.get_benchmark(config.suite)()
-        task = bench.get_task(self.suite_task_id)
-        self._init_states = np.asarray(bench.get_task_init_states(self.suite_task_id))
-        self.bddl_file = os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
-        self.spec = TaskSpec(
-            suite=config.suite,
-            task_id=task_id,
-            instruction=task.language,
-            max_steps=config.resolved_max_steps,
-            num_init_states=len(self._init_states),
-        )
+        task = bench.get_task(suite_task_id)
+        init_states = np.asarray(bench.get_task_init_states(suite_task_id))
+        spec = TaskSpec(suite=config.suite, task_id=task_id, instruction=task.language,
+                        max_steps=config.resolved_max_steps, num_init_states=len(init_states))
+        self._build(config, spec, suite_task_id,
+                    os.path.join(get_libero_path("bddl_files"), task.problem_folder, task.bddl_file), init_states,
+                    off_screen_render_env)
+
+    def _build(self, config: LiberoConfig, spec: TaskSpec, suite_task_id: int, bddl_file: str,
+               init_states: np.ndarray, off_screen_render_env: Any) -> None:
+        """Construct the simulator of one BDDL file (also used for perturbed tasks: `srpo.envs.libero_variants`).
+
+        Args:
+            config: Cameras, image sizes, horizon, settle steps, render settings.
+            spec: The task's spec.
+            suite_task_id: Index of the task in its benchmark (seeds the fixture placement of every reset).
+            bddl_file: Absolute path of the BDDL file (as the env class expects it).
+            init_states: (N, D) flattened MuJoCo states to start episodes from.
+            off_screen_render_env: The env class (LIBERO's, or a LIBERO fork's with the same interface).
+        """
+        self.config = config
+        self.suite_task_id = suite_task_id
+        self._init_states = init_states
+        self.bddl_file = bddl_file
+        self.spec = spec
         # use_camera_obs=False: robosuite would otherwise render every camera on every control step. We keep
         # the offscreen renderer (has_offscreen_renderer is forced on by OffScreenRenderEnv) and render on demand.
         # hard_reset=False: a hard reset rebuilds the MuJoCo model and the GL context (~5 s); the soft reset

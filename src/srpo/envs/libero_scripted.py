@@ -140,10 +140,20 @@ class PickPlaceController:
     Bowls (wider than the gripper) are grasped by the rim on the side facing -y, fingers straddling the wall.
     """
 
-    def __init__(self, env: LiberoEnv) -> None:
+    def __init__(self, env: LiberoEnv, obj: str | None = None, target_offset: np.ndarray | None = None) -> None:
+        """A controller for the env's task; `obj` and `target_offset` script graded failures instead.
+
+        Args:
+            env: The task's env.
+            obj: Move this object instead of the goal's (e.g. the wrong object).
+            target_offset: (3,) world-frame offset (m) added to the place point (e.g. next to the target).
+        """
         robosuite_env = env.robosuite_env
         self.env = env
         self.goal = parse_pick_place_goal(robosuite_env.parsed_problem["goal_state"])
+        if obj is not None:
+            self.goal = PickPlaceGoal(relation=self.goal.relation, obj=obj, target=self.goal.target)
+        self._target_offset = np.zeros(3) if target_offset is None else np.asarray(target_offset, dtype=np.float64)
         if self.goal.obj not in robosuite_env.objects_dict:
             raise UnsupportedTaskError(f"goal object {self.goal.obj!r} is not a movable object")
         self.phase = PHASES[0]
@@ -234,7 +244,19 @@ class PickPlaceController:
         return "bowl" in self.goal.obj
 
     def _target_point(self) -> tuple[np.ndarray, float]:
-        """Centre of the target's top surface (x, y, z) and the height above it to release at."""
+        """Centre of the target's top surface (x, y, z) plus the target offset, and the height above it to
+        release at."""
+        point, clearance = self._target_centre()
+        return point + self._target_offset, clearance
+
+    def target_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """World-frame (low, high) corners of the target object, or None when the target is a region site."""
+        robosuite_env = self.env.robosuite_env
+        if self.goal.target in robosuite_env.objects_dict or self.goal.target in robosuite_env.fixtures_dict:
+            return self._object_bounds(self.goal.target)
+        return None
+
+    def _target_centre(self) -> tuple[np.ndarray, float]:
         sim = self._sim()
         robosuite_env = self.env.robosuite_env
         target = self.goal.target

@@ -10,8 +10,8 @@ LIBERO-PRO tasks build with `libero.libero` (srpo's LIBERO install) in the worke
 
 Two perturbations are applied here rather than by LIBERO-Plus, because srpo renders on demand with `sim.render`
 instead of reading robosuite's observation dict:
-- noise: LIBERO-Plus corrupts `obs["agentview_image"]` (224² in its evaluation). We render the agentview at 224²,
-  apply the same corruption function of `liberoplus`, then resize to the policy's image size.
+- noise: LIBERO-Plus corrupts `obs["agentview_image"]`. We render the agentview at 256² (the size its fog
+  corruption requires), apply the same corruption function of `liberoplus`, then resize to the policy's size.
 - robot initial state: the variant's robot ("PandaK") carries the perturbed joint configuration, but the init
   states it is evaluated from are the base task's, which hold the standard robot pose; setting one would undo
   the perturbation. We write the variant robot's joint positions into every init state (objects untouched).
@@ -30,8 +30,8 @@ from srpo.envs.base import Observation, TaskSpec
 from srpo.envs.libero import AGENTVIEW_CAMERA, LiberoEnv, _configure_render_backend, upright
 
 VariantPackage = Literal["libero", "liberoplus"]
-# LIBERO-Plus's evaluation image size: its corruption functions assume 224 × 224 frames.
-NOISE_IMAGE_SIZE = 224
+# Frame size LIBERO-Plus's corruption functions take: fog adds a fixed 256² pattern to the frame.
+NOISE_IMAGE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -85,15 +85,15 @@ def _import_package(package: VariantPackage) -> tuple[Any, Any, Any]:
 
 
 def corrupt_image(image: np.ndarray, noise: int) -> np.ndarray:
-    """LIBERO-Plus's sensor-noise corruption `noise` (1–50) of one raw 224² agentview frame.
+    """LIBERO-Plus's sensor-noise corruption `noise` (1–50) of one raw 256² agentview frame.
 
     Args:
-        image: (224, 224, 3) uint8 frame as rendered (not yet turned upright).
+        image: (256, 256, 3) uint8 frame as rendered (not yet turned upright).
         noise: 1–10 motion blur, 11–20 Gaussian blur, 21–30 zoom blur, 31–40 fog, 41–50 glass blur, severity
             (noise − 1) % 10 + 1.
 
     Returns:
-        (224, 224, 3) uint8 corrupted frame.
+        (256, 256, 3) uint8 corrupted frame.
     """
     from liberoplus.liberoplus.envs import env_wrapper
     from PIL import Image
@@ -110,37 +110,18 @@ class VariantLiberoEnv(LiberoEnv):
     """A `LiberoEnv` built from a `VariantTask` instead of a (suite, task id) of the base benchmark."""
 
     def __init__(self, config: LiberoConfig, task: VariantTask, task_id: int) -> None:
-        # Deliberately not LiberoEnv.__init__: the BDDL, init states and instruction come from the variant.
         _configure_render_backend(config.render_backend)
         benchmark, get_libero_path, off_screen_render_env = _import_package(task.package)
-        self.config = config
         self.task = task
-        # Seeds the fixture placement of each reset (LiberoEnv.reset): any fixed per-task value works.
-        self.suite_task_id = task.task_index
         bench = benchmark.get_benchmark(task.benchmark_suite)()
-        self._init_states = np.asarray(bench.get_task_init_states(task.task_index), dtype=np.float64)
-        if self._init_states.ndim == 1:
-            self._init_states = self._init_states[None]
-        self.bddl_file = os.path.join(get_libero_path("bddl_files"), task.bddl)
-        self.spec = TaskSpec(
-            suite=task.benchmark_suite,
-            task_id=task_id,
-            instruction=task.instruction,
-            max_steps=config.resolved_max_steps,
-            num_init_states=len(self._init_states),
-        )
-        self._env: Any = off_screen_render_env(
-            bddl_file_name=self.bddl_file,
-            use_camera_obs=False,
-            hard_reset=False,
-            ignore_done=True,
-            horizon=100_000,
-            camera_heights=config.image_size,
-            camera_widths=config.image_size,
-        )
-        self.raw_obs: dict[str, np.ndarray] = {}
-        self.num_steps = 0
-        self._closed = False
+        init_states = np.asarray(bench.get_task_init_states(task.task_index), dtype=np.float64)
+        if init_states.ndim == 1:
+            init_states = init_states[None]
+        spec = TaskSpec(suite=task.benchmark_suite, task_id=task_id, instruction=task.instruction,
+                        max_steps=config.resolved_max_steps, num_init_states=len(init_states))
+        # task_index seeds the fixture placement of each reset (LiberoEnv.reset): any fixed per-task value works.
+        self._build(config, spec, task.task_index, os.path.join(get_libero_path("bddl_files"), task.bddl),
+                    init_states, off_screen_render_env)
         if task.robot_init:
             self._init_states = self._with_variant_robot_pose(self._init_states)
 

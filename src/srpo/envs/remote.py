@@ -30,8 +30,9 @@ import numpy as np
 from srpo.envs.base import EnvFactory, Observation, TaskSpec
 from srpo.errors import SrpoError
 
-# Seconds the child may take to import its packages and build the env (LIBERO: ~5 s, plus imports).
-_START_TIMEOUT_S = 600.0
+# Seconds the child may take to import its packages and build the env (LIBERO: ~5 s, plus imports that took up
+# to 155 s, and more, on a loaded 2-core machine).
+_START_TIMEOUT_S = 1800.0
 
 
 class RemoteEnvError(RuntimeError):
@@ -77,6 +78,8 @@ class _Host:
         try:
             self.conn.send((method, args))
             if timeout is not None and not self.conn.poll(timeout):
+                # Its late answer would be read as the answer to the next call: this child is done for.
+                self.kill()
                 raise RemoteEnvError(f"env child process gave no answer to {method!r} within {timeout:.0f} s")
             status, payload = self.conn.recv()
         except (EOFError, OSError, pickle.UnpicklingError) as err:
