@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,19 +63,19 @@ def main() -> None:
         base, w_base = run(Path(d) / "a", 1, args.steps, "0")
         again, w_again = run(Path(d) / "b", 1, args.steps, "7")
         two, w_two = run(Path(d) / "c", 2, args.steps, "0")
-    result = {
-        "provenance": provenance(),
-        "config": "tests/test_determinism.py TINY, steps " + str(args.steps),
+    comparisons: dict[str, dict[str, Any]] = {
         "same_command_other_hashseed": {"max_rel_diff": max_rel_diff(base, again),
                                         "weights_max_abs_diff": float(np.abs(w_base - w_again).max())},
         "two_threads_vs_one": {"max_rel_diff": max_rel_diff(base, two),
                                "weights_max_abs_diff": float(np.abs(w_base - w_two).max())},
     }
-    for name in ("same_command_other_hashseed", "two_threads_vs_one"):
-        diffs = result[name]["max_rel_diff"]
-        worst = max(diffs, key=diffs.get)  # type: ignore[arg-type]
+    result = {"provenance": provenance(), "config": f"tests/test_determinism.py TINY, steps {args.steps}",
+              **comparisons}
+    for name, comparison in comparisons.items():
+        diffs: dict[str, float] = comparison["max_rel_diff"]
+        worst = max(diffs, key=lambda k: diffs[k])
         print(f"{name}: largest metric difference {diffs[worst]:.2e} ({worst}); weights max |Δ| "
-              f"{result[name]['weights_max_abs_diff']:.2e}")
+              f"{comparison['weights_max_abs_diff']:.2e}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "determinism.json").write_text(json.dumps(result, indent=2) + "\n")
 
