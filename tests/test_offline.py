@@ -215,6 +215,10 @@ def test_cli_record_then_offline(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (tmp_path / "r" / "report" / "report.html").exists()
     assert main(["offline", *common, "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "m")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # A new run into a folder that already holds checkpoints: one line pointing at --resume, nothing overwritten.
+    assert main(["offline", *common, "--dataset", str(tmp_path / "ds"), "--arm", "bc", "--out", str(tmp_path / "r"),
+                 "--steps", "1"]) == 2
+    assert f"pass --resume {tmp_path / 'r'}" in capsys.readouterr().err
     assert main(["offline", "--resume", str(tmp_path / "r"), "--steps", "2"]) == 0  # continues with its config
     assert main(["offline", "--resume", str(tmp_path / "r"), "--arm", "awr_srpo"]) == 2
     assert "--arm cannot be combined with --resume" in capsys.readouterr().err

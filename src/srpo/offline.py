@@ -34,7 +34,7 @@ from srpo.algo.advantages import task_baseline_advantages
 from srpo.algo.losses import awr_weights, weighted_nll_loss
 from srpo.build import load_policy_checkpoint, make_env_factory, make_policy, make_rollout_engine
 from srpo.config.train import TrainConfig
-from srpo.errors import SrpoError
+from srpo.errors import InputFileError, SrpoError
 from srpo.evaluate import EvalResult, evaluate_policy
 from srpo.lerobot import DatasetEpisode, read_dataset
 from srpo.policies.base import PolicyInput, TrainablePolicy
@@ -200,8 +200,8 @@ class OfflineTrainer:
         self.show_progress = show_progress
         self.evaluate_start = evaluate_start
         if not resume and list_checkpoints(self.run_dir):
-            raise FileExistsError(f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue "
-                                  "that run, or choose another run dir")
+            raise InputFileError(f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue "
+                                 "that run, or choose another run dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.torch_num_threads > 0:
             torch.set_num_threads(cfg.torch_num_threads)
