@@ -69,6 +69,40 @@ def sample_frame_indices(num_video_frames: int, num_samples: int = DEFAULT_NUM_F
     return np.resize(np.arange(num_video_frames, dtype=np.int64), num_samples)
 
 
+def prefix_frame_rows(
+    video: np.ndarray, lengths: Sequence[int], num_samples: int, rotate_180: bool = False
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct frames that the prefixes video[:L] sample, and each prefix's rows into them.
+
+    Frame features do not depend on the other frames, so an encoder that embeds the returned frames once and
+    reads each prefix's rows gets the same result as encoding every prefix on its own (a 10-cut progress curve
+    costs about one trajectory's worth of frames, not ten).
+
+    Args:
+        video: (T, H, W, 3) uint8.
+        lengths: C prefix lengths, each in [1, T].
+        num_samples: K frames sampled per prefix (`sample_frame_indices`).
+        rotate_180: Rotate the returned frames by 180°.
+
+    Returns:
+        frames: (U, H, W, 3) uint8, the U distinct sampled frames in time order.
+        rows: C arrays (K,) int64 of row indices into `frames`, one per prefix.
+    """
+    check_video(video)
+    index_sets = []
+    for length in lengths:
+        if not 1 <= length <= video.shape[0]:
+            raise ValueError(f"prefix length {length} is outside [1, {video.shape[0]}]")
+        index_sets.append(sample_frame_indices(int(length), num_samples))
+    needed = np.unique(np.concatenate(index_sets))
+    frames = video[needed]
+    if rotate_180:
+        frames = np.ascontiguousarray(frames[:, ::-1, ::-1])
+    row_of = np.full(video.shape[0], -1, dtype=np.int64)
+    row_of[needed] = np.arange(needed.size)
+    return frames, [row_of[idx] for idx in index_sets]
+
+
 def sample_frames(video: np.ndarray, num_samples: int = DEFAULT_NUM_FRAMES, rotate_180: bool = False) -> np.ndarray:
     """The K frames an encoder sees, optionally rotated by 180°.
 

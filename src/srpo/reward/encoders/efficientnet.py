@@ -18,6 +18,7 @@ from srpo.errors import MissingFileError
 from srpo.reward.frames import (
     batches,
     check_video,
+    prefix_frame_rows,
     preprocess_frames,
     resolve_device,
     sample_frame_indices,
@@ -192,18 +193,6 @@ class EfficientNetEncoder:
         Returns:
             (C, 1280 · segments) float32.
         """
-        check_video(video)
-        k = self.config.num_frames
-        index_sets = []
-        for length in lengths:
-            if not 1 <= length <= video.shape[0]:
-                raise ValueError(f"prefix length {length} is outside [1, {video.shape[0]}]")
-            index_sets.append(sample_frame_indices(int(length), k))
-        needed = np.unique(np.concatenate(index_sets))
-        frames = video[needed]
-        if self.config.rotate_180:
-            frames = np.ascontiguousarray(frames[:, ::-1, ::-1])
+        frames, rows = prefix_frame_rows(video, lengths, self.config.num_frames, self.config.rotate_180)
         feats = self._features(frames)
-        row_of = np.full(video.shape[0], -1, dtype=np.int64)
-        row_of[needed] = np.arange(needed.size)
-        return np.stack([self._pool(feats[row_of[idx]]) for idx in index_sets])
+        return np.stack([self._pool(feats[r]) for r in rows])

@@ -22,7 +22,12 @@ import numpy as np
 
 from srpo.config.encoder import EncoderConfig
 from srpo.reward.encoders.efficientnet import CPU_FRAMES_PER_BATCH, LITE_MEAN, LITE_STD
-from srpo.reward.frames import batches, check_video, preprocess_frames, resolve_device, sample_frame_indices
+from srpo.reward.frames import (
+    batches,
+    prefix_frame_rows,
+    preprocess_frames,
+    resolve_device,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -193,17 +198,6 @@ class FeatureGridEncoder:
         Returns:
             (C, dim) float32.
         """
-        check_video(video)
-        index_sets = []
-        for length in lengths:
-            if not 1 <= length <= video.shape[0]:
-                raise ValueError(f"prefix length {length} is outside [1, {video.shape[0]}]")
-            index_sets.append(sample_frame_indices(int(length), self.config.num_frames))
-        needed = np.unique(np.concatenate(index_sets))
-        frames = video[needed]
-        if self.config.rotate_180:
-            frames = np.ascontiguousarray(frames[:, ::-1, ::-1])
+        frames, rows = prefix_frame_rows(video, lengths, self.config.num_frames, self.config.rotate_180)
         feats = self._frame_matrix(frames)
-        row_of = np.full(video.shape[0], -1, dtype=np.int64)
-        row_of[needed] = np.arange(needed.size)
-        return np.stack([feats[row_of[idx]].mean(axis=0) for idx in index_sets]).astype(np.float32)
+        return np.stack([feats[r].mean(axis=0) for r in rows]).astype(np.float32)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from srpo.config.encoder import EncoderConfig
-from srpo.reward.frames import check_video, preprocess_frames, sample_frame_indices, sample_videos
+from srpo.reward.frames import prefix_frame_rows, preprocess_frames, sample_videos
 
 
 class PixelEncoder:
@@ -62,17 +62,6 @@ class PixelEncoder:
         Returns:
             (C, dim) float32.
         """
-        check_video(video)
-        index_sets = []
-        for length in lengths:
-            if not 1 <= length <= video.shape[0]:
-                raise ValueError(f"prefix length {length} is outside [1, {video.shape[0]}]")
-            index_sets.append(sample_frame_indices(int(length), self.config.num_frames))
-        needed = np.unique(np.concatenate(index_sets))
-        frames = video[needed]
-        if self.config.rotate_180:
-            frames = np.ascontiguousarray(frames[:, ::-1, ::-1])
+        frames, rows = prefix_frame_rows(video, lengths, self.config.num_frames, self.config.rotate_180)
         small = self._downsample(frames)
-        row_of = np.full(video.shape[0], -1, dtype=np.int64)
-        row_of[needed] = np.arange(needed.size)
-        return np.stack([small[row_of[idx]].reshape(-1) for idx in index_sets])
+        return np.stack([small[r].reshape(-1) for r in rows])
