@@ -147,7 +147,8 @@ def load_folder(directory: str | Path) -> LabelledSet:
     labels = root / LABELS_FILE
     if not labels.is_file():
         raise ValueError(f"{root}: no {LABELS_FILE}; expected a CSV with header {','.join(LABEL_COLUMNS)}")
-    videos, success, task_ids, names = [], [], [], []
+    videos, success, names = [], [], []
+    task_ids: list[int] = []
     kinds: list[str] = []
     stages: list[int] = []
     per_frame: dict[str, list[np.ndarray]] = {key: [] for key in FRAME_LABEL_KEYS}
