@@ -7,19 +7,35 @@ Each choice is a `Literal` field dispatched here with `if/elif/else raise`; heav
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from srpo.config.train import TrainConfig
 from srpo.envs.base import EnvFactory
-from srpo.errors import InputFileError
+from srpo.errors import InputFileError, SrpoError
 from srpo.policies.base import TrainablePolicy
+from srpo.provenance import provenance
+from srpo.resume import newest_intact
 from srpo.reward.encoders import make_encoder
 from srpo.reward.encoders.base import VideoEncoder
 from srpo.rollout import RolloutEngine
-from srpo.run_dir import REFERENCE_DIR
+from srpo.run_dir import (
+    POLICY_DIR,
+    PROVENANCE_FILE,
+    REFERENCE_DIR,
+    MetricsLog,
+    list_checkpoints,
+    read_trainer_state,
+    resumable_checkpoints,
+    save_run_config,
+)
 
+log = logging.getLogger(__name__)
 
 def make_env_factory(cfg: TrainConfig) -> EnvFactory:
     """The env factory named by cfg.env.kind."""
@@ -126,3 +142,62 @@ def make_rollout_engine(cfg: TrainConfig, factory: EnvFactory) -> RolloutEngine:
                                 ensure_ray(cfg.distributed))
         return RayRolloutEngine(factory, cfg.rollout, cfg.distributed)
     return RolloutEngine(factory, cfg.rollout)
+
+
+@dataclass
+class RunStart:
+    """What a training loop (`srpo train`, `srpo offline`) starts from: a fresh run or the resumed one."""
+
+    policy: TrainablePolicy
+    optimizer: torch.optim.AdamW
+    metrics_log: MetricsLog
+    step: int
+    """Completed steps: 0 for a fresh run, the checkpoint's step when resumed."""
+    state: dict[str, Any] | None
+    """The resumed checkpoint's trainer state (None for a fresh run); optimizer, torch RNG and step are already
+    restored from it, the loop restores what else it saved (e.g. the success memory)."""
+
+
+def start_run(cfg: TrainConfig, resume: bool, policy: TrainablePolicy | None) -> RunStart:
+    """Open cfg.run_dir for a new run, or resume the newest intact checkpoint in it.
+
+    A new run refuses a folder that already holds checkpoints; a resumed one skips damaged checkpoints with a
+    warning that names them (`newest_intact`). Seeds torch, builds or loads the policy and its AdamW optimizer,
+    writes config.yaml for a new run, and appends the commit and command to provenance.jsonl at every start.
+    """
+    run_dir = Path(cfg.run_dir)
+    if not resume and list_checkpoints(run_dir):
+        raise InputFileError(
+            f"{run_dir} already holds checkpoints: pass --resume {run_dir} to continue that run, or choose another "
+            "run_dir"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputFileError(f"run_dir={run_dir} is a file, not a directory: choose another run_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.torch_num_threads > 0:
+        torch.set_num_threads(cfg.torch_num_threads)
+    torch.manual_seed(cfg.seed)
+    state: dict[str, Any] | None = None
+    if resume:
+        _, (state, policy) = newest_intact(resumable_checkpoints(run_dir), lambda ckpt: (
+            read_trainer_state(ckpt), load_policy_checkpoint(cfg, ckpt / POLICY_DIR)))
+    built = policy if policy is not None else make_policy(cfg)
+    params = [p for p in built.parameters() if p.requires_grad]
+    if not params:
+        raise SrpoError("the policy has no trainable parameters: unfreeze some (e.g. policy.freeze_vision=false "
+                        "for a checkpoint whose only weights are its vision encoder)")
+    optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
+    metrics_log = MetricsLog(run_dir, cfg.tensorboard)
+    step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step = int(state["step"])
+        metrics_log.truncate_after(step)
+        log.info("resumed %s at step %d", run_dir, step)
+    else:
+        save_run_config(cfg, run_dir)
+    # One line per start or resume: the commit and command behind this run's results.
+    with open(run_dir / PROVENANCE_FILE, "a") as f:
+        f.write(json.dumps({"step": step, **provenance()}) + "\n")
+    return RunStart(built, optimizer, metrics_log, step, state)

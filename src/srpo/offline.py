@@ -32,23 +32,16 @@ import torch
 
 from srpo.algo.advantages import task_baseline_advantages
 from srpo.algo.losses import awr_weights, weighted_nll_loss
-from srpo.build import load_policy_checkpoint, make_env_factory, make_policy, make_rollout_engine
+from srpo.build import make_env_factory, make_rollout_engine, start_run
 from srpo.config.train import TrainConfig
-from srpo.errors import InputFileError, SrpoError
+from srpo.errors import SrpoError
 from srpo.evaluate import EvalResult, evaluate_policy
 from srpo.lerobot import DatasetEpisode, read_dataset
 from srpo.policies.base import PolicyInput, TrainablePolicy
 from srpo.policies.tokenizer import ActionTokenizer
-from srpo.resume import newest_intact
 from srpo.reward.progress import compute_progress_rewards
 from srpo.run_dir import (
-    POLICY_DIR,
     STEPS_DIR,
-    MetricsLog,
-    list_checkpoints,
-    read_trainer_state,
-    resumable_checkpoints,
-    save_run_config,
     timed,
     write_checkpoint,
 )
@@ -199,33 +192,11 @@ class OfflineTrainer:
         self.run_dir = Path(cfg.run_dir)
         self.show_progress = show_progress
         self.evaluate_start = evaluate_start
-        if not resume and list_checkpoints(self.run_dir):
-            raise InputFileError(f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue "
-                                 "that run, or choose another run dir")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if cfg.torch_num_threads > 0:
-            torch.set_num_threads(cfg.torch_num_threads)
-        torch.manual_seed(cfg.seed)
-        latest: Path | None = None
-        state: dict[str, Any] = {}
-        if resume:
-            # The newest checkpoint whose manifest, trainer state and policy all load, as `srpo train` resumes.
-            latest, (state, policy) = newest_intact(resumable_checkpoints(self.run_dir), lambda ckpt: (
-                read_trainer_state(ckpt), load_policy_checkpoint(cfg, ckpt / POLICY_DIR)))
-        self.policy: TrainablePolicy = policy if policy is not None else make_policy(cfg)
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        if not params:
-            raise SrpoError("the policy has no trainable parameters (is everything frozen?)")
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
-        self.step = 0
-        self.metrics_log = MetricsLog(self.run_dir, cfg.tensorboard)
-        if latest is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            self.step = int(state["step"])
-            self.metrics_log.truncate_after(self.step)
-        else:
-            save_run_config(cfg, self.run_dir)
+        run = start_run(cfg, resume, policy)
+        self.policy: TrainablePolicy = run.policy
+        self.optimizer = run.optimizer
+        self.metrics_log = run.metrics_log
+        self.step = run.step
         self.engine: Any = None
         self.specs: list[Any] = []
         if cfg.num_eval_episodes_per_task > 0:

@@ -7,11 +7,10 @@ checkpoint. Each phase is one call, timed into the step's metrics.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,31 +18,20 @@ import torch
 from srpo.algo.advantages import dynamic_sampling_mask, referenced_failure_group_mask
 from srpo.build import (
     load_or_make_reference,
-    load_policy_checkpoint,
     make_env_factory,
-    make_policy,
     make_reward_encoder,
     make_rollout_engine,
+    start_run,
 )
 from srpo.config.train import TrainConfig
-from srpo.errors import InputFileError, SrpoError
 from srpo.evaluate import evaluate_policy, init_state_split
 from srpo.policies.base import TrainablePolicy
-from srpo.provenance import provenance
-from srpo.resume import newest_intact
 from srpo.reward import ScoredBatch, SuccessMemory, srpo_advantages
 from srpo.reward.encoders.base import VideoEncoder
 from srpo.rollout import EpisodeRequest, RolloutEngine, make_group_requests
 from srpo.run_dir import (
     PHASES,
-    POLICY_DIR,
-    PROVENANCE_FILE,
     VIDEOS_DIR,
-    MetricsLog,
-    list_checkpoints,
-    read_trainer_state,
-    resumable_checkpoints,
-    save_run_config,
     timed,
     write_checkpoint,
     write_step_arrays,
@@ -75,41 +63,16 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         self.show_progress = show_progress
-        if not resume and list_checkpoints(self.run_dir):
-            raise InputFileError(
-                f"{self.run_dir} already holds checkpoints: pass --resume {self.run_dir} to continue that run, or "
-                "choose another run_dir"
-            )
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise InputFileError(f"run_dir={self.run_dir} is a file, not a directory: choose another run_dir")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if cfg.torch_num_threads > 0:
-            torch.set_num_threads(cfg.torch_num_threads)
-        torch.manual_seed(cfg.seed)
-        latest: Path | None = None
-        if resume:
-            # The newest checkpoint whose manifest, trainer state and policy all load (damaged ones are skipped
-            # with a warning that names them).
-            latest, (state, policy) = newest_intact(resumable_checkpoints(self.run_dir), lambda ckpt: (
-                read_trainer_state(ckpt), load_policy_checkpoint(cfg, ckpt / POLICY_DIR)))
-        self.policy: TrainablePolicy = policy if policy is not None else make_policy(cfg)
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        if not params:
-            raise SrpoError("the policy has no trainable parameters: unfreeze some (e.g. policy.freeze_vision=false "
-                            "for a checkpoint whose only weights are its vision encoder)")
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
+        run = start_run(cfg, resume, policy)
+        self.policy: TrainablePolicy = run.policy
+        self.optimizer = run.optimizer
+        self.metrics_log = run.metrics_log
+        self.step = run.step
         self.memory = SuccessMemory(cfg.reward.memory_size) if cfg.reward.memory_size > 0 else None
+        if self.memory is not None and run.state is not None and run.state.get("memory"):
+            self.memory.load_state_dict({k: np.asarray(v) for k, v in run.state["memory"].items()})
         self.watchdog = PhaseWatchdog({"embed": cfg.watchdog.embed_timeout_s, "update": cfg.watchdog.update_timeout_s},
                                       cfg.watchdog.grace_s)
-        self.step = 0
-        self.metrics_log = MetricsLog(self.run_dir, cfg.tensorboard)
-        if latest is not None:
-            self._restore_state(state)
-        else:
-            save_run_config(cfg, self.run_dir)
-        # One line per start or resume: the commit and command behind this run's results.
-        with open(self.run_dir / PROVENANCE_FILE, "a") as f:
-            f.write(json.dumps({"step": self.step, **provenance()}) + "\n")
         self.reference = (load_or_make_reference(cfg, self.policy, self.run_dir, self.step)
                           if cfg.algo.kl_coef > 0 else None)
         self.factory = make_env_factory(cfg)
@@ -347,15 +310,6 @@ class Trainer:
                        if self.memory is not None else None),
         }
         return write_checkpoint(self.run_dir, self.step, self.policy, state, self.cfg.keep_last_checkpoints)
-
-    def _restore_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        if self.memory is not None and state.get("memory"):
-            self.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
-        self.step = int(state["step"])
-        self.metrics_log.truncate_after(self.step)
-        log.info("resumed %s at step %d", self.run_dir, self.step)
 
     # -- outputs ----------------------------------------------------------------------------------------------
 
