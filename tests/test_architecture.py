@@ -161,3 +161,26 @@ def test_the_checks_catch_a_cycle_and_an_upward_import(tmp_path: Path) -> None:
                                                ("srpo", 0), ("srpo.not_yet_placed", None)])
 def test_layer_of_takes_the_longest_prefix(module: str, layer: int | None) -> None:
     assert layer_of(module) == layer
+
+
+def argparse_users(src: Path = SRC) -> list[str]:
+    """Modules other than srpo.cli that import argparse (every command's flags belong in the one CLI module)."""
+    out = []
+    for name, path in module_files(src).items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if name != "srpo.cli" and any(n.split(".")[0] == "argparse" for n in names):
+                out.append(name)
+                break
+    return out
+
+
+def test_command_line_parsers_live_in_cli_only(tmp_path: Path) -> None:
+    assert argparse_users() == [], "move these modules' flags into srpo/cli.py (each onto a typed config)"
+    pkg = tmp_path / "srpo"
+    pkg.mkdir()
+    (pkg / "cli.py").write_text("import argparse\n")
+    (pkg / "tool.py").write_text("def main():\n    from argparse import ArgumentParser\n    return ArgumentParser\n")
+    assert argparse_users(tmp_path) == ["srpo.tool"]

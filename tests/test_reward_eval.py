@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -10,15 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from srpo.cli import build_parser, reward_eval_config_from_args
 from srpo.config.encoder import EncoderConfig
 from srpo.config.reward import RewardConfig
+from srpo.config.reward_eval import RewardEvalConfig
 from srpo.errors import SrpoError
 from srpo.reward.encoders import make_encoder
 from srpo.reward_eval import (
     METRIC_NAMES,
     TABLETOP_FAILURE_KINDS,
     LabelledSet,
-    add_reward_eval_parser,
     embed_prefixes,
     evaluate_embeddings,
     format_table,
@@ -55,10 +55,9 @@ def _synthetic_set(seed: int = 0) -> LabelledSet:
     return LabelledSet(videos, np.array(success), np.array(tasks, dtype=np.int64), names)
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="srpo")
-    add_reward_eval_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["reward-eval", *argv])
+def _parse(argv: list[str]) -> RewardEvalConfig:
+    """The typed config `srpo reward-eval ARGV` runs with (flags parsed and mapped by srpo.cli)."""
+    return reward_eval_config_from_args(build_parser().parse_args(["reward-eval", *argv]))
 
 
 def test_prefix_lengths_by_hand() -> None:
@@ -279,3 +278,26 @@ def test_record_libero_labels_follow_the_env() -> None:
     assert data.success.tolist() == [True, False]
     assert data.task_ids.tolist() == [0, 0]
     assert data.videos[0].shape[1:] == (64, 64, 3)
+
+
+def test_flags_map_onto_the_typed_config() -> None:
+    # The parser's defaults are the config's defaults, and every flag lands on its field.
+    assert _parse(["--record", "tabletop"]) == RewardEvalConfig(record="tabletop")
+    cfg = _parse(["--hdf5", "a.hdf5", "b.hdf5", "--encoders", "pixel", "--num-cuts", "4", "--no-plots",
+                  "--crop-size", "64", "--reward-preset", "paper", "--max-trajectories", "3"])
+    assert cfg.hdf5 == ("a.hdf5", "b.hdf5") and cfg.encoders == ("pixel",) and cfg.num_cuts == 4
+    assert not cfg.plots and cfg.crop_size == 64 and cfg.reward_preset == "paper" and cfg.max_trajectories == 3
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({}, "exactly one source"),
+    ({"data": "d", "record": "tabletop"}, "exactly one source"),
+    ({"data": "d", "encoders": ("pixel", "pixel")}, "without duplicates"),
+    ({"data": "d", "encoders": ("clip",)}, "--encoders"),
+    ({"data": "d", "tasks": ()}, "--tasks"),
+    ({"data": "d", "crop_size": 4}, "--crop-size"),
+    ({"record": "tabletop", "num_success": 0, "num_failure": 0}, "at least one trajectory"),
+])
+def test_config_rejects_bad_values_with_the_flag_name(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(SrpoError, match=message):
+        RewardEvalConfig(**kwargs)  # type: ignore[arg-type]

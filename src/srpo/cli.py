@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from srpo.errors import SrpoError
 
 if TYPE_CHECKING:
+    from srpo.config.reward_eval import RewardEvalConfig
     from srpo.config.sft import SFTRunConfig
     from srpo.config.train import TrainConfig
 
@@ -132,13 +133,50 @@ def _eval(args: argparse.Namespace) -> int:
     from srpo.evaluate import evaluate_checkpoint
 
     if args.benchmark is not None:  # robustness benchmarks (srpo.robustness)
-        from srpo.robustness import eval_robustness_from_args
-
-        return eval_robustness_from_args(args, _load_train_config)
+        return _eval_robustness(args)
     cfg = _load_train_config(args)
     result = evaluate_checkpoint(cfg, args.checkpoint, args.episodes, args.videos, args.out)
     print(result.table())
     return 0
+
+
+def _eval_robustness(args: argparse.Namespace) -> int:
+    """`srpo eval --benchmark ...`: the flags are shorthands for `robustness.*` fields of the config tree."""
+    import json
+    import time
+
+    from srpo.robustness import run_robustness
+
+    out_dir = json.dumps(str(Path(args.out) / args.benchmark))
+    overrides = [*(args.set or []), f"robustness.benchmark={args.benchmark}", f"robustness.out_dir={out_dir}"]
+    flags = {"dimensions": args.dimensions, "tasks_per_dimension": args.tasks_per_dimension,
+             "episodes_per_task": args.episodes_per_task, "assets": args.assets}
+    overrides += [f"robustness.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    cfg = _load_train_config(argparse.Namespace(config=args.config, preset=args.preset, set=overrides))
+    start = time.perf_counter()
+    result = run_robustness(cfg, args.checkpoint)
+    print(result.table)
+    state = "complete" if result.complete else "INCOMPLETE: rerun the same command to resume"
+    print(f"{state} ({time.perf_counter() - start:.0f} s): {result.out_dir / 'results.json'}, "
+          f"{result.out_dir / 'success.png'}")
+    return 0
+
+
+def _add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `srpo eval` flags of the robustness benchmarks (shorthands for `robustness.*` fields)."""
+    group = parser.add_argument_group("robustness benchmarks (README: Robustness)")
+    group.add_argument("--benchmark", choices=["libero-plus", "libero-pro"], default=None,
+                       help="greedy success on perturbed variants of the configured LIBERO tasks, per dimension, "
+                            "with Wilson 95%% intervals; writes OUT/<benchmark>/{results.json,table.txt,success.png}")
+    group.add_argument("--dimensions", nargs="+", default=None, metavar="DIM",
+                       help="libero-plus: camera robot language light background noise layout; libero-pro: object "
+                            "swap language task (default: all)")
+    group.add_argument("--tasks-per-dimension", type=int, default=None,
+                       help="libero-plus tasks drawn per dimension (robustness.tasks_per_dimension, default 4)")
+    group.add_argument("--episodes-per-task", type=int, default=None,
+                       help="episodes per perturbed task on held-out init states (default 2)")
+    group.add_argument("--assets", default=None,
+                       help="local LIBERO-Plus asset directory: runs light, background and added-object layouts")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -333,6 +371,77 @@ def add_sft_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def reward_eval_config_from_args(args: argparse.Namespace) -> RewardEvalConfig:
+    """`srpo reward-eval` flags → its typed config."""
+    from srpo.config.reward_eval import RewardEvalConfig
+
+    return RewardEvalConfig(
+        data=args.data, hdf5=tuple(args.hdf5) if args.hdf5 is not None else None, record=args.record,
+        record_dir=args.record_dir, tasks=tuple(args.tasks), num_success=args.num_success,
+        num_failure=args.num_failure, seed=args.seed, suite=args.suite, embed_size=args.embed_size,
+        frame_stride=args.frame_stride, init_split=args.init_split, image_key=args.image_key,
+        encoders=tuple(args.encoders), weights=args.weights, num_frames=args.num_frames, num_cuts=args.num_cuts,
+        rotate_180=args.rotate_180, segments=args.segments, crop_size=args.crop_size, device=args.device,
+        batch_size=args.batch_size, reward_preset=args.reward_preset, max_trajectories=args.max_trajectories,
+        output_dir=args.output_dir, plots=not args.no_plots,
+    )
+
+
+def _reward_eval(args: argparse.Namespace) -> int:
+    from srpo.reward_eval import run_reward_eval
+
+    return run_reward_eval(reward_eval_config_from_args(args))
+
+
+def add_reward_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`srpo reward-eval`; its flags map onto `srpo.config.reward_eval.RewardEvalConfig`."""
+    from srpo.config.encoder import ENCODER_NAMES
+    from srpo.config.reward_eval import RECORD_SOURCES, RewardEvalConfig
+
+    d = RewardEvalConfig(record="tabletop")  # the field defaults (a source is required, any will do here)
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "reward-eval",
+        help="reward quality (SC, Mono, MMD, JS, SMD, AUROC, stage Spearman) of world-model encoders on labelled "
+        "trajectories",
+        description="For each encoder: embed growing prefixes of every labelled trajectory, SRPO reward and score "
+        "against the task's successes, progress curves; prints the metric table and writes reward_eval.json "
+        "(+ .png). Module docstring of srpo.reward_eval: the definitions.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="folder with labels.csv (path,success,task_id[,kind,stage]) and .npz/.mp4 "
+                        "files")
+    source.add_argument("--hdf5", nargs="+", help="LIBERO / robomimic demo files (one task per file)")
+    source.add_argument("--record", choices=RECORD_SOURCES, help="record a labelled set with a scripted expert first")
+    p.add_argument("--record-dir", help="where --record writes the labelled set (default: OUTPUT_DIR/labelled)")
+    p.add_argument("--tasks", type=int, nargs="+", default=list(d.tasks), help="--record: task ids")
+    p.add_argument("--num-success", type=int, default=d.num_success, help="--record: successes per task")
+    p.add_argument("--num-failure", type=int, default=d.num_failure, help="--record: failures per task")
+    p.add_argument("--seed", type=int, default=d.seed, help="--record: seed")
+    p.add_argument("--suite", default=d.suite, help="--record libero: suite (pick-and-place tasks)")
+    p.add_argument("--embed-size", type=int, default=d.embed_size, help="--record libero: side of the recorded frames")
+    p.add_argument("--frame-stride", type=int, default=d.frame_stride,
+                   help="--record libero: render a frame every N control steps (episodes resume per episode)")
+    p.add_argument("--init-split", choices=["train", "eval"],
+                   help="--record libero: draw initial states from this split (eval: held out from training)")
+    p.add_argument("--image-key", default=d.image_key, help="--hdf5: obs dataset with the frames")
+    p.add_argument("--encoders", nargs="+", choices=ENCODER_NAMES, default=list(d.encoders))
+    p.add_argument("--weights", help="V-JEPA 2 weights: local transformers dir, cached model id or vjepa2 .pt")
+    p.add_argument("--num-frames", type=int, default=d.num_frames, help="frames sampled per (prefix) video")
+    p.add_argument("--num-cuts", type=int, default=d.num_cuts, help="points on each progress curve")
+    p.add_argument("--rotate-180", action="store_true", help="rotate frames by 180° (raw LIBERO renders)")
+    p.add_argument("--segments", type=int, default=d.segments, help="EfficientNet temporal segments")
+    p.add_argument("--crop-size", type=int, default=None,
+                   help="input side of EfficientNet / V-JEPA 2 (encoder.crop_size; default: the model's own)")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:N]")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="trajectories per forward (0: automatic)")
+    p.add_argument("--reward-preset", choices=["official", "paper"], default=d.reward_preset)
+    p.add_argument("--max-trajectories", type=int, help="evaluate only the first N trajectories")
+    p.add_argument("--output-dir", default=d.output_dir, help="where the JSON and the plot go")
+    p.add_argument("--no-plots", action="store_true", help="skip the matplotlib figure")
+    p.set_defaults(func=_reward_eval)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srpo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -371,15 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10, help="episodes per task")
     ev.add_argument("--videos", type=int, default=2, help="videos per task")
     ev.add_argument("--out", default="runs/eval", help="directory for eval.json and videos")
-    from srpo.robustness import add_robustness_arguments
-
-    add_robustness_arguments(ev)
+    _add_robustness_arguments(ev)
     ev.set_defaults(func=_eval)
 
-    from srpo.reward_eval import add_reward_eval_parser
-
     add_sft_parser(sub)
-    # reward_eval.py is being split (recording, maths, plots); its parser moves here once that has landed.
     add_reward_eval_parser(sub)
 
     scripted = sub.add_parser(

@@ -52,7 +52,6 @@ Recipe (real LIBERO trajectories, all three encoders; V-JEPA 2 needs local weigh
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -64,13 +63,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srpo.config.base import ConfigError
-from srpo.config.encoder import ENCODER_NAMES, EncoderConfig
+from srpo.config.encoder import EncoderConfig
 from srpo.config.reward import RewardConfig
+from srpo.config.reward_eval import RewardEvalConfig
+from srpo.config.train import config_to_dict
 from srpo.errors import InputFileError, SrpoError
 from srpo.provenance import provenance
 from srpo.recording import LIBERO_FAILURE_KINDS, TABLETOP_FAILURE_KINDS, record_libero, record_tabletop
-from srpo.reward.labelled import LABEL_COLUMNS, LABELS_FILE, LabelledSet, load_folder, save_folder
+from srpo.reward.labelled import LABELS_FILE, LabelledSet, load_folder, save_folder
 from srpo.reward.quality import (
     METRIC_NAMES,
     EncoderReport,
@@ -81,11 +81,10 @@ from srpo.reward.quality import (
 if TYPE_CHECKING:
     from srpo.reward.encoders.base import VideoEncoder
 
-RECORD_SOURCES = ("tabletop", "libero")
 # The pieces reward-eval is built from, re-exported for callers that imported them from here.
 __all__ = [
     "LIBERO_FAILURE_KINDS", "METRIC_NAMES", "TABLETOP_FAILURE_KINDS", "EncoderReport", "LabelledSet",
-    "add_reward_eval_parser", "embed_prefixes", "evaluate_embeddings", "evaluate_encoder", "format_table",
+    "embed_prefixes", "evaluate_embeddings", "evaluate_encoder", "format_table",
     "load_folder", "load_hdf5", "prefix_lengths", "record_libero", "record_tabletop", "report_json",
     "run_reward_eval", "save_folder",
 ]
@@ -195,128 +194,78 @@ def report_json(reports: Sequence[EncoderReport], data: LabelledSet, settings: d
 # --- command --------------------------------------------------------------------------------------------------
 
 
-def add_reward_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `reward-eval` on an argparse subparsers object; sets `func=run_reward_eval`."""
-    p = subparsers.add_parser(
-        "reward-eval",
-        help="reward quality (SC, Mono, MMD, JS, SMD, AUROC, stage Spearman) of world-model encoders on labelled "
-        "trajectories",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help=f"folder with {LABELS_FILE} ({','.join(LABEL_COLUMNS)}) and .npz/.mp4 files")
-    source.add_argument("--hdf5", nargs="+", help="LIBERO / robomimic demo files (one task per file)")
-    source.add_argument("--record", choices=RECORD_SOURCES, help="record a labelled set with a scripted expert first")
-    p.add_argument("--record-dir", help="where --record writes the labelled set (default: OUTPUT_DIR/labelled)")
-    p.add_argument("--tasks", type=int, nargs="+", default=[0, 1], help="--record: task ids")
-    p.add_argument("--num-success", type=int, default=8, help="--record: successes per task")
-    p.add_argument("--num-failure", type=int, default=8, help="--record: failures per task")
-    p.add_argument("--seed", type=int, default=0, help="--record: seed")
-    p.add_argument("--suite", default="libero_spatial", help="--record libero: suite (pick-and-place tasks)")
-    p.add_argument("--embed-size", type=int, default=128, help="--record libero: side of the recorded frames")
-    p.add_argument("--frame-stride", type=int, default=1,
-                   help="--record libero: render a frame every N control steps (episodes resume per episode)")
-    p.add_argument("--init-split", choices=["train", "eval"],
-                   help="--record libero: draw initial states from this split (eval: held out from training)")
-    p.add_argument("--image-key", default="agentview_rgb", help="--hdf5: obs dataset with the frames")
-    p.add_argument("--encoders", nargs="+", choices=ENCODER_NAMES, default=["efficientnet", "pixel"])
-    p.add_argument("--weights", help="V-JEPA 2 weights: local transformers dir, cached model id or vjepa2 .pt")
-    p.add_argument("--num-frames", type=int, default=64, help="frames sampled per (prefix) video")
-    p.add_argument("--num-cuts", type=int, default=10, help="points on each progress curve")
-    p.add_argument("--rotate-180", action="store_true", help="rotate frames by 180° (raw LIBERO renders)")
-    p.add_argument("--segments", type=int, default=1, help="EfficientNet temporal segments")
-    p.add_argument("--crop-size", type=int, default=None,
-                   help="input side of EfficientNet / V-JEPA 2 (encoder.crop_size; default: the model's own)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--batch-size", type=int, default=0, help="trajectories per forward (0: automatic)")
-    p.add_argument("--reward-preset", choices=["official", "paper"], default="official")
-    p.add_argument("--max-trajectories", type=int, help="evaluate only the first N trajectories")
-    p.add_argument("--output-dir", default="runs/reward_eval", help="where the JSON and the plot go")
-    p.add_argument("--no-plots", action="store_true", help="skip the matplotlib figure")
-    p.set_defaults(func=run_reward_eval)
-    return p
-
-
-def _load(args: argparse.Namespace) -> LabelledSet:
-    if args.record is not None:
-        directory = Path(args.record_dir) if args.record_dir else Path(args.output_dir) / "labelled"
+def _load(cfg: RewardEvalConfig) -> LabelledSet:
+    if cfg.record is not None:
+        directory = Path(cfg.record_dir) if cfg.record_dir else Path(cfg.output_dir) / "labelled"
         start = time.perf_counter()
-        if args.record == "tabletop":
-            data = record_tabletop(args.tasks, args.num_success, args.num_failure, args.seed)
-        elif args.record == "libero":
-            data = record_libero(
-                args.suite, args.tasks, args.num_success, args.num_failure, args.seed, args.embed_size,
-                directory=directory, frame_stride=args.frame_stride, init_split=args.init_split,
-            )
-        else:
-            raise ValueError(f"--record {args.record!r}: choose one of {RECORD_SOURCES}")
-        if args.record == "tabletop":
+        if cfg.record == "tabletop":
+            data = record_tabletop(list(cfg.tasks), cfg.num_success, cfg.num_failure, cfg.seed)
             save_folder(data, directory)
+        else:
+            data = record_libero(
+                cfg.suite, list(cfg.tasks), cfg.num_success, cfg.num_failure, cfg.seed, cfg.embed_size,
+                directory=directory, frame_stride=cfg.frame_stride, init_split=cfg.init_split,
+            )
         print(
-            f"recorded {len(data.videos)} {args.record} trajectories ({int(data.success.sum())} successes) in "
+            f"recorded {len(data.videos)} {cfg.record} trajectories ({int(data.success.sum())} successes) in "
             f"{time.perf_counter() - start:.1f}s → {directory}",
             file=sys.stderr,
         )
         return data
+    source = cfg.data if cfg.data is not None else " ".join(cfg.hdf5 or ())
     # The loaders' ValueErrors name the file and row; for the CLI they are input errors (one line, exit 2).
     try:
-        data = load_folder(args.data) if args.data is not None else load_hdf5(args.hdf5, image_key=args.image_key)
+        data = load_folder(cfg.data) if cfg.data is not None else load_hdf5(list(cfg.hdf5 or ()), cfg.image_key)
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
         if isinstance(err, SrpoError):
             raise
-        source = args.data if args.data is not None else " ".join(args.hdf5)
         reason = str(err) if isinstance(err, ValueError) else f"{source}: {type(err).__name__}: {err}"
         raise InputFileError(reason) from err
     if not data.videos:
-        raise InputFileError(f"{args.data or ' '.join(args.hdf5)}: {LABELS_FILE} lists no trajectories")
+        raise InputFileError(f"{source}: {LABELS_FILE} lists no trajectories")
     return data
 
 
-def run_reward_eval(args: argparse.Namespace) -> int:
-    """Run `srpo reward-eval`; returns the exit code (0 on success)."""
+def run_reward_eval(cfg: RewardEvalConfig) -> int:
+    """Run `srpo reward-eval` (its flags map onto `cfg` in `srpo.cli`); returns the exit code (0 on success)."""
     from srpo.reward.encoders import make_encoder
 
-    if args.num_cuts < 2:
-        raise ConfigError(f"--num-cuts={args.num_cuts} is invalid: set it to an int >= 2, e.g. 10")
-    data = _load(args)
-    if args.max_trajectories is not None:
-        data = data.head(args.max_trajectories)
+    data = _load(cfg)
+    if cfg.max_trajectories is not None:
+        data = data.head(cfg.max_trajectories)
     if data.success.all() or not data.success.any():
         print("warning: the set has only successes or only failures; MMD, JS and SMD are undefined", file=sys.stderr)
-    reward_config = RewardConfig.preset(args.reward_preset)
+    reward_config = RewardConfig.preset(cfg.reward_preset)
     reports = []
-    for name in args.encoders:
+    for name in cfg.encoders:
         config = EncoderConfig(
             name=name,
-            weights=args.weights if name == "vjepa2" else None,
-            num_frames=args.num_frames,
-            rotate_180=args.rotate_180,
-            segments=args.segments if name == "efficientnet" else 1,
-            device=args.device,
-            batch_size=args.batch_size,
-            crop_size=args.crop_size if name != "pixel" else None,
+            weights=cfg.weights if name == "vjepa2" else None,
+            num_frames=cfg.num_frames,
+            rotate_180=cfg.rotate_180,
+            segments=cfg.segments if name == "efficientnet" else 1,
+            device=cfg.device,
+            batch_size=cfg.batch_size,
+            crop_size=cfg.crop_size if name != "pixel" else None,
         )
         encoder = make_encoder(config)
-        reports.append(evaluate_encoder(encoder, data, reward_config, args.num_cuts, name=name))
-        print(f"{name}: embedded {len(data.videos)} × {args.num_cuts} prefixes in {reports[-1].embed_seconds:.1f}s",
+        reports.append(evaluate_encoder(encoder, data, reward_config, cfg.num_cuts, name=name))
+        print(f"{name}: embedded {len(data.videos)} × {cfg.num_cuts} prefixes in {reports[-1].embed_seconds:.1f}s",
               file=sys.stderr)
     print(
         f"\nReward quality on {len(data.videos)} trajectories ({int(data.success.sum())} successes, "
-        f"{int(np.unique(data.task_ids).size)} tasks), {args.num_cuts}-point progress curves, "
-        f"{args.reward_preset} reward (higher is better)"
+        f"{int(np.unique(data.task_ids).size)} tasks), {cfg.num_cuts}-point progress curves, "
+        f"{cfg.reward_preset} reward (higher is better)"
     )
     print(format_table(reports))
-    out_dir = Path(args.output_dir)
+    out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        k: v for k, v in vars(args).items() if k != "func" and isinstance(v, str | int | float | bool | list | None)
-    }
+    settings = config_to_dict(cfg)
     json_path = out_dir / "reward_eval.json"
     # The commit and command behind the numbers (issue #17: every result file says what made it).
     json_path.write_text(json.dumps({**report_json(reports, data, settings), "provenance": provenance()}, indent=1))
     print(f"wrote {json_path}", file=sys.stderr)
-    if not args.no_plots:
+    if cfg.plots:
         from srpo.reward.plots import plot_reports
 
         print(f"wrote {plot_reports(reports, data, out_dir / 'reward_eval.png')}", file=sys.stderr)
