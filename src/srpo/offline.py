@@ -87,15 +87,6 @@ def episode_weights(
         raise SrpoError(f"offline.arm={arm!r} is invalid: choose 'bc', 'filtered_bc', 'awr_binary' or 'awr_srpo'")
 
 
-def policy_tokenizer(policy: Any) -> ActionTokenizer:
-    """The action tokenizer of a compact VLA (`tokenizer`) or an OpenVLA-OFT adapter (`action_tokenizer`)."""
-    for name in ("tokenizer", "action_tokenizer"):
-        tok = getattr(policy, name, None)
-        if isinstance(tok, ActionTokenizer):
-            return tok
-    raise TypeError(f"{type(policy).__name__} has no ActionTokenizer (tokenizer / action_tokenizer attribute)")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Samples.
 
@@ -256,9 +247,8 @@ class OfflineTrainer:
         with timed(metrics, "load"):
             self.episodes = read_dataset(off.dataset, off.image_key, off.state_key, off.action_key, off.success_key,
                                          off.max_episodes)
-            image_size = getattr(getattr(self.policy, "config", None), "image_size", None)
-            self.samples = build_samples(self.episodes, policy_tokenizer(self.policy), self.policy.chunk_size,
-                                         image_size if isinstance(image_size, int) else None)
+            self.samples = build_samples(self.episodes, self.policy.tokenizer, self.policy.chunk_size,
+                                         self.policy.input_image_size)
         success = np.asarray([e.success for e in self.episodes], dtype=bool)
         task_ids = np.asarray([e.task_index for e in self.episodes], dtype=np.int64)
         rewards, distance = success.astype(np.float64), np.full(success.shape, np.nan)

@@ -30,6 +30,9 @@ def test_both_policies_are_modules_implementing_the_contract(tiny_policy: Compac
         policy.requires_grad_(False)
         assert not any(p.requires_grad for p in policy.parameters())
         policy.requires_grad_(True)
+        # The action tokenizer is part of the contract (SFT and offline training encode actions with it).
+        assert policy.tokenizer.num_bins == policy.num_bins and policy.tokenizer.action_dim == policy.action_dim
+    assert tiny_policy.input_image_size == tiny_policy.config.image_size and oft.input_image_size is None
     oft.train(True)
     assert all(m.training for m in oft.model.modules())
     # The adapter's weights are its model's, under the "model." prefix of its one child.

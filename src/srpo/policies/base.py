@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from srpo.config.policy import PolicyConfig
+    from srpo.policies.tokenizer import ActionTokenizer
 
 
 @dataclass
@@ -94,6 +95,13 @@ class TrainablePolicy(nn.Module, abc.ABC):
     chunk_size: int
     action_dim: int
     num_bins: int
+    tokenizer: ActionTokenizer
+    """Action chunk ↔ token ids (SFT fits it on demos, offline training encodes dataset actions with it)."""
+
+    @property
+    def input_image_size(self) -> int | None:
+        """Side of the square images the policy reads; None when it resizes any image itself (its processor)."""
+        return None
 
     @abc.abstractmethod
     def sample(self, batch: PolicyInput, temperature: float, greedy: bool = False) -> ActionSample:

@@ -345,6 +345,11 @@ class CompactVLA(TrainablePolicy):
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
+    @property
+    def input_image_size(self) -> int | None:
+        """The side every image is resized to before the vision encoder (`policy.image_size`)."""
+        return self.config.image_size
+
     def freeze_vision_encoder(self) -> None:
         """Stop training the image encoder from now on (also recorded in `config`, so checkpoints keep it).
 
