@@ -262,7 +262,7 @@ def run_reward_eval(cfg: RewardEvalConfig) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = config_to_dict(cfg)
     json_path = out_dir / "reward_eval.json"
-    # The commit and command behind the numbers (issue #17: every result file says what made it).
+    # The commit and command behind the numbers: every result file says what made it.
     json_path.write_text(json.dumps({**report_json(reports, data, settings), "provenance": provenance()}, indent=1))
     print(f"wrote {json_path}", file=sys.stderr)
     if cfg.plots:

@@ -79,7 +79,7 @@ class AlgoConfig:
     """Rollout rounds per step at most when refilling; the step trains on what it has after them (and logs how
     many groups it kept) rather than stalling when a policy succeeds on everything or nothing."""
     keep_referenced_failure_groups: bool = False
-    """SRPO only (issue #17): also keep an all-failure group that dynamic sampling drops when its task has a
+    """SRPO only: also keep an all-failure group that dynamic sampling drops when its task has a
     reference success (elsewhere in the batch or in the memory bank) and its shaped rewards spread by at least
     `failure_group_min_reward_std`; SRPO then ranks the failures of groups that binary GRPO cannot learn from.
     Such groups come from the rollouts dynamic sampling made anyway (they do not count towards
@@ -227,7 +227,7 @@ def tabletop_preset() -> TrainConfig:
     return TrainConfig(
         run_dir="runs/tabletop",
         num_steps=30,
-        # One intra-op thread: a run's numbers then do not depend on the machine's core count (issue #17).
+        # One intra-op thread: a run's numbers then do not depend on the machine's core count.
         torch_num_threads=1,
         eval_every=5,
         num_eval_episodes_per_task=10,
