@@ -41,8 +41,18 @@ ARMS: dict[str, list[str]] = {
     "grpo": ["algo_name=grpo"],
     "srpo": ["algo_name=srpo"],
     "srpo_keep": ["algo_name=srpo", "algo.keep_referenced_failure_groups=true"],
+    # Ablations (issue #13): each differs from "srpo" in exactly one setting.
+    "srpo_alpha0.5": ["algo_name=srpo", "reward.alpha=0.5"],
+    "srpo_alpha0.8": ["algo_name=srpo", "reward.alpha=0.8"],
+    "srpo_nearest": ["algo_name=srpo", "reward.centres=nearest"],
+    "srpo_mean": ["algo_name=srpo", "reward.centres=mean"],
+    "srpo_external": ["algo_name=srpo", "reward.reference_source=external"],
+    "srpo_pixel": ["algo_name=srpo", "encoder.name=pixel", "encoder.crop_size=null"],
 }
-COLOURS = {"grpo": "tab:orange", "srpo": "tab:blue", "srpo_keep": "tab:green"}
+MAIN_ARMS = ("grpo", "srpo", "srpo_keep")
+COLOURS = {"grpo": "tab:orange", "srpo": "tab:blue", "srpo_keep": "tab:green", "srpo_alpha0.5": "tab:purple",
+           "srpo_alpha0.8": "tab:brown", "srpo_nearest": "tab:pink", "srpo_mean": "tab:gray",
+           "srpo_external": "tab:olive", "srpo_pixel": "tab:cyan"}
 RUN_INFO = "run_info.json"
 
 
@@ -455,7 +465,8 @@ def check_settings(out: Path, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/learning_efficiency")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="+", default=list(MAIN_ARMS), choices=list(ARMS),
+                        help="the main comparison by default; ablation arms (srpo_*) share --out and its start")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--eval-every", type=int, default=5)

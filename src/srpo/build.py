@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from srpo.config.train import TrainConfig
@@ -128,6 +129,84 @@ def make_reward_encoder(cfg: TrainConfig) -> VideoEncoder | None:
 
             return RayEncoder(cfg.encoder, cfg.distributed)
         return make_encoder(cfg.encoder)
+
+
+EXTERNAL_REFERENCE_FILE = "external_reference.npz"
+
+
+def make_external_reference(
+    cfg: TrainConfig, encoder: VideoEncoder, factory: EnvFactory, init_state_ids: dict[int, list[int]],
+    run_dir: Path,
+) -> dict[int, np.ndarray]:
+    """Task id → (M, D) embeddings of expert successes, the fixed reference of `reward.reference_source="external"`.
+
+    Read back from RUN_DIR/external_reference.npz when it exists (a resumed run compares with the same set);
+    otherwise recorded with the env's scripted expert from `init_state_ids[task]` (the training states: the
+    reference never sees an evaluation layout) at the rollout's frame stride, or read from the successes of
+    `external_reference.demos`, embedded once and written there.
+
+    Args:
+        cfg: The run's config (`external_reference`, `env.kind`, the embed frame stride).
+        encoder: The run's world-model encoder.
+        factory: The run's env factory (task specs; envs for the expert).
+        init_state_ids: Task id → the initial states the expert may start from.
+        run_dir: Where the embeddings are kept.
+    """
+    path = run_dir / EXTERNAL_REFERENCE_FILE
+    specs = factory.task_specs()
+    if path.exists():
+        with np.load(path) as data:
+            reference = {int(k.removeprefix("task_")): np.asarray(data[k], dtype=np.float32) for k in data.files}
+    else:
+        ext = cfg.external_reference
+        videos: dict[int, list[np.ndarray]] = {}
+        if ext.demos is not None:
+            from srpo.demos import read_demos
+
+            source = Path(ext.demos)
+            if not source.exists():
+                raise InputFileError(f"external_reference.demos={ext.demos} does not exist")
+            files = sorted(source.glob("*.hdf5")) if source.is_dir() else [source]
+            for position, file in enumerate(files):
+                for demo in read_demos(file, image_key=ext.image_key):
+                    if demo.success:
+                        videos.setdefault(demo.task_id if demo.task_id >= 0 else position, []).append(demo.images)
+        else:
+            from srpo.recording import record_labelled_set, scripted_expert
+
+            stride = cfg.rollout.embed_stride or cfg.policy.chunk_size
+            for position, spec in enumerate(specs):
+                try:
+                    data = record_labelled_set(
+                        factory, scripted_expert(cfg.env.kind), [position], ext.episodes_per_task, 0,
+                        seed=ext.seed, success_noise=ext.expert_noise,
+                        init_state_ids=init_state_ids[spec.task_id], frame_stride=stride,
+                    )
+                except RuntimeError as err:  # the expert kept failing (its budget of attempts ran out)
+                    raise SrpoError(
+                        f"external reference, task {spec.task_id}: {err}; the scripted expert needs a longer "
+                        "horizon or less noise (env max_steps, external_reference.expert_noise), or pass "
+                        "external_reference.demos"
+                    ) from err
+                videos[spec.task_id] = list(data.videos)
+        reference = {}
+        for task, clips in videos.items():
+            clips = clips[: ext.episodes_per_task]
+            reference[task] = np.asarray(encoder.encode(clips), dtype=np.float32)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **{f"task_{k}": v for k, v in reference.items()})
+        tmp.replace(path)
+    missing = sorted({spec.task_id for spec in specs} - set(reference))
+    if missing:
+        demos = cfg.external_reference.demos
+        fix = f"add their successful demos to {demos}" if demos else "the scripted expert failed every attempt"
+        raise InputFileError(f"the external reference has no success for task(s) {missing}: {fix}")
+    dims = {v.shape[1] for v in reference.values()}
+    if dims != {encoder.dim}:
+        raise InputFileError(f"{path} holds {sorted(dims)}-dim embeddings but encoder {cfg.encoder.name} gives "
+                             f"{encoder.dim}: it was made with another encoder; delete it to re-embed")
+    return reference
 
 
 def make_rollout_engine(cfg: TrainConfig, factory: EnvFactory) -> RolloutEngine:

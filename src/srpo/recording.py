@@ -453,7 +453,7 @@ def tabletop_probe(env: Env) -> tuple[int, np.ndarray, np.ndarray]:
 def record_tabletop(task_ids: Sequence[int], num_success: int, num_failure: int, seed: int) -> LabelledSet:
     """`record_labelled_set` on the built-in tabletop env: scripted-expert successes and graded failures
     (TABLETOP_FAILURE_KINDS, in that order), every frame labelled with the env's stage and positions."""
-    from srpo.envs.tabletop import TabletopEnvFactory, tabletop_expert_action
+    from srpo.envs.tabletop import TabletopEnvFactory
 
     factory = TabletopEnvFactory()
     num_tasks = len(factory.task_specs())
@@ -462,7 +462,7 @@ def record_tabletop(task_ids: Sequence[int], num_success: int, num_failure: int,
         raise SrpoError(f"--tasks {bad} out of range: tabletop has tasks 0..{num_tasks - 1}")
     return record_labelled_set(
         factory,
-        lambda env, _step, noise, rng: tabletop_expert_action(env, noise, rng),  # type: ignore[arg-type]
+        tabletop_expert(),
         task_ids,
         num_success,
         num_failure,
@@ -471,6 +471,26 @@ def record_tabletop(task_ids: Sequence[int], num_success: int, num_failure: int,
         failure_policy=tabletop_failure_policy,
         probe=tabletop_probe,
     )
+
+
+def tabletop_expert() -> ExpertFn:
+    """The tabletop env's privileged scripted expert (`srpo.envs.tabletop.tabletop_expert_action`) as an ExpertFn."""
+    from srpo.envs.tabletop import tabletop_expert_action
+
+    def expert(env: Env, step: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+        del step  # closed-loop on the state alone
+        return tabletop_expert_action(env, noise, rng)  # type: ignore[arg-type]
+
+    return expert
+
+
+def scripted_expert(env_kind: str) -> ExpertFn:
+    """The scripted expert of an env kind ("tabletop" or "libero")."""
+    if env_kind == "tabletop":
+        return tabletop_expert()
+    if env_kind == "libero":
+        return libero_expert()
+    raise ValueError(f"env kind {env_kind!r} has no scripted expert: choose 'tabletop' or 'libero'")
 
 
 def libero_expert() -> ExpertFn:

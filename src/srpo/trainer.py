@@ -19,6 +19,7 @@ from srpo.algo.advantages import dynamic_sampling_mask, referenced_failure_group
 from srpo.build import (
     load_or_make_reference,
     make_env_factory,
+    make_external_reference,
     make_reward_encoder,
     make_rollout_engine,
     start_run,
@@ -79,6 +80,10 @@ class Trainer:
         self.specs = self.factory.task_specs()
         self.engine: RolloutEngine = make_rollout_engine(cfg, self.factory)
         self.encoder: VideoEncoder | None = make_reward_encoder(cfg)
+        self.external: dict[int, np.ndarray] | None = None
+        if self.encoder is not None and cfg.reward.reference_source == "external":
+            train_states = {s.task_id: init_state_split(cfg, s.num_init_states, "train") for s in self.specs}
+            self.external = make_external_reference(cfg, self.encoder, self.factory, train_states, self.run_dir)
         self.learners: RayLearnerGroup | None = None
         if cfg.distributed.num_learners > 1:
             from srpo.distributed.learner import RayLearnerGroup
@@ -236,7 +241,7 @@ class Trainer:
         advantages, through the same `srpo_advantages` call that `srpo score` makes."""
         algo = self.cfg.algo
         scored = srpo_advantages(embeddings, success, task_ids, group_ids, self.cfg.reward, memory=self.memory,
-                                 adv_eps=algo.adv_eps, adv_std=algo.adv_std)
+                                 external=self.external, adv_eps=algo.adv_eps, adv_std=algo.adv_std)
         if scored.output is not None:
             out = scored.output
             fails = ~success

@@ -24,6 +24,7 @@ from srpo.config.env import TabletopConfig
 from srpo.config.libero import LiberoConfig
 from srpo.config.offline import OfflineConfig
 from srpo.config.policy import PolicyConfig
+from srpo.config.reference import ExternalReferenceConfig
 from srpo.config.reward import RewardConfig
 from srpo.config.robustness import RobustnessConfig
 from srpo.config.rollout import RolloutConfig
@@ -192,6 +193,8 @@ class TrainConfig:
     """`srpo eval --benchmark libero-plus|libero-pro`: perturbed LIBERO tasks (unused by training)."""
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     """Time limits of the embed and update phases: a hang becomes an error naming the phase."""
+    external_reference: ExternalReferenceConfig = field(default_factory=ExternalReferenceConfig)
+    """With `reward.reference_source="external"`: the expert successes every failure is compared with."""
 
     def __post_init__(self) -> None:
         require_choice(self.algo_name, "algo_name", get_args(Algo))
