@@ -64,6 +64,9 @@ def test_sft_flags_map_onto_the_typed_config(tmp_path: Path) -> None:
     assert (cfg.sft.num_steps, cfg.sft.learning_rate, cfg.sft.augment) == (7, 1e-3, False)
     with pytest.raises(ConfigError, match="exactly one demonstration source"):
         type(cfg)(out="x")
+    # Flags left out take the config's own defaults (one place for every default).
+    plain = cli.sft_config_from_args(cli.build_parser().parse_args(["sft", "--env", "tabletop", "--out", "x"]))
+    assert plain == type(cfg)(out="x", env="tabletop")
 
 
 def test_input_errors_raised_below_the_cli_are_srpo_errors() -> None:

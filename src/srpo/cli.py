@@ -4,6 +4,7 @@ imports inside each)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -320,7 +321,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def add_sft_parser(subparsers: Any) -> argparse.ArgumentParser:
     """`srpo sft`; its flags map onto `srpo.config.sft.SFTRunConfig` (`sft_config_from_args`)."""
-    from srpo.config.sft import SFTConfig
+    from srpo.config.sft import SFTConfig, SFTRunConfig
+
+    run_defaults = {f.name: f.default for f in dataclasses.fields(SFTRunConfig)}
+
+    def run_default(name: str) -> Any:
+        return run_defaults[name]
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "sft",
@@ -346,27 +352,29 @@ def add_sft_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=SFTConfig.checkpoint_every)
     p.add_argument("--init", type=Path, default=None, help="start from this CompactVLA checkpoint")
     p.add_argument("--vision-encoder", choices=["efficientnet_lite0", "conv", "conv_keypoints"],
-                   default="efficientnet_lite0")
+                   default=run_default("vision_encoder"))
     p.add_argument("--chunk-size", type=int, default=None, help="actions per chunk (default: policy default, 8)")
     p.add_argument("--fine-tune-vision", action="store_true", help="train the image encoder too")
-    p.add_argument("--text-encoder", choices=["minilm", "hashed"], default="minilm")
+    p.add_argument("--text-encoder", choices=["minilm", "hashed"], default=run_default("text_encoder"))
     p.add_argument("--image-size", type=int, default=None, help="policy image side (default: 128; tabletop 64)")
-    p.add_argument("--demo-noise", type=float, default=0.0, help="tabletop: expert translation noise std")
-    p.add_argument("--random-prefix", type=int, default=0,
+    p.add_argument("--demo-noise", type=float, default=run_default("demo_noise"),
+                   help="tabletop: expert translation noise std")
+    p.add_argument("--random-prefix", type=int, default=run_default("random_prefix"),
                    help="tabletop: start each demo after an unrecorded random walk of up to N steps (recovery data)")
     p.add_argument("--demo-layouts", type=int, default=None,
                    help="tabletop: record demos in layouts 0..N-1 (minus the held-out ones) instead of the "
                         "training init states only")
     p.add_argument("--object-state", action="store_true",
                    help="tabletop: block and plate centres in the proprioception (env.tabletop.object_state)")
-    p.add_argument("--num-eval-init-states", type=int, default=10,
+    p.add_argument("--num-eval-init-states", type=int, default=run_default("num_eval_init_states"),
                    help="tabletop: the last N initial states are held out for evaluation and never used for demos "
                         "(keep equal to env.tabletop_num_eval_init_states)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default=run_default("device"))
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--eval-episodes", type=int, default=10,
+    p.add_argument("--eval-episodes", type=int, default=run_default("num_eval_episodes_per_task"),
                    help="greedy evaluation episodes per task on held-out init states after SFT (0 = skip)")
-    p.add_argument("--eval-videos", type=int, default=1, help="evaluation videos per task")
+    p.add_argument("--eval-videos", type=int, default=run_default("num_eval_videos_per_task"),
+                   help="evaluation videos per task")
     p.set_defaults(func=_sft)
     return p
 
