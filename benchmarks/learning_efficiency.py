@@ -68,9 +68,10 @@ def make_initial_policy(out: Path, args: argparse.Namespace) -> Path:
 
     Demos come from layouts that exclude the held-out evaluation ones; each starts after an unrecorded random walk
     (recovery data); the spatial-softmax keypoint encoder is trained. The SFT writes a checkpoint every
-    `--sft-checkpoint-every` steps; the start is the first checkpoint whose success sampled at the training
-    temperature on the *training* initial states lies in (0, `--max-start-success`] (a few successes per batch,
-    most groups without one), so no held-out state is used to choose it. Its vision encoder is then frozen for
+    `--sft-checkpoint-every` steps; the start is the checkpoint whose success sampled at the training
+    temperature on the *training* initial states lies in (0, `--max-start-success`] and is highest (`--start-rule
+    most`; `first` takes the earliest eligible one): a few successes per batch, most groups without one. No
+    held-out state is used to choose it. Its vision encoder is then frozen for
     RL (PPO re-scores cached image features). The scan is written to init_sft/checkpoint_scan.json.
     """
     from srpo.config.policy import PolicyConfig
@@ -109,15 +110,23 @@ def make_initial_policy(out: Path, args: argparse.Namespace) -> Path:
             scan_path.write_text(json.dumps(scan, indent=2) + "\n")
             print(f"{ckpt}: sampled success on training states {rate:.3f}", flush=True)
         row = next(r for r in scan if r["checkpoint"] == str(ckpt))
-        if 0.0 < row["sampled_success_train_states"] <= args.max_start_success:
-            policy = CompactVLA.from_pretrained(ckpt)
-            policy.freeze_vision_encoder()
-            policy.save_pretrained(final)
-            (out / "chosen.json").write_text(json.dumps(row, indent=2) + "\n")
-            return final
-    raise SystemExit(f"no SFT checkpoint has a sampled success on training states in (0, {args.max_start_success}]: "
-                     f"{[(r['checkpoint'], r['sampled_success_train_states']) for r in scan]}; change "
-                     "--demos-per-task / --sft-steps and use another --out")
+        if args.start_rule == "first" and 0.0 < row["sampled_success_train_states"] <= args.max_start_success:
+            break
+    eligible = [r for r in scan if 0.0 < r["sampled_success_train_states"] <= args.max_start_success]
+    if not eligible:
+        rates = [(r["checkpoint"], r["sampled_success_train_states"]) for r in scan]
+        raise SystemExit(f"no SFT checkpoint has a sampled success on training states in (0, "
+                         f"{args.max_start_success}]: {rates}; change --demos-per-task / --sft-steps and use another "
+                         "--out")
+    # "first": the earliest eligible checkpoint; "most": the most successes within the cap (earliest on ties), so
+    # that batches hold a few successes to learn from while most groups hold none.
+    chosen = eligible[0] if args.start_rule == "first" else max(
+        eligible, key=lambda r: (r["sampled_success_train_states"], -eligible.index(r)))
+    policy = CompactVLA.from_pretrained(chosen["checkpoint"])
+    policy.freeze_vision_encoder()
+    policy.save_pretrained(final)
+    (out / "chosen.json").write_text(json.dumps({**chosen, "rule": args.start_rule}, indent=2) + "\n")
+    return final
 
 
 def sampled_success(cfg: TrainConfig, split: str, repeats: int = 2) -> float:
@@ -477,11 +486,13 @@ def main() -> None:
                         help="the last N per task are held out: never in training, never in demos; one greedy "
                              "evaluation episode each")
     parser.add_argument("--prompts", type=int, default=8, help="groups of 8 kept per step")
-    parser.add_argument("--sampling-rounds", type=int, default=3, help="dynamic-sampling refill rounds at most")
+    parser.add_argument("--sampling-rounds", type=int, default=1,
+                        help="dynamic-sampling rounds at most (1: filter only; each extra round costs a full batch)")
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--encoder", choices=["efficientnet", "pixel"], default="efficientnet")
     parser.add_argument("--encoder-crop", type=int, default=64,
-                        help="EfficientNet input side (64: SC 0.81 on the tabletop set at 8 frames, the cheapest)")
+                        help="EfficientNet input side (64: the cheapest; see results/learning_efficiency_status.md for "
+                             "its reward quality at 64, 128 and 224)")
     parser.add_argument("--num-frames", type=int, default=8, help="frames sampled per trajectory for the reward")
     parser.add_argument("--demos-per-task", type=int, default=8, help="scripted demos per task for the SFT start")
     parser.add_argument("--demo-layouts", type=int, default=None,
@@ -492,7 +503,9 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=3000)
     parser.add_argument("--sft-checkpoint-every", type=int, default=250)
     parser.add_argument("--max-start-success", type=float, default=0.1,
-                        help="the start: first SFT checkpoint with sampled success on training states in (0, this]")
+                        help="the start: an SFT checkpoint with sampled success on training states in (0, this]")
+    parser.add_argument("--start-rule", choices=["first", "most"], default="most",
+                        help="which eligible checkpoint: the first, or the one with most successes (ties: earliest)")
     parser.add_argument("--no-object-state", dest="object_state", action="store_false")
     parser.add_argument("--set", action="append", default=[], help="extra config override for every arm")
     parser.add_argument("--results-name", default="learning_efficiency_sparse")
