@@ -371,6 +371,15 @@ def summarise(args: argparse.Namespace, out: Path, init_success: dict[str, float
             summaries[arm]["steps_ratio_vs_grpo_ci"] = bootstrap_ci(
                 pairs, stat=lambda p: p[:, 0].mean() / max(p[:, 1].mean(), 1e-9))
         ratio = {arm: summaries[arm].get("steps_ratio_vs_grpo") for arm in args.arms if arm != "grpo"}
+        # Paired differences (same seed, same start, same first batch): arm − GRPO per seed, mean and bootstrap CI.
+        for arm in args.arms:
+            if arm == "grpo":
+                continue
+            for key in ("auc", "final"):
+                diff = np.asarray(summaries[arm][f"{key}_per_seed"]) - np.asarray(summaries["grpo"][f"{key}_per_seed"])
+                summaries[arm][f"{key}_diff_vs_grpo_per_seed"] = diff.tolist()
+                summaries[arm][f"{key}_diff_vs_grpo_mean"] = float(diff.mean())
+                summaries[arm][f"{key}_diff_vs_grpo_ci"] = bootstrap_ci(diff)
     payload = {
         "benchmark": "learning_efficiency (issue #17: sparse-success start)",
         "complete": complete,
@@ -412,6 +421,12 @@ def summary_table(summaries: dict[str, Any], target: float | None) -> str:
             f"{arm:<10} {len(s['seeds']):>5}  {s['final_mean']:.3f} [{s['final_ci'][0]:.3f}, {s['final_ci'][1]:.3f}]"
             f"   {s['auc_mean']:.3f} [{s['auc_ci'][0]:.3f}, {s['auc_ci'][1]:.3f}]   {steps}"
             f"{'' if ratio is None else f' ({ratio:.2f})'}   {s['share_groups_with_signal_mean']}")
+    for arm, s in summaries.items():
+        if "auc_diff_vs_grpo_mean" in s:
+            lines.append(f"{arm} − grpo, paired over seeds: AUC {s['auc_diff_vs_grpo_mean']:+.3f} "
+                         f"[{s['auc_diff_vs_grpo_ci'][0]:+.3f}, {s['auc_diff_vs_grpo_ci'][1]:+.3f}], final "
+                         f"{s['final_diff_vs_grpo_mean']:+.3f} [{s['final_diff_vs_grpo_ci'][0]:+.3f}, "
+                         f"{s['final_diff_vs_grpo_ci'][1]:+.3f}]")
     return "\n".join(lines)
 
 
@@ -445,7 +460,7 @@ def plot(args: argparse.Namespace, runs: dict[str, dict[int, dict[str, Any]]], s
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     tag = "" if complete else f" (PARTIAL: statistics over seeds {paired})"
-    fig.suptitle(f"tabletop, {args.tasks} tasks, sparse start: GRPO vs SRPO vs SRPO-keep{tag}", fontsize=10)
+    fig.suptitle(f"tabletop, {args.tasks} tasks, sparse start: {' vs '.join(args.arms)}{tag}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,76 @@
+"""The statistics of benchmarks/learning_efficiency.py (the SRPO-vs-GRPO headline), on hand-made run dirs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_efficiency.py"
+
+
+@pytest.fixture(scope="module")
+def le() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("learning_efficiency", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_curve_auc_and_first_step_by_hand(le: ModuleType) -> None:
+    steps = np.array([0, 5, 10])
+    # Trapezoids 5·(0 + 0.2)/2 + 5·(0.2 + 0.4)/2 = 2.0 over a range of 10.
+    assert le.curve_auc(steps, np.array([0.0, 0.2, 0.4])) == pytest.approx(0.2)
+    assert le.first_step_reaching(steps, np.array([0.0, 0.2, 0.4]), 0.2) == 5
+    assert le.first_step_reaching(steps, np.array([0.0, 0.2, 0.4]), 0.5) is None
+
+
+def test_bootstrap_ci(le: ModuleType) -> None:
+    assert le.bootstrap_ci(np.full(5, 0.3)) == pytest.approx((0.3, 0.3))
+    assert all(math.isnan(v) for v in le.bootstrap_ci(np.array([1.0])))
+    lo, hi = le.bootstrap_ci(np.array([0.0, 1.0] * 10))
+    assert 0.2 < lo < 0.5 < hi < 0.8
+
+
+def _write_run(run_dir: Path, curve: list[float], num_steps: int) -> None:
+    run_dir.mkdir(parents=True)
+    rows = [{"step": 0, "eval/success_rate": curve[0]}]
+    for step in range(1, num_steps + 1):
+        row = {"step": step, "rollout/success_rate": 0.1, "advantage/share_groups_with_signal": 0.5,
+               "advantage/abs_mean": 0.2}
+        if step % 5 == 0:
+            row["eval/success_rate"] = curve[step // 5]
+        rows.append(row)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(le, "RESULTS", tmp_path / "results")
+    curves = {("grpo", 0): [0.0, 0.0, 0.2], ("grpo", 1): [0.0, 0.2, 0.2],
+              ("srpo", 0): [0.0, 0.2, 0.4], ("srpo", 1): [0.0, 0.2, 0.2]}
+    for (arm, seed), curve in curves.items():
+        _write_run(tmp_path / "out" / "runs" / arm / f"seed{seed}", curve, 10)
+    args = argparse.Namespace(arms=["grpo", "srpo"], seeds=[0, 1], steps=10, results_name="le_test", tasks=2)
+    payload = le.summarise(args, tmp_path / "out", {"greedy": 0.0})
+    assert payload["complete"]
+    grpo, srpo = payload["summary"]["grpo"], payload["summary"]["srpo"]
+    # AUCs by hand: grpo 0.05, 0.15; srpo 0.2, 0.15; target = GRPO's final mean 0.2.
+    assert grpo["auc_per_seed"] == pytest.approx([0.05, 0.15]) and srpo["auc_per_seed"] == pytest.approx([0.2, 0.15])
+    assert srpo["auc_diff_vs_grpo_per_seed"] == pytest.approx([0.15, 0.0])
+    assert srpo["final_diff_vs_grpo_mean"] == pytest.approx(0.1)
+    assert payload["target_grpo_final_mean"] == pytest.approx(0.2)
+    assert grpo["steps_to_target_per_seed"] == [10, 5] and srpo["steps_to_target_per_seed"] == [5, 5]
+    assert srpo["steps_ratio_vs_grpo"] == pytest.approx(5 / 7.5)
+    assert (tmp_path / "results" / "le_test.json").exists() and (tmp_path / "results" / "le_test.png").exists()
+    # A seed missing in one arm leaves the result partial, with statistics over the paired seeds only.
+    _write_run(tmp_path / "out" / "runs" / "grpo" / "seed2", [0.0, 0.0, 0.0], 10)
+    args.seeds = [0, 1, 2]
+    payload = le.summarise(args, tmp_path / "out", {"greedy": 0.0})
+    assert not payload["complete"] and payload["summary"]["srpo"]["seeds"] == [0, 1]
