@@ -74,3 +74,29 @@ def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatc
     args.seeds = [0, 1, 2]
     payload = le.summarise(args, tmp_path / "out", {"greedy": 0.0})
     assert not payload["complete"] and payload["summary"]["srpo"]["seeds"] == [0, 1]
+
+
+def test_every_arm_differs_from_srpo_in_one_setting_and_loads(le: ModuleType, tmp_path: Path) -> None:
+    from srpo.config.train import config_to_dict, load_config
+
+    parser_defaults = {"tasks": 2, "object_state": True, "num_init_states": 100, "num_eval_init_states": 50,
+                       "encoder": "efficientnet", "encoder_crop": 64, "steps": 30, "eval_every": 5, "lr": 3e-5,
+                       "prompts": 8, "sampling_rounds": 1, "num_frames": 8, "set": []}
+    base = le.base_config(argparse.Namespace(**parser_defaults), tmp_path / "init")
+    configs = {}
+    for arm in le.ARMS:
+        path = le.run_config(base, tmp_path / "out", arm, seed=3)
+        configs[arm] = config_to_dict(load_config(path))
+        assert configs[arm]["seed"] == 3
+
+    def flat(tree: dict[str, object], prefix: str = "") -> dict[str, object]:
+        out: dict[str, object] = {}
+        for k, v in tree.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    srpo = flat(configs["srpo"])
+    for arm, tree in configs.items():
+        diff = {k for k, v in flat(tree).items() if srpo[k] != v and k != "run_dir"}
+        expected = {"grpo": {"algo_name"}, "srpo": set(), "srpo_pixel": {"encoder.name", "encoder.crop_size"}}
+        assert len(diff) == 1 or diff == expected.get(arm), (arm, diff)
