@@ -147,6 +147,25 @@ def sampled_success(cfg: TrainConfig, split: str, repeats: int = 2) -> float:
     return float(np.mean([t.success for t in trajs]))
 
 
+SAMPLED_FINAL = "sampled_final.json"
+
+
+def sampled_final_success(run_dir: Path, base: TrainConfig) -> float:
+    """Success of a finished run's final policy sampled at the training temperature on the held-out init states
+    (each twice per task, as the initial policy's `sampled_T1`); cached in run_dir/sampled_final.json. Greedy
+    success is the headline; at a sparse start it can stay 0 while the sampled rate moves, so this is the second
+    line experiments.md asks for."""
+    from srpo.diversity_eval import final_policy_checkpoint
+
+    path = run_dir / SAMPLED_FINAL
+    if not path.exists():
+        ckpt = final_policy_checkpoint(run_dir)
+        rate = sampled_success(replace(base, policy=replace(base.policy, checkpoint=str(ckpt))), "eval")
+        path.write_text(json.dumps({"checkpoint": str(ckpt), "sampled_success_held_out": rate,
+                                    "provenance": provenance()}, indent=2) + "\n")
+    return float(json.loads(path.read_text())["sampled_success_held_out"])
+
+
 def initial_success(base: TrainConfig) -> dict[str, float]:
     """The initial policy on held-out init states: greedy (the evaluation of every run), and sampled at the
     training temperature (each held-out state twice)."""
@@ -293,6 +312,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     info_path = run_dir / RUN_INFO
     return {
         "eval": evals,
+        "sampled_final": (json.loads((run_dir / SAMPLED_FINAL).read_text())["sampled_success_held_out"]
+                          if (run_dir / SAMPLED_FINAL).exists() else None),
         "steps": [int(m["step"]) for m in per_step],
         "share_groups_with_signal": series("advantage/share_groups_with_signal"),
         "num_groups_sampled": series("rollout/num_groups_sampled"),
@@ -329,6 +350,11 @@ def arm_summary(runs: dict[int, dict[str, Any]], num_steps: int, target: float |
         out.update({"steps_to_target_per_seed": reached, "num_not_reached": sum(r is None for r in reached),
                     "steps_to_target_mean": float(as_steps.mean()), "steps_to_target_ci": bootstrap_ci(as_steps),
                     "_steps_to_target": as_steps})
+    sampled = [runs[s].get("sampled_final") for s in seeds]
+    if all(v is not None for v in sampled):
+        arr = np.asarray(sampled, dtype=np.float64)
+        out.update({"sampled_final_per_seed": arr.tolist(), "sampled_final_mean": float(arr.mean()),
+                    "sampled_final_ci": bootstrap_ci(arr)})
     signal = np.asarray([[np.nan if v is None else v for v in runs[s]["share_groups_with_signal"]] for s in seeds])
     out["share_groups_with_signal_per_step"] = np.nanmean(signal, 0).tolist() if signal.size else []
     out["share_groups_with_signal_mean"] = float(np.nanmean(signal)) if signal.size else None
@@ -375,7 +401,9 @@ def summarise(args: argparse.Namespace, out: Path, init_success: dict[str, float
         for arm in args.arms:
             if arm == "grpo":
                 continue
-            for key in ("auc", "final"):
+            for key in ("auc", "final", "sampled_final"):
+                if f"{key}_per_seed" not in summaries[arm] or f"{key}_per_seed" not in summaries["grpo"]:
+                    continue
                 diff = np.asarray(summaries[arm][f"{key}_per_seed"]) - np.asarray(summaries["grpo"][f"{key}_per_seed"])
                 summaries[arm][f"{key}_diff_vs_grpo_per_seed"] = diff.tolist()
                 summaries[arm][f"{key}_diff_vs_grpo_mean"] = float(diff.mean())
@@ -422,6 +450,13 @@ def summary_table(summaries: dict[str, Any], target: float | None) -> str:
             f"   {s['auc_mean']:.3f} [{s['auc_ci'][0]:.3f}, {s['auc_ci'][1]:.3f}]   {steps}"
             f"{'' if ratio is None else f' ({ratio:.2f})'}   {s['share_groups_with_signal_mean']}")
     for arm, s in summaries.items():
+        if "sampled_final_mean" in s:
+            line = (f"{arm}: final policy sampled on held-out states {s['sampled_final_mean']:.3f} "
+                    f"[{s['sampled_final_ci'][0]:.3f}, {s['sampled_final_ci'][1]:.3f}]")
+            if "sampled_final_diff_vs_grpo_mean" in s:
+                lo, hi = s["sampled_final_diff_vs_grpo_ci"]
+                line += f", − grpo paired {s['sampled_final_diff_vs_grpo_mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            lines.append(line)
         if "auc_diff_vs_grpo_mean" in s:
             lines.append(f"{arm} − grpo, paired over seeds: AUC {s['auc_diff_vs_grpo_mean']:+.3f} "
                          f"[{s['auc_diff_vs_grpo_ci'][0]:+.3f}, {s['auc_diff_vs_grpo_ci'][1]:+.3f}], final "
@@ -467,7 +502,7 @@ def plot(args: argparse.Namespace, runs: dict[str, dict[int, dict[str, Any]]], s
 
 
 # Arguments that may change between invocations on one --out: which runs, how many at a time, what to write.
-FREE_ARGS = ("out", "arms", "seeds", "jobs", "summarise", "init_only", "results_name")
+FREE_ARGS = ("out", "arms", "seeds", "jobs", "summarise", "init_only", "results_name", "sampled_eval")
 
 
 def check_settings(out: Path, args: argparse.Namespace) -> None:
@@ -525,6 +560,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="extra config override for every arm")
     parser.add_argument("--results-name", default="learning_efficiency_sparse")
     parser.add_argument("--summarise", action="store_true", help="only write results from the runs that exist")
+    parser.add_argument("--sampled-eval", action="store_true",
+                        help="also sample each finished run's final policy on the held-out states (T of training, "
+                             "each state twice; cached per run) and report it beside the greedy curve")
     parser.add_argument("--init-only", action="store_true", help="stop after the initial policy and its success")
     args = parser.parse_args()
 
@@ -543,6 +581,13 @@ def main() -> None:
         return
     if not args.summarise:
         run_all(args, out, replace(base), init_success)
+    if args.sampled_eval:
+        for arm in args.arms:
+            for seed in args.seeds:
+                run_dir = out / "runs" / arm / f"seed{seed}"
+                if run_finished(run_dir, args.steps):
+                    rate = sampled_final_success(run_dir, base)
+                    print(f"{arm} seed {seed}: sampled held-out success of the final policy {rate:.3f}", flush=True)
     summarise(args, out, init_success)
 
 

@@ -132,6 +132,8 @@ def test_diversity_config_names_the_bad_field() -> None:
         DiversityConfig(workspace_low=(0, 0, 0))
     with pytest.raises(ConfigError, match=r"diversity\.workspace_high"):
         DiversityConfig(workspace_low=(0, 0, 0), workspace_high=(1, 0, 1))
+    with pytest.raises(ConfigError, match=r"diversity\.states_per_task"):
+        DiversityConfig(states_per_task=0)
 
 
 # -- the end-effector path on rollout records ----------------------------------------------------------------
@@ -203,6 +205,11 @@ def test_srpo_diversity_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.
         assert s["ci_low"] <= s["mean"] <= s["ci_high"] and s["num_runs"] == 1
     assert set(data["difference"]) == {"success_rate", *[k for k in data["runs"][0] if k.startswith("diversity/")]}
     assert (out / "diversity.png").stat().st_size > 1000
+    # --states-per-task keeps the first N held-out states of each task.
+    rc = cli.main(["diversity", str(tmp_path / "srpo"), "--episodes-per-state", "2", "--states-per-task", "1",
+                   "--out", str(tmp_path / "div1")])
+    data = json.loads((tmp_path / "div1" / "diversity.json").read_text())
+    assert rc == 0 and data["prompts"] == [[0, 8]] and data["runs"][0]["num_episodes"] == 2
 
 
 def test_srpo_diversity_rejects_a_directory_without_checkpoints(

@@ -55,8 +55,11 @@ def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatc
     monkeypatch.setattr(le, "RESULTS", tmp_path / "results")
     curves = {("grpo", 0): [0.0, 0.0, 0.2], ("grpo", 1): [0.0, 0.2, 0.2],
               ("srpo", 0): [0.0, 0.2, 0.4], ("srpo", 1): [0.0, 0.2, 0.2]}
+    sampled = {("grpo", 0): 0.01, ("grpo", 1): 0.03, ("srpo", 0): 0.05, ("srpo", 1): 0.03}
     for (arm, seed), curve in curves.items():
         _write_run(tmp_path / "out" / "runs" / arm / f"seed{seed}", curve, 10)
+        (tmp_path / "out" / "runs" / arm / f"seed{seed}" / le.SAMPLED_FINAL).write_text(
+            json.dumps({"sampled_success_held_out": sampled[arm, seed]}))
     args = argparse.Namespace(arms=["grpo", "srpo"], seeds=[0, 1], steps=10, results_name="le_test", tasks=2)
     payload = le.summarise(args, tmp_path / "out", {"greedy": 0.0})
     assert payload["complete"]
@@ -65,6 +68,8 @@ def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatc
     assert grpo["auc_per_seed"] == pytest.approx([0.05, 0.15]) and srpo["auc_per_seed"] == pytest.approx([0.2, 0.15])
     assert srpo["auc_diff_vs_grpo_per_seed"] == pytest.approx([0.15, 0.0])
     assert srpo["final_diff_vs_grpo_mean"] == pytest.approx(0.1)
+    assert srpo["sampled_final_mean"] == pytest.approx(0.04)
+    assert srpo["sampled_final_diff_vs_grpo_per_seed"] == pytest.approx([0.04, 0.0])
     assert payload["target_grpo_final_mean"] == pytest.approx(0.2)
     assert grpo["steps_to_target_per_seed"] == [10, 5] and srpo["steps_to_target_per_seed"] == [5, 5]
     assert srpo["steps_ratio_vs_grpo"] == pytest.approx(5 / 7.5)

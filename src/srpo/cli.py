@@ -201,8 +201,8 @@ def _diversity(args: argparse.Namespace) -> int:
     from srpo.config.diversity import DiversityConfig
     from srpo.diversity_eval import DIVERSITY_JSON, DIVERSITY_PLOT, run_diversity
 
-    cfg = DiversityConfig(episodes_per_state=args.episodes_per_state, temperature=args.temperature,
-                          num_cells=args.num_cells, out_dir=args.out)
+    cfg = DiversityConfig(episodes_per_state=args.episodes_per_state, states_per_task=args.states_per_task,
+                          temperature=args.temperature, num_cells=args.num_cells, out_dir=args.out)
     result = run_diversity(args.run_dirs, cfg)
     print(result.table())
     print(f"plot: {Path(args.out) / DIVERSITY_PLOT}, data: {Path(args.out) / DIVERSITY_JSON}")
@@ -562,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     div.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="`srpo train` run directories")
     div.add_argument("--episodes-per-state", type=int, default=DiversityConfig.episodes_per_state,
                      help="sampled episodes per held-out (task, init state)")
+    div.add_argument("--states-per-task", type=int, default=None,
+                     help="the first N held-out init states of each task (default: all)")
     div.add_argument("--temperature", type=float, default=None, help="default: each run's algo.temperature")
     div.add_argument("--num-cells", type=int, default=DiversityConfig.num_cells, help="coverage grid cells per axis")
     div.add_argument("--out", default=DiversityConfig.out_dir, help="directory for diversity.json and diversity.png")

@@ -107,6 +107,7 @@ class DiversityResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"config": {"episodes_per_state": self.config.episodes_per_state,
+                           "states_per_task": self.config.states_per_task,
                            "temperature": self.config.temperature, "num_cells": self.config.num_cells,
                            "time_fractions": list(self.config.time_fractions), "num_points": self.config.num_points,
                            "num_bootstrap": self.config.num_bootstrap},
@@ -130,7 +131,7 @@ def rollout_final_policy(run_dir: Path, dcfg: DiversityConfig) -> RunDiversity:
     policy = make_policy(cfg)
     factory = make_env_factory(cfg)
     prompts = [(spec.task_id, s) for spec in factory.task_specs()
-               for s in init_state_split(cfg, spec.num_init_states, "eval")]
+               for s in init_state_split(cfg, spec.num_init_states, "eval")[: dcfg.states_per_task]]
     requests = make_group_requests([p[0] for p in prompts], [p[1] for p in prompts], dcfg.episodes_per_state)
     torch.manual_seed(cfg.seed)  # SRPO and GRPO runs of one seed sample the same stream
     with RolloutEngine(factory, cfg.rollout) as engine:

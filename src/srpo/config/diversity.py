@@ -20,6 +20,8 @@ class DiversityConfig:
 
     episodes_per_state: int = 8
     """K sampled episodes per (task, held-out init state); the pairwise distance needs K >= 2 [8, a GRPO group]."""
+    states_per_task: int | None = None
+    """Use the first N held-out init states of each task (None: all); K episodes are sampled from each."""
     temperature: float | None = None
     """Sampling temperature; None uses each run's training temperature (`algo.temperature`)."""
     num_cells: int = 8
@@ -42,6 +44,8 @@ class DiversityConfig:
     def __post_init__(self) -> None:
         require(self.episodes_per_state >= 2, "diversity.episodes_per_state", self.episodes_per_state,
                 "an int >= 2 (pairwise distances need two paths per state), e.g. 8")
+        require(self.states_per_task is None or self.states_per_task >= 1, "diversity.states_per_task",
+                self.states_per_task, "None (all held-out states) or an int >= 1")
         require(self.temperature is None or self.temperature > 0, "diversity.temperature", self.temperature,
                 "None (the run's training temperature) or a float > 0")
         require(self.num_cells >= 1, "diversity.num_cells", self.num_cells, "an int >= 1, e.g. 8")
