@@ -319,6 +319,10 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         "num_groups_sampled": series("rollout/num_groups_sampled"),
         "num_failure_groups_kept": series("rollout/num_failure_groups_kept"),
         "rollout_success": series("rollout/success_rate"),
+        # Successes among the step's trained trajectories (kept groups, or the whole fallback batch): every
+        # success of the step except those in groups above filter_high, so ~the sampled successes per step.
+        "train_successes": [round(float(m.get("rollout/success_rate", 0.0)) * int(m.get("rollout/num_trajectories", 0)))
+                            for m in per_step],
         "advantage_abs_mean": series("advantage/abs_mean"),
         "failure_progress_mean": series("reward/failure_progress_mean"),
         "num_episodes": series("rollout/num_episodes_total"),
@@ -350,6 +354,9 @@ def arm_summary(runs: dict[int, dict[str, Any]], num_steps: int, target: float |
         out.update({"steps_to_target_per_seed": reached, "num_not_reached": sum(r is None for r in reached),
                     "steps_to_target_mean": float(as_steps.mean()), "steps_to_target_ci": bootstrap_ci(as_steps),
                     "_steps_to_target": as_steps})
+    successes = np.asarray([sum(runs[s].get("train_successes", [])) for s in seeds], dtype=np.float64)
+    out.update({"train_successes_per_seed": successes.tolist(), "train_successes_mean": float(successes.mean()),
+                "train_successes_ci": bootstrap_ci(successes)})
     sampled = [runs[s].get("sampled_final") for s in seeds]
     if all(v is not None for v in sampled):
         arr = np.asarray(sampled, dtype=np.float64)
@@ -401,7 +408,7 @@ def summarise(args: argparse.Namespace, out: Path, init_success: dict[str, float
         for arm in args.arms:
             if arm == "grpo":
                 continue
-            for key in ("auc", "final", "sampled_final"):
+            for key in ("auc", "final", "sampled_final", "train_successes"):
                 if f"{key}_per_seed" not in summaries[arm] or f"{key}_per_seed" not in summaries["grpo"]:
                     continue
                 diff = np.asarray(summaries[arm][f"{key}_per_seed"]) - np.asarray(summaries["grpo"][f"{key}_per_seed"])

@@ -43,8 +43,8 @@ def _write_run(run_dir: Path, curve: list[float], num_steps: int) -> None:
     run_dir.mkdir(parents=True)
     rows = [{"step": 0, "eval/success_rate": curve[0]}]
     for step in range(1, num_steps + 1):
-        row = {"step": step, "rollout/success_rate": 0.1, "advantage/share_groups_with_signal": 0.5,
-               "advantage/abs_mean": 0.2}
+        row = {"step": step, "rollout/success_rate": 0.1, "rollout/num_trajectories": 10 * (1 + step % 2),
+               "advantage/share_groups_with_signal": 0.5, "advantage/abs_mean": 0.2}
         if step % 5 == 0:
             row["eval/success_rate"] = curve[step // 5]
         rows.append(row)
@@ -70,6 +70,8 @@ def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatc
     assert srpo["final_diff_vs_grpo_mean"] == pytest.approx(0.1)
     assert srpo["sampled_final_mean"] == pytest.approx(0.04)
     assert srpo["sampled_final_diff_vs_grpo_per_seed"] == pytest.approx([0.04, 0.0])
+    # Successes trained on: 0.1 × 10 or 20 trajectories a step, alternating, over 10 steps = 5·1 + 5·2.
+    assert srpo["train_successes_per_seed"] == [15.0, 15.0] and srpo["train_successes_diff_vs_grpo_mean"] == 0.0
     assert payload["target_grpo_final_mean"] == pytest.approx(0.2)
     assert grpo["steps_to_target_per_seed"] == [10, 5] and srpo["steps_to_target_per_seed"] == [5, 5]
     assert srpo["steps_ratio_vs_grpo"] == pytest.approx(5 / 7.5)
