@@ -457,6 +457,12 @@ def summary_table(summaries: dict[str, Any], target: float | None) -> str:
             f"   {s['auc_mean']:.3f} [{s['auc_ci'][0]:.3f}, {s['auc_ci'][1]:.3f}]   {steps}"
             f"{'' if ratio is None else f' ({ratio:.2f})'}   {s['share_groups_with_signal_mean']}")
     for arm, s in summaries.items():
+        line = (f"{arm}: successes trained on per run {s['train_successes_mean']:.1f} "
+                f"[{s['train_successes_ci'][0]:.1f}, {s['train_successes_ci'][1]:.1f}]")
+        if "train_successes_diff_vs_grpo_mean" in s:
+            lo, hi = s["train_successes_diff_vs_grpo_ci"]
+            line += f", − grpo paired {s['train_successes_diff_vs_grpo_mean']:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+        lines.append(line)
         if "sampled_final_mean" in s:
             line = (f"{arm}: final policy sampled on held-out states {s['sampled_final_mean']:.3f} "
                     f"[{s['sampled_final_ci'][0]:.3f}, {s['sampled_final_ci'][1]:.3f}]")
