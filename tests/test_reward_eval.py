@@ -301,3 +301,14 @@ def test_flags_map_onto_the_typed_config() -> None:
 def test_config_rejects_bad_values_with_the_flag_name(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(SrpoError, match=message):
         RewardEvalConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_whiten_flag_reaches_the_reward_and_names_the_row(tmp_path: Path) -> None:
+    data = _synthetic_set()
+    save_folder(data, tmp_path / "set")
+    cfg = _parse(["--data", str(tmp_path / "set"), "--encoders", "pixel", "--num-frames", "8", "--num-cuts", "3",
+                  "--output-dir", str(tmp_path / "out"), "--no-plots", "--whiten"])
+    assert cfg.whiten
+    assert run_reward_eval(cfg) == 0
+    result = json.loads((tmp_path / "out" / "reward_eval.json").read_text())
+    assert list(result["encoders"]) == ["pixel+white"] and result["settings"]["whiten"] is True

@@ -390,7 +390,8 @@ def reward_eval_config_from_args(args: argparse.Namespace) -> RewardEvalConfig:
         frame_stride=args.frame_stride, init_split=args.init_split, image_key=args.image_key,
         encoders=tuple(args.encoders), weights=args.weights, num_frames=args.num_frames, num_cuts=args.num_cuts,
         rotate_180=args.rotate_180, segments=args.segments, crop_size=args.crop_size, device=args.device,
-        batch_size=args.batch_size, reward_preset=args.reward_preset, max_trajectories=args.max_trajectories,
+        batch_size=args.batch_size, reward_preset=args.reward_preset, whiten=args.whiten,
+        max_trajectories=args.max_trajectories,
         output_dir=args.output_dir, plots=not args.no_plots,
     )
 
@@ -443,6 +444,8 @@ def add_reward_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:N]")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="trajectories per forward (0: automatic)")
     p.add_argument("--reward-preset", choices=["official", "paper"], default=d.reward_preset)
+    p.add_argument("--whiten", action="store_true",
+                   help="standardise embeddings with each task's successes' mean and std first (reward.whiten)")
     p.add_argument("--max-trajectories", type=int, help="evaluate only the first N trajectories")
     p.add_argument("--output-dir", default=d.output_dir, help="where the JSON and the plot go")
     p.add_argument("--no-plots", action="store_true", help="skip the matplotlib figure")

@@ -235,7 +235,7 @@ def run_reward_eval(cfg: RewardEvalConfig) -> int:
         data = data.head(cfg.max_trajectories)
     if data.success.all() or not data.success.any():
         print("warning: the set has only successes or only failures; MMD, JS and SMD are undefined", file=sys.stderr)
-    reward_config = RewardConfig.preset(cfg.reward_preset)
+    reward_config = RewardConfig.preset(cfg.reward_preset, whiten=cfg.whiten)
     reports = []
     for name in cfg.encoders:
         config = EncoderConfig(
@@ -249,7 +249,8 @@ def run_reward_eval(cfg: RewardEvalConfig) -> int:
             crop_size=cfg.crop_size if name != "pixel" else None,
         )
         encoder = make_encoder(config)
-        reports.append(evaluate_encoder(encoder, data, reward_config, cfg.num_cuts, name=name))
+        label = f"{name}+white" if cfg.whiten else name
+        reports.append(evaluate_encoder(encoder, data, reward_config, cfg.num_cuts, name=label))
         print(f"{name}: embedded {len(data.videos)} × {cfg.num_cuts} prefixes in {reports[-1].embed_seconds:.1f}s",
               file=sys.stderr)
     print(

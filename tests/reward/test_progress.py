@@ -309,3 +309,35 @@ def test_shaped_advantages_differ_from_binary_when_failures_differ(seed, num_fai
     assert np.abs(shaped - binary).max() > 1e-2
     # Among failures, the nearest gets the largest advantage.
     assert shaped[num_succ] > shaped[-1]
+
+
+def test_success_whitening_by_hand():
+    from srpo.reward.progress import success_whitening
+
+    # std per dimension [1, 2, 0]; median 1 floors the constant third dimension at 1.
+    shift, scale = success_whitening(np.array([[0.0, 0.0, 5.0], [2.0, 4.0, 5.0]]))
+    np.testing.assert_allclose(shift, [1.0, 2.0, 5.0])
+    np.testing.assert_allclose(scale, [1.0, 2.0, 1.0])
+    # One success: no spread at all, so only the shift applies.
+    shift, scale = success_whitening(np.array([[3.0, 4.0]]))
+    np.testing.assert_allclose(shift, [3.0, 4.0]) and np.testing.assert_allclose(scale, [1.0, 1.0])
+    with pytest.raises(ValueError, match="M >= 1"):
+        success_whitening(np.zeros((0, 2)))
+
+
+def test_whitening_measures_distance_in_units_of_the_successes_spread():
+    # Successes spread along y (std 2) and barely along x (std 0.1; floored at the median 1.05). Failure A sits
+    # 3 along y, failure B 2 along x from the mean success (0, 0). Raw distance: B nearer (2 < 3). Whitened:
+    # A at 3 / 2 = 1.5, B at 2 / 1.05 = 1.90, so A is nearer and gets the higher reward.
+    successes = np.array([[0.1, 2.0], [-0.1, -2.0], [0.1, -2.0], [-0.1, 2.0]])
+    failures = np.array([[0.0, 3.0], [2.0, 0.0]])
+    emb = np.concatenate([successes, failures])
+    success = np.array([True] * 4 + [False] * 2)
+    zeros = np.zeros(6, dtype=np.int64)
+    raw = compute_progress_rewards(emb, success, zeros, zeros, RewardConfig(centres="mean"))
+    white = compute_progress_rewards(emb, success, zeros, zeros, RewardConfig(centres="mean", whiten=True))
+    assert raw.rewards[5] > raw.rewards[4]
+    assert white.rewards[4] > white.rewards[5]
+    np.testing.assert_allclose(raw.diagnostics.distance[4:], [3.0, 2.0])
+    np.testing.assert_allclose(white.diagnostics.distance[4:], [1.5, 2.0 / 1.05])
+    np.testing.assert_array_equal(white.rewards[:4], 1.0)

@@ -54,6 +54,11 @@ class RewardConfig:
     """offset in the sigmoid; official 0.5 (middle of [0, 1]), paper 0 (mean of the z-scores)."""
     sigmoid_scale: float = 0.6
     """Upper bound of a failure's progress value; official 0.6 keeps every failure below a success."""
+    whiten: bool = False
+    """Standardise every embedding dimension with the mean and std of the reference set's successes (each std
+    floored at the median std over dimensions, so near-constant dimensions are not blown up) before clustering
+    and distances; the scale then follows how the successes vary, not the encoder's raw units. Off in both
+    presets (the official code has no such step)."""
     alpha: float = 1.0
     """Weight of the progress value against the binary outcome (0) for failures; the paper's best is 0.8,
     the official code has none (1.0). alpha = 0 gives plain binary rewards."""

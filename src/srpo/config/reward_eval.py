@@ -66,6 +66,8 @@ class RewardEvalConfig:
     """Trajectories per forward; 0: automatic."""
     reward_preset: Literal["official", "paper"] = "official"
     """The reward constants (`RewardConfig.preset`)."""
+    whiten: bool = False
+    """Standardise embeddings with the task's successes' statistics before distances (`reward.whiten`)."""
     max_trajectories: int | None = None
     """Evaluate only the first N trajectories."""
     output_dir: str = "runs/reward_eval"

@@ -91,6 +91,26 @@ def standard_scale(x: np.ndarray) -> np.ndarray:
     return (x - mean) / scale
 
 
+def success_whitening(successes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shift and scale that standardise embeddings with the statistics of a reference set (`reward.whiten`).
+
+    Args:
+        successes: (M, D) reference success embeddings, M >= 1.
+
+    Returns:
+        shift (D,) = the successes' mean; scale (D,) = their std (ddof 0) per dimension, floored at the median
+        std over dimensions (1.0 when that median is 0, e.g. a single success: then only the shift applies).
+        Whitened x = (x − shift) / scale.
+    """
+    x = np.asarray(successes, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"successes must be (M, D) with M >= 1, got {x.shape}")
+    shift = x.mean(axis=0)
+    std = x.std(axis=0)
+    floor = float(np.median(std)) or 1.0
+    return shift, np.maximum(std, floor)
+
+
 def compute_centres(successes: np.ndarray, config: RewardConfig) -> Centres:
     """Centres of a reference set.
 
@@ -248,10 +268,14 @@ def compute_progress_rewards(
         reference, kind = _reference_set(embeddings, rows, success, task, dim, config, external, memory)
         if reference is None:
             continue
+        points = embeddings[rows]
+        if config.whiten:
+            shift, scale = success_whitening(reference)
+            reference, points = (reference - shift) / scale, (points - shift) / scale
         centres = compute_centres(reference, config)
         reference_kind[rows] = kind
         num_clusters[rows] = centres.points.shape[0]
-        dist, idx = nearest_centre_distance(embeddings[rows], centres, squared=config.distance == "squared")
+        dist, idx = nearest_centre_distance(points, centres, squared=config.distance == "squared")
         distance[rows] = dist
         cluster_id[rows] = idx
         if fail_rows.size == 0:
