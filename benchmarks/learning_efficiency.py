@@ -457,18 +457,15 @@ def summary_table(summaries: dict[str, Any], target: float | None) -> str:
             f"   {s['auc_mean']:.3f} [{s['auc_ci'][0]:.3f}, {s['auc_ci'][1]:.3f}]   {steps}"
             f"{'' if ratio is None else f' ({ratio:.2f})'}   {s['share_groups_with_signal_mean']}")
     for arm, s in summaries.items():
-        line = (f"{arm}: successes trained on per run {s['train_successes_mean']:.1f} "
-                f"[{s['train_successes_ci'][0]:.1f}, {s['train_successes_ci'][1]:.1f}]")
-        if "train_successes_diff_vs_grpo_mean" in s:
-            lo, hi = s["train_successes_diff_vs_grpo_ci"]
-            line += f", − grpo paired {s['train_successes_diff_vs_grpo_mean']:+.1f} [{lo:+.1f}, {hi:+.1f}]"
-        lines.append(line)
-        if "sampled_final_mean" in s:
-            line = (f"{arm}: final policy sampled on held-out states {s['sampled_final_mean']:.3f} "
-                    f"[{s['sampled_final_ci'][0]:.3f}, {s['sampled_final_ci'][1]:.3f}]")
-            if "sampled_final_diff_vs_grpo_mean" in s:
-                lo, hi = s["sampled_final_diff_vs_grpo_ci"]
-                line += f", − grpo paired {s['sampled_final_diff_vs_grpo_mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        for key, label, digits in (("train_successes", "successes trained on per run", 1),
+                                   ("sampled_final", "final policy sampled on held-out states", 3)):
+            if f"{key}_mean" not in s:
+                continue
+            lo, hi = s[f"{key}_ci"]
+            line = f"{arm}: {label} {s[f'{key}_mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+            if f"{key}_diff_vs_grpo_mean" in s:
+                mean, (lo, hi) = s[f"{key}_diff_vs_grpo_mean"], s[f"{key}_diff_vs_grpo_ci"]
+                line += f", − grpo paired {mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
             lines.append(line)
         if "auc_diff_vs_grpo_mean" in s:
             lines.append(f"{arm} − grpo, paired over seeds: AUC {s['auc_diff_vs_grpo_mean']:+.3f} "
