@@ -193,10 +193,6 @@ def make_external_reference(
         for task, clips in videos.items():
             clips = clips[: ext.episodes_per_task]
             reference[task] = np.asarray(encoder.encode(clips), dtype=np.float32)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **{f"task_{k}": v for k, v in reference.items()})
-        tmp.replace(path)
     missing = sorted({spec.task_id for spec in specs} - set(reference))
     if missing:
         demos = cfg.external_reference.demos
@@ -206,6 +202,11 @@ def make_external_reference(
     if dims != {encoder.dim}:
         raise InputFileError(f"{path} holds {sorted(dims)}-dim embeddings but encoder {cfg.encoder.name} gives "
                              f"{encoder.dim}: it was made with another encoder; delete it to re-embed")
+    if not path.exists():  # kept only once it is complete and matches the encoder
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **{f"task_{k}": v for k, v in reference.items()})
+        tmp.replace(path)
     return reference
 
 
