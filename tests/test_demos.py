@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from srpo.demos import DemoExtras, read_demos, read_instruction, write_demos
+from srpo.demos import DemoExtras, demo_files, read_demo_files, read_demos, read_instruction, write_demos
+from srpo.errors import InputFileError, MissingFileError
 from srpo.types import Demo
 
 INSTRUCTION = "pick up the black bowl next to the ramekin and place it on the plate"
@@ -124,3 +125,28 @@ def test_write_rejects_states_without_the_libero_proprio_layout(tmp_path: Path) 
     demo.states = np.zeros((2, 3), np.float32)
     with pytest.raises(ValueError, match=r"\(T, 8\)"):
         write_demos(tmp_path / "x.hdf5", [demo])
+
+
+def test_read_demo_files_numbers_unlabelled_files_by_position(tmp_path: Path) -> None:
+    """Official files carry no task id: each takes its position; a file with `srpo_task_id` keeps its own."""
+    _write_official_style(tmp_path / "a_official.hdf5", num_demos=2)
+    _write_official_style(tmp_path / "b_official.hdf5", num_demos=1)
+    write_demos(tmp_path / "c_srpo.hdf5", [_demo(3, 0)])  # srpo_task_id = 3
+    files = demo_files(tmp_path)
+    assert [f.name for f in files] == ["a_official.hdf5", "b_official.hdf5", "c_srpo.hdf5"]
+    per_file = read_demo_files(files, suite="libero_spatial")
+    assert [[d.task_id for d in demos] for demos in per_file] == [[0, 0], [1], [3]]
+    assert all(d.suite == "libero_spatial" for demos in per_file for d in demos)
+    assert demo_files(files[2]) == [files[2]]
+
+
+def test_read_demo_files_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="nowhere does not exist"):
+        demo_files(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match=r"no \.hdf5 files found"):
+        demo_files(tmp_path / "empty")
+    with h5py.File(tmp_path / "foreign.hdf5", "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(InputFileError, match=r"foreign.hdf5 is not a readable LIBERO / robomimic demo file \(KeyError"):
+        read_demo_files([tmp_path / "foreign.hdf5"])

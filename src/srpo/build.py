@@ -161,16 +161,15 @@ def make_external_reference(
         ext = cfg.external_reference
         videos: dict[int, list[np.ndarray]] = {}
         if ext.demos is not None:
-            from srpo.demos import read_demos
+            from srpo.demos import demo_files, read_demo_files
 
-            source = Path(ext.demos)
-            if not source.exists():
-                raise InputFileError(f"external_reference.demos={ext.demos} does not exist")
-            files = sorted(source.glob("*.hdf5")) if source.is_dir() else [source]
-            for position, file in enumerate(files):
-                for demo in read_demos(file, image_key=ext.image_key):
-                    if demo.success:
-                        videos.setdefault(demo.task_id if demo.task_id >= 0 else position, []).append(demo.images)
+            try:
+                per_file = read_demo_files(demo_files(ext.demos), image_key=ext.image_key)
+            except InputFileError as err:
+                raise type(err)(f"external_reference.demos: {err}") from err
+            for demo in (d for demos in per_file for d in demos):
+                if demo.success:
+                    videos.setdefault(demo.task_id, []).append(demo.images)
         else:
             from srpo.recording import record_labelled_set, scripted_expert
 

@@ -30,12 +30,14 @@ h5py is imported lazily so that `import srpo.demos` works without it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from srpo.errors import InputFileError, MissingFileError
 from srpo.types import ACTION_DIM, Demo
 
 # robosuite's IMAGE_CONVENTION values: "opengl" frames are upside down (origin bottom-left), "opencv" upright.
@@ -152,6 +154,59 @@ def read_demos(
                 )
             )
     return demos
+
+
+def demo_files(source: str | Path) -> list[Path]:
+    """The demo files a user named: a folder's `*.hdf5` files in sorted order, or the one file.
+
+    Raises:
+        MissingFileError: `source` does not exist.
+        InputFileError: `source` is a folder without `.hdf5` files.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise MissingFileError(f"{path} does not exist")
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("*.hdf5"))
+    if not files:
+        raise InputFileError(f"{path}: no .hdf5 files found")
+    return files
+
+
+def read_demo_files(
+    files: Sequence[str | Path], suite: str | None = None, image_key: str = POLICY_IMAGE_KEY
+) -> list[list[Demo]]:
+    """Read several demo files, one task per file; the task-id rule every srpo reader of HDF5 demos shares.
+
+    A demo's task id is its file's `srpo_task_id` attribute; official LIBERO datasets record none, so a file
+    without it takes its position in `files` (pass a suite's files in sorted order: LIBERO's benchmark task
+    list sorts the same way).
+
+    Args:
+        files: The HDF5 files (e.g. from `demo_files`).
+        suite: Suite name for every demo (see `read_demos`).
+        image_key: obs dataset read as Demo.images.
+
+    Returns:
+        One list of demos per file, in `files` order, every `task_id` >= 0.
+
+    Raises:
+        InputFileError: a file is not a readable LIBERO / robomimic demo file (names the file and the reason).
+    """
+    per_file: list[list[Demo]] = []
+    for position, path in enumerate(files):
+        try:
+            demos = read_demos(path, suite=suite, image_key=image_key)
+        except (OSError, KeyError, ValueError) as err:  # h5py raises these for a foreign or damaged file
+            raise InputFileError(
+                f"{path} is not a readable LIBERO / robomimic demo file ({type(err).__name__}: {err})"
+            ) from err
+        for demo in demos:
+            if demo.task_id < 0:
+                demo.task_id = position
+        per_file.append(demos)
+    return per_file
 
 
 def write_demos(

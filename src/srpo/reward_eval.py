@@ -91,15 +91,15 @@ __all__ = [
 
 
 def load_hdf5(paths: Sequence[str | Path], image_key: str = "agentview_rgb") -> LabelledSet:
-    """A labelled set from LIBERO / robomimic demo files (one task per file)."""
-    from srpo.demos import read_demos
+    """A labelled set from LIBERO / robomimic demo files (one task per file; task ids by `read_demo_files`)."""
+    from srpo.demos import read_demo_files
 
     videos, success, task_ids, names = [], [], [], []
-    for position, path in enumerate(paths):
-        for i, demo in enumerate(read_demos(path, image_key=image_key)):
+    for path, demos in zip(paths, read_demo_files(paths, image_key=image_key), strict=True):
+        for i, demo in enumerate(demos):
             videos.append(demo.images)
             success.append(demo.success)
-            task_ids.append(demo.task_id if demo.task_id >= 0 else position)
+            task_ids.append(demo.task_id)
             names.append(f"{Path(path).name}/demo_{i}")
     return LabelledSet(videos, np.array(success, dtype=bool), np.array(task_ids, dtype=np.int64), names)
 

@@ -274,27 +274,13 @@ def imitation_accuracy(policy: CompactVLA, demos: Sequence[Demo], batch_size: in
 def load_demos(cfg: SFTRunConfig) -> list[Demo]:
     """Demos for `srpo sft`: from HDF5 (file or folder) or recorded on the tabletop env."""
     if cfg.demos is not None:
-        from srpo.demos import read_demos
+        from srpo.demos import demo_files, read_demo_files
 
-        path = Path(cfg.demos)
-        if not path.exists():
-            raise InputFileError(f"--demos {path} does not exist")
-        files = sorted(path.glob("*.hdf5")) if path.is_dir() else [path]
-        if not files:
-            raise InputFileError(f"--demos {path}: no .hdf5 files found")
-        demos: list[Demo] = []
-        for i, f in enumerate(files):
-            try:
-                file_demos = read_demos(f, suite=cfg.suite, max_demos=None)
-            except (OSError, KeyError, ValueError) as err:  # h5py raises these for a foreign or damaged file
-                raise InputFileError(f"--demos {f} is not a readable LIBERO / robomimic demo file "
-                                     f"({type(err).__name__}: {err})") from err
-            # Official LIBERO datasets are one file per task and record no task id: number them in sorted
-            # file order (the order of LIBERO's benchmark task list, whose file names sort the same way).
-            for d in file_demos:
-                if d.task_id < 0:
-                    d.task_id = i
-            demos += file_demos
+        try:
+            files = demo_files(cfg.demos)
+            demos: list[Demo] = [d for file_demos in read_demo_files(files, suite=cfg.suite) for d in file_demos]
+        except InputFileError as err:
+            raise type(err)(f"--demos: {err}") from err
     else:
         from srpo.config.env import TabletopConfig
         from srpo.envs.tabletop import demo_layout_pool, record_tabletop_demos
