@@ -296,6 +296,8 @@ def test_flags_map_onto_the_typed_config() -> None:
     ({"data": "d", "encoders": ("clip",)}, "--encoders"),
     ({"data": "d", "tasks": ()}, "--tasks"),
     ({"data": "d", "crop_size": 4}, "--crop-size"),
+    ({"data": "d", "centres": "median"}, "--centres"),
+    ({"data": "d", "alpha": 1.5}, "--alpha"),
     ({"record": "tabletop", "num_success": 0, "num_failure": 0}, "at least one trajectory"),
 ])
 def test_config_rejects_bad_values_with_the_flag_name(kwargs: dict[str, object], message: str) -> None:
@@ -312,3 +314,27 @@ def test_whiten_flag_reaches_the_reward_and_names_the_row(tmp_path: Path) -> Non
     assert run_reward_eval(cfg) == 0
     result = json.loads((tmp_path / "out" / "reward_eval.json").read_text())
     assert list(result["encoders"]) == ["pixel+white"] and result["settings"]["whiten"] is True
+
+
+def test_centres_and_alpha_flags_reach_the_reward_and_name_the_row(tmp_path: Path) -> None:
+    """--centres nearest and --alpha 0.5 change the failures' rewards (alpha halves them) and name the row."""
+    data = _synthetic_set()
+    save_folder(data, tmp_path / "set")
+    base = ["--data", str(tmp_path / "set"), "--encoders", "pixel", "--num-frames", "8", "--num-cuts", "3",
+            "--no-plots"]
+    results = {}
+    for tag, extra in (("plain", []), ("nearest", ["--centres", "nearest"]), ("half", ["--alpha", "0.5"])):
+        cfg = _parse([*base, "--output-dir", str(tmp_path / tag), *extra])
+        assert run_reward_eval(cfg) == 0
+        results[tag] = json.loads((tmp_path / tag / "reward_eval.json").read_text())
+    assert list(results["nearest"]["encoders"]) == ["pixel+nearest"]
+    assert list(results["half"]["encoders"]) == ["pixel+alpha0.5"]
+    assert results["nearest"]["settings"]["centres"] == "nearest" and results["half"]["settings"]["alpha"] == 0.5
+
+    def final_failure_rewards(result: dict, row: str) -> np.ndarray:
+        return np.array([t["reward"] for t in result["encoders"][row]["trajectories"] if not t["success"]])
+
+    plain = final_failure_rewards(results["plain"], "pixel")
+    half = final_failure_rewards(results["half"], "pixel+alpha0.5")
+    assert plain.max() > 0
+    np.testing.assert_allclose(half, 0.5 * plain, rtol=1e-6)

@@ -391,7 +391,7 @@ def reward_eval_config_from_args(args: argparse.Namespace) -> RewardEvalConfig:
         encoders=tuple(args.encoders), weights=args.weights, num_frames=args.num_frames, num_cuts=args.num_cuts,
         rotate_180=args.rotate_180, segments=args.segments, crop_size=args.crop_size, device=args.device,
         batch_size=args.batch_size, reward_preset=args.reward_preset, whiten=args.whiten,
-        max_trajectories=args.max_trajectories,
+        centres=args.centres, alpha=args.alpha, max_trajectories=args.max_trajectories,
         output_dir=args.output_dir, plots=not args.no_plots,
     )
 
@@ -446,6 +446,10 @@ def add_reward_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--reward-preset", choices=["official", "paper"], default=d.reward_preset)
     p.add_argument("--whiten", action="store_true",
                    help="standardise embeddings with each task's successes' mean and std first (reward.whiten)")
+    p.add_argument("--centres", choices=["dbscan", "nearest", "mean"],
+                   help="reference centres (reward.centres; default: the preset's, dbscan)")
+    p.add_argument("--alpha", type=float, help="weight of the progress value for failures (reward.alpha; "
+                   "default: the preset's)")
     p.add_argument("--max-trajectories", type=int, help="evaluate only the first N trajectories")
     p.add_argument("--output-dir", default=d.output_dir, help="where the JSON and the plot go")
     p.add_argument("--no-plots", action="store_true", help="skip the matplotlib figure")

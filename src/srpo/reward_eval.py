@@ -235,7 +235,16 @@ def run_reward_eval(cfg: RewardEvalConfig) -> int:
         data = data.head(cfg.max_trajectories)
     if data.success.all() or not data.success.any():
         print("warning: the set has only successes or only failures; MMD, JS and SMD are undefined", file=sys.stderr)
-    reward_config = RewardConfig.preset(cfg.reward_preset, whiten=cfg.whiten)
+    overrides: dict[str, object] = {"whiten": cfg.whiten}
+    if cfg.centres is not None:
+        overrides["centres"] = cfg.centres
+    if cfg.alpha is not None:
+        overrides["alpha"] = cfg.alpha
+    reward_config = RewardConfig.preset(cfg.reward_preset, **overrides)
+    # The row names the settings that differ from the preset, e.g. "efficientnet+white+nearest+alpha0.8".
+    suffix = "".join(f"+{tag}" for tag, on in (("white", cfg.whiten), (str(cfg.centres), cfg.centres is not None),
+                                                (f"alpha{cfg.alpha:g}" if cfg.alpha is not None else "",
+                                                 cfg.alpha is not None)) if on)
     reports = []
     for name in cfg.encoders:
         config = EncoderConfig(
@@ -249,7 +258,7 @@ def run_reward_eval(cfg: RewardEvalConfig) -> int:
             crop_size=cfg.crop_size if name != "pixel" else None,
         )
         encoder = make_encoder(config)
-        label = f"{name}+white" if cfg.whiten else name
+        label = name + suffix
         reports.append(evaluate_encoder(encoder, data, reward_config, cfg.num_cuts, name=label))
         print(f"{name}: embedded {len(data.videos)} × {cfg.num_cuts} prefixes in {reports[-1].embed_seconds:.1f}s",
               file=sys.stderr)

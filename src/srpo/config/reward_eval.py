@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from srpo.config.base import ConfigError, require, require_choice
 from srpo.config.encoder import ENCODER_NAMES, EncoderName
+from srpo.config.reward import CentreMethod
 
 RecordSource = Literal["tabletop", "libero"]
 RECORD_SOURCES: tuple[str, ...] = ("tabletop", "libero")
@@ -68,6 +69,10 @@ class RewardEvalConfig:
     """The reward constants (`RewardConfig.preset`)."""
     whiten: bool = False
     """Standardise embeddings with the task's successes' statistics before distances (`reward.whiten`)."""
+    centres: CentreMethod | None = None
+    """Reference centres (`reward.centres`: dbscan | nearest | mean); None: the preset's (dbscan)."""
+    alpha: float | None = None
+    """Weight of the progress value for failures (`reward.alpha`); None: the preset's."""
     max_trajectories: int | None = None
     """Evaluate only the first N trajectories."""
     output_dir: str = "runs/reward_eval"
@@ -105,5 +110,8 @@ class RewardEvalConfig:
                 "None (the model's own) or an int >= 16, e.g. 64")
         require(self.batch_size >= 0, "--batch-size", self.batch_size, "0 (automatic) or an int >= 1")
         require_choice(self.reward_preset, "--reward-preset", ["official", "paper"])
+        require_choice(self.centres, "--centres", [None, *get_args(CentreMethod)])
+        require(self.alpha is None or 0.0 <= self.alpha <= 1.0, "--alpha", self.alpha,
+                "None (the preset's) or a float in [0, 1], e.g. 0.8")
         require(self.max_trajectories is None or self.max_trajectories >= 1, "--max-trajectories",
                 self.max_trajectories, "None (all) or an int >= 1")
