@@ -110,6 +110,32 @@ def test_curve_that_walks_away_then_returns_has_negative_sc() -> None:
     assert report.metrics["mono"] == pytest.approx(1 / 3)  # down, down, up
 
 
+def test_nearest_centres_score_each_success_leave_one_out() -> None:
+    """With nearest centres a success would be its own centre (distance 0, the top score); reward-eval scores it
+    against the other successes. 1-D whole embeddings: successes 0, 0.1, 10 and a failure at 5 (official
+    constants: d_norm = min-max of nearest distances, score 0.6 · sigmoid(10 · (0.5 − d_norm)))."""
+    whole = np.array([0.0, 0.1, 10.0, 5.0])
+    prefixes = np.repeat(whole[:, None, None], 2, axis=1).astype(np.float32)  # (4, 2 cuts, 1)
+    data = LabelledSet([np.zeros((1, 2, 2, 3), np.uint8)] * 4, np.array([True, True, True, False]),
+                       np.zeros(4, dtype=np.int64), ["a", "b", "c", "f"])
+    report = evaluate_embeddings(prefixes, data, RewardConfig(centres="nearest"))
+
+    def shaped(d: np.ndarray) -> np.ndarray:
+        d_norm = (d - d.min()) / (d.max() - d.min())
+        return 0.6 / (1 + np.exp(-10 * (0.5 - d_norm)))
+
+    # The outlier success (10) against {0, 0.1}: nearest distances of the task's rows 0.1, 0, 9.9, 4.9.
+    expected_outlier = shaped(np.array([0.1, 0.0, 9.9, 4.9]))[2]
+    # The failure keeps the full reference set: distances 0, 0.1, 0, 4.9 → the farthest, the lowest score.
+    expected_failure = shaped(np.array([0.0, 0.1, 0.0, 4.9]))[3]
+    assert report.scores[2] == pytest.approx(expected_outlier)
+    assert report.scores[3] == pytest.approx(expected_failure)
+    assert report.scores[2] < 0.01 < 0.3 < report.scores[0]  # no success scores the maximum by construction
+    # The outlier and the failure are each the farthest row of their scoring (d_norm 1): a tie, counted 1/2.
+    assert report.scores[2] == pytest.approx(report.scores[3])
+    assert report.metrics["auroc"] == pytest.approx(2.5 / 3)
+
+
 def test_task_without_success_is_unreferenced() -> None:
     prefixes = np.array([[[0.0], [1.0]], [[0.0], [0.5]], [[2.0], [2.0]]], dtype=np.float32)
     data = LabelledSet([np.zeros((1, 2, 2, 3), np.uint8)] * 3, np.array([True, False, False]),

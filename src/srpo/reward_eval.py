@@ -11,7 +11,8 @@ Given labelled trajectories (videos + success + task ids), for each encoder:
              scale · sigmoid(k · (offset − d_norm)). The actual reward gives every success exactly 1.0, which
              makes the success distribution a point mass and MMD / JS / SMD trivially large; the score compares
              what the latent space itself says about successes and failures. A success is part of its own
-             reference set here, exactly as in SRPO's batches.
+             reference set here, exactly as in SRPO's batches, except with `centres="nearest"`: there a
+             success would be its own centre (distance 0), so each success is scored leave-one-out.
   4. curve   every prefix is scored the same way against the centres of the task's *whole* successes, with the
              min–max normalisation taken over all prefixes of all trajectories of that task, so the C points of
              one curve — and curves of one task — share one scale. A good latent space makes success curves
