@@ -1,20 +1,28 @@
-"""SRPO vs GRPO from a sparse-success start on the built-in tabletop env (issue #17).
+"""SRPO vs GRPO, and SRPO's ablations, on the built-in tabletop env from one SFT start.
 
-Protocol: one initial policy (a short SFT on very few scripted demos per task, held-out layouts excluded), the
-same tasks and seeds for every arm; arms GRPO, SRPO (official dynamic-sampling filter) and SRPO-keep (also keeps
-all-failure groups whose task has a reference success and whose shaped rewards spread, see
-`algo.keep_referenced_failure_groups`). Every few steps each run is evaluated greedily on held-out initial
-states never used in training or in the demos. Per arm: mean success curve with a 95 % bootstrap interval over
-seeds, area under the curve, final success, steps to reach GRPO's final mean success (per seed; SRPO ÷ GRPO),
-and the share of rolled-out groups that carried any learning signal per step.
+Protocol: one initial policy (SFT on `--demos-per-task` noisy scripted demos per task, held-out layouts
+excluded; the start is the SFT checkpoint with the most sampled successes on training states within
+`--max-start-success`), the same tasks and seeds for every arm. Arms: GRPO, SRPO (official dynamic-sampling
+filter), SRPO-keep (also keeps all-failure groups whose task has a reference success and whose shaped rewards
+spread, see `algo.keep_referenced_failure_groups`), and the ablations of `ARMS`, each differing from SRPO in
+exactly one setting (alpha, centres, reference source, encoder). Every few steps each run is evaluated greedily
+on held-out initial states never used in training or in the demos. Per arm: mean success curve with a 95 %
+bootstrap interval over seeds, area under the curve, final success, steps to reach GRPO's final mean success
+(per seed; arm ÷ GRPO), paired per-seed differences to GRPO (and, for ablations, to SRPO), and the share of
+rolled-out groups that carried any learning signal per step.
 
 Each run is its own `srpo train` process (`--resume` after a kill; finished runs are skipped), at most `--jobs`
 at a time, one torch thread each. Results (JSON with the commit and command of every run, and a plot with CI
-bands) go to benchmarks/results/learning_efficiency_sparse.{json,png} after every finished run; `complete` says
-whether every arm × seed has finished.
+bands) go to benchmarks/results/<--results-name>.{json,png} after every finished run; `complete` says whether
+every arm × seed has finished.
 
+    # the sparse start of issue #17 (8 demos per task)
     python benchmarks/learning_efficiency.py --out runs/le_sparse            # all phases, resumable
     python benchmarks/learning_efficiency.py --out runs/le_sparse --summarise  # results from what exists
+    # the ablations of issue #13 (300 demos per task, a start with <= 15 % sampled success, 20 steps)
+    python benchmarks/learning_efficiency.py --out runs/le_mid --demos-per-task 300 --max-start-success 0.15 \
+        --steps 20 --results-name learning_efficiency_mid --seeds 0 1 2 3 --arms grpo srpo srpo_alpha0.5 \
+        srpo_alpha0.8 srpo_nearest srpo_mean srpo_external srpo_pixel
 """
 
 from __future__ import annotations
@@ -370,6 +378,24 @@ def arm_summary(runs: dict[int, dict[str, Any]], num_steps: int, target: float |
     return out
 
 
+PAIRED_KEYS = ("auc", "final", "sampled_final", "train_successes")
+
+
+def add_paired_differences(summaries: dict[str, Any], base: str, skip: tuple[str, ...] = ()) -> None:
+    """Paired differences (same seed, same start, same first batch): arm − `base` per seed, with mean and
+    bootstrap CI, as `{key}_diff_vs_{base}_{per_seed,mean,ci}` in every other arm's summary (not `skip`)."""
+    for arm, s in summaries.items():
+        if arm == base or arm in skip:
+            continue
+        for key in PAIRED_KEYS:
+            if f"{key}_per_seed" not in s or f"{key}_per_seed" not in summaries[base]:
+                continue
+            diff = np.asarray(s[f"{key}_per_seed"]) - np.asarray(summaries[base][f"{key}_per_seed"])
+            s[f"{key}_diff_vs_{base}_per_seed"] = diff.tolist()
+            s[f"{key}_diff_vs_{base}_mean"] = float(diff.mean())
+            s[f"{key}_diff_vs_{base}_ci"] = bootstrap_ci(diff)
+
+
 def summarise(args: argparse.Namespace, out: Path, init_success: dict[str, float]) -> dict[str, Any]:
     """Read every run under out/runs, write results JSON + plot (partial results are labelled)."""
     runs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -404,19 +430,12 @@ def summarise(args: argparse.Namespace, out: Path, init_success: dict[str, float
             summaries[arm]["steps_ratio_vs_grpo_ci"] = bootstrap_ci(
                 pairs, stat=lambda p: p[:, 0].mean() / max(p[:, 1].mean(), 1e-9))
         ratio = {arm: summaries[arm].get("steps_ratio_vs_grpo") for arm in args.arms if arm != "grpo"}
-        # Paired differences (same seed, same start, same first batch): arm − GRPO per seed, mean and bootstrap CI.
-        for arm in args.arms:
-            if arm == "grpo":
-                continue
-            for key in ("auc", "final", "sampled_final", "train_successes"):
-                if f"{key}_per_seed" not in summaries[arm] or f"{key}_per_seed" not in summaries["grpo"]:
-                    continue
-                diff = np.asarray(summaries[arm][f"{key}_per_seed"]) - np.asarray(summaries["grpo"][f"{key}_per_seed"])
-                summaries[arm][f"{key}_diff_vs_grpo_per_seed"] = diff.tolist()
-                summaries[arm][f"{key}_diff_vs_grpo_mean"] = float(diff.mean())
-                summaries[arm][f"{key}_diff_vs_grpo_ci"] = bootstrap_ci(diff)
+        add_paired_differences(summaries, "grpo")
+    if paired and "srpo" in args.arms:
+        # The ablation arms differ from SRPO in one setting each: their paired differences to SRPO.
+        add_paired_differences(summaries, "srpo", skip=("grpo",))
     payload = {
-        "benchmark": "learning_efficiency (issue #17: sparse-success start)",
+        "benchmark": "learning_efficiency",
         "complete": complete,
         "status": ("complete" if complete else
                    f"partial: finished runs {{arm: seeds}} = {finished}; statistics over the seeds finished in "
@@ -467,11 +486,12 @@ def summary_table(summaries: dict[str, Any], target: float | None) -> str:
                 mean, (lo, hi) = s[f"{key}_diff_vs_grpo_mean"], s[f"{key}_diff_vs_grpo_ci"]
                 line += f", − grpo paired {mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
             lines.append(line)
-        if "auc_diff_vs_grpo_mean" in s:
-            lines.append(f"{arm} − grpo, paired over seeds: AUC {s['auc_diff_vs_grpo_mean']:+.3f} "
-                         f"[{s['auc_diff_vs_grpo_ci'][0]:+.3f}, {s['auc_diff_vs_grpo_ci'][1]:+.3f}], final "
-                         f"{s['final_diff_vs_grpo_mean']:+.3f} [{s['final_diff_vs_grpo_ci'][0]:+.3f}, "
-                         f"{s['final_diff_vs_grpo_ci'][1]:+.3f}]")
+        for base in ("grpo", "srpo"):
+            if f"auc_diff_vs_{base}_mean" in s:
+                auc, auc_ci = s[f"auc_diff_vs_{base}_mean"], s[f"auc_diff_vs_{base}_ci"]
+                fin, fin_ci = s[f"final_diff_vs_{base}_mean"], s[f"final_diff_vs_{base}_ci"]
+                lines.append(f"{arm} − {base}, paired over seeds: AUC {auc:+.3f} [{auc_ci[0]:+.3f}, {auc_ci[1]:+.3f}], "
+                             f"final {fin:+.3f} [{fin_ci[0]:+.3f}, {fin_ci[1]:+.3f}]")
     return "\n".join(lines)
 
 
@@ -482,7 +502,7 @@ def plot(args: argparse.Namespace, runs: dict[str, dict[int, dict[str, Any]]], s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4), gridspec_kw={"width_ratios": [1.2, 1.0, 0.8]})
     for arm, per_seed in runs.items():
         colour = COLOURS.get(arm)
         for r in per_seed.values():  # thin: every seed, finished or not
@@ -499,13 +519,25 @@ def plot(args: argparse.Namespace, runs: dict[str, dict[int, dict[str, Any]]], s
                          label=f"{arm} (mean, 95% CI, {len(s['seeds'])} seeds)")
             axes[1].plot(range(1, len(s["share_groups_with_signal_per_step"]) + 1),
                          s["share_groups_with_signal_per_step"], lw=2, color=colour, label=arm)
+    arms = [a for a in args.arms if a in summaries]
+    for y, arm in enumerate(arms):
+        s = summaries[arm]
+        lo, hi = s["auc_ci"]
+        lo, hi = (s["auc_mean"], s["auc_mean"]) if np.isnan(lo) else (lo, hi)
+        axes[2].errorbar(s["auc_mean"], y, xerr=[[s["auc_mean"] - lo], [hi - s["auc_mean"]]], fmt="o", capsize=3,
+                         color=COLOURS.get(arm))
+    axes[2].set_yticks(range(len(arms)), arms, fontsize=8)
+    axes[2].invert_yaxis()
+    axes[2].set(xlabel="area under the held-out success curve (mean, 95% CI)", title="per arm")
     axes[0].set(xlabel="RL step", ylabel="held-out success (greedy)", title="evaluation on held-out init states")
     axes[1].set(xlabel="RL step", ylabel="share", title="groups rolled out that carried learning signal")
+    for ax in axes[:2]:
+        ax.legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     tag = "" if complete else f" (PARTIAL: statistics over seeds {paired})"
-    fig.suptitle(f"tabletop, {args.tasks} tasks, sparse start: {' vs '.join(args.arms)}{tag}", fontsize=10)
+    fig.suptitle(f"tabletop, {args.tasks} tasks, start with {args.demos_per_task} demos per task, sampled success "
+                 f"<= {args.max_start_success} on training states: {', '.join(args.arms)}{tag}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

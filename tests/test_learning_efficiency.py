@@ -54,13 +54,16 @@ def _write_run(run_dir: Path, curve: list[float], num_steps: int) -> None:
 def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(le, "RESULTS", tmp_path / "results")
     curves = {("grpo", 0): [0.0, 0.0, 0.2], ("grpo", 1): [0.0, 0.2, 0.2],
-              ("srpo", 0): [0.0, 0.2, 0.4], ("srpo", 1): [0.0, 0.2, 0.2]}
-    sampled = {("grpo", 0): 0.01, ("grpo", 1): 0.03, ("srpo", 0): 0.05, ("srpo", 1): 0.03}
+              ("srpo", 0): [0.0, 0.2, 0.4], ("srpo", 1): [0.0, 0.2, 0.2],
+              ("srpo_mean", 0): [0.0, 0.0, 0.4], ("srpo_mean", 1): [0.0, 0.4, 0.4]}
+    sampled = {("grpo", 0): 0.01, ("grpo", 1): 0.03, ("srpo", 0): 0.05, ("srpo", 1): 0.03,
+               ("srpo_mean", 0): 0.05, ("srpo_mean", 1): 0.05}
     for (arm, seed), curve in curves.items():
         _write_run(tmp_path / "out" / "runs" / arm / f"seed{seed}", curve, 10)
         (tmp_path / "out" / "runs" / arm / f"seed{seed}" / le.SAMPLED_FINAL).write_text(
             json.dumps({"sampled_success_held_out": sampled[arm, seed]}))
-    args = argparse.Namespace(arms=["grpo", "srpo"], seeds=[0, 1], steps=10, results_name="le_test", tasks=2)
+    args = argparse.Namespace(arms=["grpo", "srpo", "srpo_mean"], seeds=[0, 1], steps=10, results_name="le_test",
+                              tasks=2, demos_per_task=8, max_start_success=0.1)
     payload = le.summarise(args, tmp_path / "out", {"greedy": 0.0})
     assert payload["complete"]
     grpo, srpo = payload["summary"]["grpo"], payload["summary"]["srpo"]
@@ -75,6 +78,11 @@ def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatc
     assert payload["target_grpo_final_mean"] == pytest.approx(0.2)
     assert grpo["steps_to_target_per_seed"] == [10, 5] and srpo["steps_to_target_per_seed"] == [5, 5]
     assert srpo["steps_ratio_vs_grpo"] == pytest.approx(5 / 7.5)
+    # An ablation arm is also paired with SRPO (AUCs 0.1, 0.3 − SRPO's 0.2, 0.15); SRPO and GRPO are not.
+    ablation = payload["summary"]["srpo_mean"]
+    assert ablation["auc_diff_vs_srpo_per_seed"] == pytest.approx([-0.1, 0.15])
+    assert ablation["final_diff_vs_srpo_mean"] == pytest.approx(0.1)
+    assert "auc_diff_vs_srpo_mean" not in grpo and "auc_diff_vs_srpo_mean" not in srpo
     assert (tmp_path / "results" / "le_test.json").exists() and (tmp_path / "results" / "le_test.png").exists()
     # A seed missing in one arm leaves the result partial, with statistics over the paired seeds only.
     _write_run(tmp_path / "out" / "runs" / "grpo" / "seed2", [0.0, 0.0, 0.0], 10)
