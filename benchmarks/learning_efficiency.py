@@ -23,6 +23,9 @@ every arm × seed has finished.
     python benchmarks/learning_efficiency.py --out runs/le_mid --demos-per-task 300 --max-start-success 0.15 \
         --steps 20 --results-name learning_efficiency_mid --seeds 0 1 2 3 --arms grpo srpo srpo_alpha0.5 \
         srpo_alpha0.8 srpo_nearest srpo_mean srpo_external srpo_pixel
+    # the V-JEPA 2 row, where its weights are on disk (a GPU machine): same --out, one more arm
+    python benchmarks/learning_efficiency.py --out runs/le_mid ... --arms srpo_vjepa2 \
+        --vjepa2-weights weights/vjepa2-vitl-fpc64-256
 """
 
 from __future__ import annotations
@@ -56,11 +59,14 @@ ARMS: dict[str, list[str]] = {
     "srpo_mean": ["algo_name=srpo", "reward.centres=mean"],
     "srpo_external": ["algo_name=srpo", "reward.reference_source=external"],
     "srpo_pixel": ["algo_name=srpo", "encoder.name=pixel", "encoder.crop_size=null"],
+    # The paper's world model: needs local weights (--vjepa2-weights) and, to be affordable, a GPU.
+    "srpo_vjepa2": ["algo_name=srpo", "encoder.name=vjepa2", "encoder.crop_size=null", "encoder.device=auto",
+                    "encoder.dtype=bfloat16"],
 }
 MAIN_ARMS = ("grpo", "srpo", "srpo_keep")
 COLOURS = {"grpo": "tab:orange", "srpo": "tab:blue", "srpo_keep": "tab:green", "srpo_alpha0.5": "tab:purple",
            "srpo_alpha0.8": "tab:brown", "srpo_nearest": "tab:pink", "srpo_mean": "tab:gray",
-           "srpo_external": "tab:olive", "srpo_pixel": "tab:cyan"}
+           "srpo_external": "tab:olive", "srpo_pixel": "tab:cyan", "srpo_vjepa2": "tab:red"}
 RUN_INFO = "run_info.json"
 
 
@@ -217,9 +223,15 @@ def base_config(args: argparse.Namespace, init: Path) -> TrainConfig:
     ])
 
 
-def run_config(base: TrainConfig, out: Path, arm: str, seed: int) -> Path:
+def run_config(base: TrainConfig, out: Path, arm: str, seed: int, vjepa2_weights: str | None = None) -> Path:
     """Write the run's full config (what `srpo train --config` reads) and return its path."""
     tree_overrides = [*ARMS[arm], f"seed={seed}", f"run_dir={out / 'runs' / arm / f'seed{seed}'}"]
+    if "encoder.name=vjepa2" in ARMS[arm]:
+        if not vjepa2_weights:
+            from srpo.config.encoder import VJEPA2_WEIGHTS_HELP
+
+            raise SystemExit(f"arm {arm} needs --vjepa2-weights PATH. {VJEPA2_WEIGHTS_HELP}")
+        tree_overrides.append(f"encoder.weights={vjepa2_weights}")
     path = out / "configs" / f"{arm}_seed{seed}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     base_path = out / "configs" / "base.yaml"
@@ -266,7 +278,7 @@ def run_all(args: argparse.Namespace, out: Path, base: TrainConfig, init_success
             run_dir = out / "runs" / arm / f"seed{seed}"
             if run_finished(run_dir, args.steps):
                 continue
-            cfg_path = run_config(base, out, arm, seed)
+            cfg_path = run_config(base, out, arm, seed, args.vjepa2_weights)
             proc, cmd = launch(out, cfg_path, run_dir)
             print(f"started {arm} seed {seed}: {' '.join(cmd)}", flush=True)
             running.append((proc, cmd, run_dir, time.time()))
@@ -544,7 +556,8 @@ def plot(args: argparse.Namespace, runs: dict[str, dict[int, dict[str, Any]]], s
 
 
 # Arguments that may change between invocations on one --out: which runs, how many at a time, what to write.
-FREE_ARGS = ("out", "arms", "seeds", "jobs", "summarise", "init_only", "results_name", "sampled_eval")
+FREE_ARGS = ("out", "arms", "seeds", "jobs", "summarise", "init_only", "results_name", "sampled_eval",
+             "vjepa2_weights")
 
 
 def check_settings(out: Path, args: argparse.Namespace) -> None:
@@ -606,8 +619,11 @@ def main() -> None:
                         help="also sample each finished run's final policy on the held-out states (T of training, "
                              "each state twice; cached per run) and report it beside the greedy curve")
     parser.add_argument("--init-only", action="store_true", help="stop after the initial policy and its success")
+    parser.add_argument("--vjepa2-weights", help="V-JEPA 2 weights for the srpo_vjepa2 arm (local directory or file)")
     args = parser.parse_args()
 
+    if "srpo_vjepa2" in args.arms and not args.vjepa2_weights and not args.summarise:
+        parser.error("--arms srpo_vjepa2 needs --vjepa2-weights PATH (V-JEPA 2 weights on local disk)")
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -100,7 +100,7 @@ def test_every_arm_differs_from_srpo_in_one_setting_and_loads(le: ModuleType, tm
     base = le.base_config(argparse.Namespace(**parser_defaults), tmp_path / "init")
     configs = {}
     for arm in le.ARMS:
-        path = le.run_config(base, tmp_path / "out", arm, seed=3)
+        path = le.run_config(base, tmp_path / "out", arm, seed=3, vjepa2_weights="weights/vjepa2")
         configs[arm] = config_to_dict(load_config(path))
         assert configs[arm]["seed"] == 3
 
@@ -113,5 +113,11 @@ def test_every_arm_differs_from_srpo_in_one_setting_and_loads(le: ModuleType, tm
     srpo = flat(configs["srpo"])
     for arm, tree in configs.items():
         diff = {k for k, v in flat(tree).items() if srpo[k] != v and k != "run_dir"}
-        expected = {"grpo": {"algo_name"}, "srpo": set(), "srpo_pixel": {"encoder.name", "encoder.crop_size"}}
+        expected = {"grpo": {"algo_name"}, "srpo": set(), "srpo_pixel": {"encoder.name", "encoder.crop_size"},
+                    # The encoder setting: the model, its weights, its own input size, its device and dtype.
+                    "srpo_vjepa2": {"encoder.name", "encoder.crop_size", "encoder.weights", "encoder.device",
+                                    "encoder.dtype"}}
         assert len(diff) == 1 or diff == expected.get(arm), (arm, diff)
+    assert configs["srpo_vjepa2"]["encoder"]["weights"] == "weights/vjepa2"
+    with pytest.raises(SystemExit, match="--vjepa2-weights"):
+        le.run_config(base, tmp_path / "out", "srpo_vjepa2", seed=3)
