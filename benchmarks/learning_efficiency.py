@@ -13,7 +13,8 @@ rolled-out groups that carried any learning signal per step.
 
 Each run is its own `srpo train` process (`--resume` after a kill; finished runs are skipped), at most `--jobs`
 at a time, one torch thread each. Results (JSON with the commit and command of every run, and a plot with CI
-bands) go to benchmarks/results/<--results-name>.{json,png} after every finished run; `complete` says whether
+bands, and the README table as markdown) go to benchmarks/results/<--results-name>.{json,png,md} after every
+finished run; `complete` says whether
 every arm × seed has finished.
 
     # the sparse start of issue #17 (8 demos per task)
@@ -464,8 +465,43 @@ def summarise(args: argparse.Namespace, out: Path, init_success: dict[str, float
     name = args.results_name
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
     plot(args, runs, summaries, paired, RESULTS / f"{name}.png", complete)
+    status = "" if complete else f"PARTIAL: {payload['status']}\n\n"
+    (RESULTS / f"{name}.md").write_text(status + markdown_table(summaries, target))
     print(summary_table(summaries, target), flush=True)
     return payload
+
+
+def _ci_text(mean: float, ci: Any, fmt: str) -> str:
+    lo, hi = ci
+    if np.isnan(lo):
+        return format(mean, fmt)
+    return f"{format(mean, fmt)} [{format(lo, fmt)}, {format(hi, fmt)}]"
+
+
+def markdown_table(summaries: dict[str, Any], target: float | None) -> str:
+    """The README table: one row per arm, means over seeds with 95 % bootstrap intervals, paired differences."""
+    head = ("| arm | seeds | final held-out success | AUC of the success curve | steps to GRPO's final mean "
+            "(ratio to GRPO) | AUC − SRPO (paired) | final − SRPO (paired) | AUC − GRPO (paired) | "
+            "share of groups with signal |")
+    lines = [f"GRPO's final mean success (the target): {target if target is None else f'{target:.3f}'}", "",
+             head, "|" + "---|" * 9]
+    for arm, s in summaries.items():
+        steps = s.get("steps_to_target_per_seed")
+        if steps is None:
+            reach = "—"
+        else:
+            ratio = s.get("steps_ratio_vs_grpo")
+            reach = (f"{s['steps_to_target_mean']:.1f} ({s['num_not_reached']} of {len(steps)} not reached)"
+                     + ("" if ratio is None else f" ({_ci_text(ratio, s['steps_ratio_vs_grpo_ci'], '.2f')})"))
+        cells = [arm, str(len(s["seeds"])), _ci_text(s["final_mean"], s["final_ci"], ".3f"),
+                 _ci_text(s["auc_mean"], s["auc_ci"], ".3f"), reach]
+        for key, base in (("auc", "srpo"), ("final", "srpo"), ("auc", "grpo")):
+            m = s.get(f"{key}_diff_vs_{base}_mean")
+            cells.append("—" if m is None else _ci_text(m, s[f"{key}_diff_vs_{base}_ci"], "+.3f"))
+        share = s.get("share_groups_with_signal_mean")
+        cells.append("—" if share is None else f"{share:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _json_default(v: Any) -> Any:

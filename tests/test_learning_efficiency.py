@@ -83,6 +83,12 @@ def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatc
     assert ablation["auc_diff_vs_srpo_per_seed"] == pytest.approx([-0.1, 0.15])
     assert ablation["final_diff_vs_srpo_mean"] == pytest.approx(0.1)
     assert "auc_diff_vs_srpo_mean" not in grpo and "auc_diff_vs_srpo_mean" not in srpo
+    table = (tmp_path / "results" / "le_test.md").read_text().splitlines()
+    row = next(line for line in table if line.startswith("| srpo_mean |"))
+    # final 0.4 (both seeds), AUC 0.2, steps to 0.2: 10 and 5 → 7.5, ratio 1.0; AUC − SRPO +0.025, final +0.1.
+    assert row.startswith("| srpo_mean | 2 | 0.400 [0.400, 0.400] | 0.200 [")
+    assert "| 7.5 (0 of 2 not reached) (1.00" in row
+    assert "| +0.025 [" in row and "| +0.100 [" in row
     assert (tmp_path / "results" / "le_test.json").exists() and (tmp_path / "results" / "le_test.png").exists()
     # A seed missing in one arm leaves the result partial, with statistics over the paired seeds only.
     _write_run(tmp_path / "out" / "runs" / "grpo" / "seed2", [0.0, 0.0, 0.0], 10)
