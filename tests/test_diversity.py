@@ -190,7 +190,8 @@ def test_srpo_diversity_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.
     assert rc == 0
     assert "srpo - grpo (95% CI)" in stdout and "pairwise_distance" in stdout
     data = json.loads((out / "diversity.json").read_text())
-    assert set(data) == {"config", "prompts", "runs", "groups", "difference"}
+    assert set(data) == {"config", "prompts", "runs", "groups", "difference", "provenance"}
+    assert {"commit", "command", "time"} <= set(data["provenance"])
     assert data["prompts"] == [[0, 8], [0, 9]]  # the 2 held-out init states of the tabletop's 10
     assert [r["algo"] for r in data["runs"]] == ["srpo", "grpo"]
     for run in data["runs"]:

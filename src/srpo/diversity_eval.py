@@ -23,6 +23,7 @@ from srpo.config.diversity import LIBERO_WORKSPACE, TABLETOP_WORKSPACE, Diversit
 from srpo.config.train import TrainConfig
 from srpo.diversity import bootstrap_ci, bootstrap_difference_ci, path_diversity
 from srpo.errors import InputFileError, SrpoError
+from srpo.provenance import provenance
 from srpo.types import Trajectory
 
 DIVERSITY_JSON = "diversity.json"
@@ -219,7 +220,8 @@ def run_diversity(run_dirs: Sequence[str | Path], dcfg: DiversityConfig) -> Dive
     result = DiversityResult(runs, groups, difference, dcfg)
     out = Path(dcfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / DIVERSITY_JSON).write_text(json.dumps(result.to_json(), indent=2))
+    # The commit and command behind the numbers, as in every result file.
+    (out / DIVERSITY_JSON).write_text(json.dumps({**result.to_json(), "provenance": provenance()}, indent=2))
     from srpo.run_dir import resume_config
 
     low, high = workspace_bounds(resume_config(run_dirs[0]), dcfg)
