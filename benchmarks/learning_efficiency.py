@@ -312,7 +312,8 @@ def bootstrap_ci(values: np.ndarray, stat: Any = np.mean, num_boot: int = 10_000
 
 def curve_auc(steps: np.ndarray, success: np.ndarray) -> float:
     """Area under the success curve (trapezoids) divided by the step range: the mean success over training."""
-    return float(np.trapz(success, steps) / (steps[-1] - steps[0])) if steps.size > 1 else float(success[0])
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy >= 2 renamed it
+    return float(trapezoid(success, steps) / (steps[-1] - steps[0])) if steps.size > 1 else float(success[0])
 
 
 def first_step_reaching(steps: np.ndarray, success: np.ndarray, target: float) -> int | None:

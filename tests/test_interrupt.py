@@ -52,6 +52,15 @@ def worker_pids(proc: subprocess.Popen[str]) -> list[int]:
     return [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
 
 
+def survivors(pids: list[int], grace_s: float = 30.0) -> list[int]:
+    """The processes among `pids` still alive `grace_s` after srpo train exited (an exiting child, e.g.
+    multiprocessing's resource tracker on a loaded machine, may need a moment; an orphan never goes)."""
+    deadline = time.monotonic() + grace_s
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -77,7 +86,7 @@ def test_sigint_finishes_the_step_checkpoints_and_resumes(tmp_path: Path):
     assert [checkpoint_step(c) for c in list_checkpoints(run_dir)] == [step]
     verify_manifest(list_checkpoints(run_dir)[0], required=True)
     assert max(r["step"] for r in read_metrics(run_dir)) == step  # the step in flight was finished, not lost
-    assert not [pid for pid in workers if alive(pid)], "a rollout worker outlived srpo train"
+    assert not survivors(workers), "a rollout worker outlived srpo train"
 
     resumed = subprocess.run([SRPO, "train", "--resume", str(run_dir), "--steps", str(step + 1)],
                              capture_output=True, text=True, timeout=900)
@@ -100,7 +109,7 @@ def test_second_sigterm_abandons_the_step_and_leaves_the_run_resumable(tmp_path:
                      r"--resume \S+$", stderr.strip())
     for ckpt in list_checkpoints(run_dir):
         verify_manifest(ckpt, required=True)
-    assert not [pid for pid in workers if alive(pid)], "a rollout worker outlived srpo train"
+    assert not survivors(workers), "a rollout worker outlived srpo train"
     json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])  # no half-written record
 
 
