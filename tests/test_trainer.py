@@ -213,3 +213,15 @@ def test_ppo_step_through_the_openvla_oft_adapter(tmp_path: Path):
     assert metrics["ppo/rollout_learner_logprob_gap"] < 1e-4
     after = policy.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_fresh_start_drops_metrics_of_an_attempt_stopped_before_its_first_checkpoint(tmp_path: Path) -> None:
+    """`srpo train` stopped before any checkpoint says "run the same command again to start over": the new run's
+    metrics must not follow the old attempt's records (a duplicated step-0 evaluation broke curve statistics)."""
+    from srpo.build import start_run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval/success_rate": 0.5}) + "\n")
+    start_run(tiny_config(run_dir), resume=False, policy=None)
+    assert read_metrics(run_dir) == []

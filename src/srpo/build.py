@@ -276,6 +276,9 @@ def start_run(cfg: TrainConfig, resume: bool, policy: TrainablePolicy | None) ->
         log.info("resumed %s at step %d", run_dir, step)
     else:
         save_run_config(cfg, run_dir)
+        # A fresh start (the folder holds no checkpoint): records left by an earlier attempt that was stopped
+        # before its first checkpoint are not this run's, and would otherwise precede its own step 0.
+        metrics_log.truncate_after(-1)
     # One line per start or resume: the commit and command behind this run's results.
     with open(run_dir / PROVENANCE_FILE, "a") as f:
         f.write(json.dumps({"step": step, **provenance()}) + "\n")
