@@ -243,9 +243,10 @@ def run_reward_eval(cfg: RewardEvalConfig) -> int:
         overrides["alpha"] = cfg.alpha
     reward_config = RewardConfig.preset(cfg.reward_preset, **overrides)
     # The row names the settings that differ from the preset, e.g. "efficientnet+white+nearest+alpha0.8".
-    suffix = "".join(f"+{tag}" for tag, on in (("white", cfg.whiten), (str(cfg.centres), cfg.centres is not None),
-                                                (f"alpha{cfg.alpha:g}" if cfg.alpha is not None else "",
-                                                 cfg.alpha is not None)) if on)
+    tags = ["white"] if cfg.whiten else []
+    tags += [cfg.centres] if cfg.centres is not None else []
+    tags += [f"alpha{cfg.alpha:g}"] if cfg.alpha is not None else []
+    suffix = "".join(f"+{tag}" for tag in tags)
     reports = []
     for name in cfg.encoders:
         config = EncoderConfig(

@@ -368,12 +368,10 @@ def evaluate_embeddings(
             # A success is its own nearest centre (distance 0): its score would be the maximum and its curve
             # would end there by construction. Score each success leave-one-out instead (same task rows and
             # normalisation, its own embedding left out of the references).
-            success_rows = rows[data.success[rows]]
-            for k, row in enumerate(success_rows):
+            for k, at in enumerate(np.flatnonzero(data.success[rows])):  # k-th reference = the task's row `at`
                 others = np.delete(refs, k, axis=0)
-                at = int(np.flatnonzero(rows == row)[0])
-                scores[row] = score_against_successes(others, whole[rows], config)[at]
-                curves[row] = score_against_successes(others, flat, config).reshape(rows.size, num_cuts)[at]
+                scores[rows[at]] = score_against_successes(others, whole[rows], config)[at]
+                curves[rows[at]] = score_against_successes(others, flat, config).reshape(rows.size, num_cuts)[at]
 
     referenced = np.isfinite(scores)
     succ, fail = data.success & referenced, ~data.success & referenced
