@@ -514,6 +514,7 @@ def _json_default(v: Any) -> Any:
 
 
 def summary_table(summaries: dict[str, Any], target: float | None) -> str:
+    """The table printed at the end of a run: the markdown table's numbers as plain lines, plus diagnostics."""
     lines = [f"target (GRPO final mean) = {target}",
              "arm        seeds  final [95% CI]          AUC [95% CI]            steps to target (ratio vs GRPO)  "
              "share of groups with signal"]
@@ -521,26 +522,24 @@ def summary_table(summaries: dict[str, Any], target: float | None) -> str:
         steps = s.get("steps_to_target_per_seed")
         ratio = s.get("steps_ratio_vs_grpo")
         lines.append(
-            f"{arm:<10} {len(s['seeds']):>5}  {s['final_mean']:.3f} [{s['final_ci'][0]:.3f}, {s['final_ci'][1]:.3f}]"
-            f"   {s['auc_mean']:.3f} [{s['auc_ci'][0]:.3f}, {s['auc_ci'][1]:.3f}]   {steps}"
+            f"{arm:<10} {len(s['seeds']):>5}  {_ci_text(s['final_mean'], s['final_ci'], '.3f')}"
+            f"   {_ci_text(s['auc_mean'], s['auc_ci'], '.3f')}   {steps}"
             f"{'' if ratio is None else f' ({ratio:.2f})'}   {s['share_groups_with_signal_mean']}")
     for arm, s in summaries.items():
         for key, label, digits in (("train_successes", "successes trained on per run", 1),
                                    ("sampled_final", "final policy sampled on held-out states", 3)):
             if f"{key}_mean" not in s:
                 continue
-            lo, hi = s[f"{key}_ci"]
-            line = f"{arm}: {label} {s[f'{key}_mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+            line = f"{arm}: {label} {_ci_text(s[f'{key}_mean'], s[f'{key}_ci'], f'.{digits}f')}"
             if f"{key}_diff_vs_grpo_mean" in s:
-                mean, (lo, hi) = s[f"{key}_diff_vs_grpo_mean"], s[f"{key}_diff_vs_grpo_ci"]
-                line += f", − grpo paired {mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+                diff = _ci_text(s[f"{key}_diff_vs_grpo_mean"], s[f"{key}_diff_vs_grpo_ci"], f"+.{digits}f")
+                line += f", − grpo paired {diff}"
             lines.append(line)
         for base in ("grpo", "srpo"):
             if f"auc_diff_vs_{base}_mean" in s:
-                auc, auc_ci = s[f"auc_diff_vs_{base}_mean"], s[f"auc_diff_vs_{base}_ci"]
-                fin, fin_ci = s[f"final_diff_vs_{base}_mean"], s[f"final_diff_vs_{base}_ci"]
-                lines.append(f"{arm} − {base}, paired over seeds: AUC {auc:+.3f} [{auc_ci[0]:+.3f}, {auc_ci[1]:+.3f}], "
-                             f"final {fin:+.3f} [{fin_ci[0]:+.3f}, {fin_ci[1]:+.3f}]")
+                auc = _ci_text(s[f"auc_diff_vs_{base}_mean"], s[f"auc_diff_vs_{base}_ci"], "+.3f")
+                fin = _ci_text(s[f"final_diff_vs_{base}_mean"], s[f"final_diff_vs_{base}_ci"], "+.3f")
+                lines.append(f"{arm} − {base}, paired over seeds: AUC {auc}, final {fin}")
     return "\n".join(lines)
 
 

@@ -97,6 +97,30 @@ def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatc
     assert not payload["complete"] and payload["summary"]["srpo"]["seeds"] == [0, 1]
 
 
+def test_printed_table_shows_intervals_only_where_seeds_allow(le: ModuleType, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(le, "RESULTS", tmp_path / "results")
+    for arm, curve in (("grpo", [0.0, 0.1, 0.2]), ("srpo", [0.0, 0.2, 0.3])):
+        _write_run(tmp_path / "out" / "runs" / arm / "seed0", curve, 10)
+    args = argparse.Namespace(arms=["grpo", "srpo"], seeds=[0], steps=10, results_name="le_one",
+                              tasks=2, demos_per_task=8, max_start_success=0.1)
+    le.summarise(args, tmp_path / "out", {"greedy": 0.0})
+    printed = capsys.readouterr().out
+    # One seed: no bootstrap interval, so the mean stands alone (never "[nan, nan]").
+    assert "nan" not in printed
+    srpo_row = next(line for line in printed.splitlines() if line.startswith("srpo "))
+    assert "0.300   0.175" in srpo_row   # final 0.3, AUC (0.1 + 0.25) / 2
+    assert "srpo − grpo, paired over seeds: AUC +0.075, final +0.100" in printed
+    for arm, curve in (("grpo", [0.0, 0.0, 0.4]), ("srpo", [0.0, 0.2, 0.1])):
+        _write_run(tmp_path / "out" / "runs" / arm / "seed1", curve, 10)
+    args.seeds = [0, 1]
+    le.summarise(args, tmp_path / "out", {"greedy": 0.0})
+    printed = capsys.readouterr().out
+    srpo_row = next(line for line in printed.splitlines() if line.startswith("srpo "))
+    assert "0.200 [0.100, 0.300]" in srpo_row
+
+
 def test_every_arm_differs_from_srpo_in_one_setting_and_loads(le: ModuleType, tmp_path: Path) -> None:
     from srpo.config.train import config_to_dict, load_config
 
