@@ -159,16 +159,39 @@ def format_rows(title: str, rows: dict[str, Any], costs: dict[str, dict[str, flo
     return "\n".join(lines)
 
 
+def start_result(out: Path, settings: dict[str, Any], append: bool) -> dict[str, Any]:
+    """The result dict a run writes into: fresh, or (append) the one in `out` with this run's settings added to
+    its list of runs. Rows of a set are later merged by name, the newer run's winning."""
+    fresh: dict[str, Any] = {"settings": [settings], "num_frames": NUM_FRAMES, "num_cuts": NUM_CUTS, "sets": {}}
+    if not append or not out.exists():
+        return fresh
+    try:
+        old = json.loads(out.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"--append: cannot read {out} ({exc}); run without --append to start a new file") from exc
+    if old.get("num_frames") != NUM_FRAMES or old.get("num_cuts") != NUM_CUTS:
+        raise SystemExit(f"--append: {out} was made with num_frames={old.get('num_frames')}, "
+                         f"num_cuts={old.get('num_cuts')}, not {NUM_FRAMES}, {NUM_CUTS}: its rows are not comparable")
+    runs = old.get("settings", [])
+    old["settings"] = [*(runs if isinstance(runs, list) else [runs]), settings]
+    old.setdefault("sets", {})
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="*", default=[], help="labelled-set folders (e.g. recorded LIBERO sets)")
     parser.add_argument("--tabletop-tasks", type=int, nargs="*", default=[0, 1, 2, 3])
     parser.add_argument("--num-success", type=int, default=10)
     parser.add_argument("--num-failure", type=int, default=15)
-    parser.add_argument("--models", nargs="+", default=["lite0", "lite1", "lite2"])
+    parser.add_argument("--models", nargs="*", default=["lite0", "lite1", "lite2"],
+                        help="EfficientNet-lite models beside the pixel baseline (none: pixel only)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/reward_encoders.json")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows already in --out and add (or replace) this run's: fills in models or sets "
+                             "a previous run did not reach without re-embedding what it did")
     args = parser.parse_args(argv)
     sets: dict[str, LabelledSet] = {}
     if args.tabletop_tasks:
@@ -176,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.data:
         sets[Path(folder).name] = load_folder(folder)
     config = RewardConfig.preset("official")
-    result: dict[str, Any] = {"settings": vars(args), "num_frames": NUM_FRAMES, "num_cuts": NUM_CUTS, "sets": {}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    result = start_result(out, vars(args), args.append)
     for set_name, data in sets.items():
-        costs: dict[str, dict[str, float]] = {}
+        previous = result["sets"].get(set_name, {})
+        costs: dict[str, dict[str, float]] = dict(previous.get("costs", {}))
+        earlier_rows: dict[str, Any] = dict(previous.get("rows", {}))
         embeddings: dict[str, np.ndarray] = {}
         start = time.perf_counter()
         embeddings["pixel"], pixel_ms = embed_pixel(data)
@@ -196,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{set_name}: {model} embedded in {time.perf_counter() - start:.0f}s ({ms:.1f} ms/frame)",
                       file=sys.stderr, flush=True)
             # Rows so far, written after every model: a long run leaves its finished rows behind.
-            rows = evaluate_rows(embeddings, data, config)
+            rows = {**earlier_rows, **evaluate_rows(embeddings, data, config)}
             result["sets"][set_name] = {
                 "num_trajectories": len(data.videos), "num_success": int(data.success.sum()),
                 "num_tasks": int(np.unique(data.task_ids).size), "costs": costs, "rows": rows,
