@@ -24,7 +24,8 @@ from srpo.trainer import Trainer
 TINY = [
     "env.tabletop.num_tasks=2", "env.tabletop.max_steps=16", "env.tabletop.image_size=32",
     "env.tabletop.embed_image_size=32", "policy.image_size=32", "policy.d_model=32", "policy.num_layers=1",
-    "policy.num_heads=2", "policy.ff_dim=64", "policy.chunk_size=4", "encoder.num_frames=4", "encoder.pixel_size=4",
+    "policy.num_heads=2", "policy.ff_dim=64", "policy.chunk_size=4", "encoder.num_frames=4",
+    "encoder.name=pixel", "encoder.pixel_size=4",
     "algo.group_size=4", "algo.num_prompts_per_step=2", "algo.num_minibatches=2", "algo.lr=1e-3",
     # A random policy never succeeds: the entropy bonus makes every update move the weights, so the second step's
     # rollouts depend on the first step's update.

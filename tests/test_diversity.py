@@ -172,7 +172,8 @@ TINY = ["env.tabletop.num_tasks=1", "env.tabletop.num_init_states=10", "env.tabl
         "env.tabletop.image_size=32", "env.tabletop.embed_image_size=32", "env.tabletop_num_eval_init_states=2",
         "policy.image_size=32",
         "policy.d_model=32", "policy.num_layers=1", "policy.num_heads=2", "policy.ff_dim=64", "policy.chunk_size=4",
-        "encoder.num_frames=4", "encoder.pixel_size=4", "algo.group_size=2", "algo.num_prompts_per_step=2",
+        "encoder.name=pixel", "encoder.num_frames=4", "encoder.pixel_size=4", "algo.group_size=2",
+        "algo.num_prompts_per_step=2",
         "algo.num_minibatches=1", "num_eval_episodes_per_task=0", "eval_every=0", "num_videos_per_step=0",
         "tensorboard=false"]
 

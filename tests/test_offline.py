@@ -34,6 +34,7 @@ TINY = [
     "policy.chunk_size=4",
     "policy.state_dim=4",
     "encoder.num_frames=4",
+    "encoder.name=pixel",
     "encoder.pixel_size=4",
     "algo.lr=1e-3",
     "offline.batch_size=16",

@@ -36,6 +36,7 @@ TINY = [
     "policy.ff_dim=64",
     "policy.chunk_size=4",
     "encoder.num_frames=4",
+    "encoder.name=pixel",
     "encoder.pixel_size=4",
     "algo.group_size=4",
     "algo.num_prompts_per_step=2",

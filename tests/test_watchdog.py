@@ -26,7 +26,8 @@ def hang(*args: object, **kwargs: object) -> None:
 def trainer(tmp_path_factory: pytest.TempPathFactory):
     cfg = load_config(preset="tabletop", overrides=[
         "env.tabletop.num_tasks=1", "env.tabletop.max_steps=8", "env.tabletop.image_size=32",
-        "env.tabletop.embed_image_size=32", "encoder.pixel_size=4", "encoder.num_frames=2", "policy.image_size=32",
+        "env.tabletop.embed_image_size=32", "encoder.name=pixel",
+        "encoder.pixel_size=4", "encoder.num_frames=2", "policy.image_size=32",
         "policy.d_model=32", "policy.num_layers=1", "policy.num_heads=2", "policy.ff_dim=64", "policy.chunk_size=4",
         "algo.group_size=2", "algo.num_prompts_per_step=1", "num_eval_episodes_per_task=0", "tensorboard=false",
         "num_videos_per_step=0", "watchdog.embed_timeout_s=0.5", "watchdog.update_timeout_s=0.5",

@@ -226,7 +226,12 @@ class TrainConfig:
 
 
 def tabletop_preset() -> TrainConfig:
-    """Fast built-in env, a small compact VLA with a conv image encoder, the pixel encoder: quick experiments."""
+    """Fast built-in env, a small compact VLA with a conv image encoder: quick experiments.
+
+    The reward's world model is EfficientNet-lite0 at its native 224² input on 8 frames per rollout: on the graded
+    tabletop set its success curves rise (SC 0.93, README "Reward quality on graded failures"), where the pixel
+    encoder's run backwards (SC −0.58) and lite0 at 64² or 128² input does not reach SC 0.8. It is the step's
+    largest cost on CPU; `--set encoder.name=pixel` trades that reward for speed."""
     return TrainConfig(
         run_dir="runs/tabletop",
         num_steps=30,
@@ -238,7 +243,7 @@ def tabletop_preset() -> TrainConfig:
         rollout=RolloutConfig(num_workers=0, num_envs_per_worker=64),
         policy=PolicyConfig(vision_encoder="conv", text_encoder="hashed", image_size=64, d_model=64,
                             num_layers=2, ff_dim=128),
-        encoder=EncoderConfig(name="pixel", num_frames=16, pixel_size=8),
+        encoder=EncoderConfig(name="efficientnet", num_frames=8, pixel_size=8, device="cpu", dtype="float32"),
         algo=AlgoConfig(group_size=8, num_prompts_per_step=8, temperature=1.0, lr=3e-4, num_minibatches=4,
                         filter_low=0.0, filter_high=1.0, max_sampling_rounds=1),
     )
