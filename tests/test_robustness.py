@@ -28,6 +28,7 @@ from srpo.robustness import (
     episode_plan,
     format_table,
     plan_libero_plus,
+    plot_summary,
     summarise,
     wilson_interval,
 )
@@ -237,3 +238,15 @@ def test_results_say_whether_every_planned_episode_ran(tmp_path: Path) -> None:
     done = write_results(cfg, plan, [*episodes, {"key": "l1", "init_state_id": 0, "success": True}], tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert done.complete and results["complete"] and results["dimensions"]["layout"]["levels"]["2"]["num_episodes"] == 1
+
+
+@pytest.mark.filterwarnings("error")
+def test_bar_chart_with_one_measured_dimension(tmp_path: Path) -> None:
+    # The chart is redrawn after every dimension, so the first one is drawn alone beside n/a placeholders.
+    summary = {
+        "camera": {"success_rate": 0.05, "ci95": [0.01, 0.24], "status": "complete", "num_episodes": 20},
+        "light": {"success_rate": None, "ci95": [0.0, 1.0], "status": "unavailable", "num_episodes": 0},
+        "robot": {"success_rate": None, "ci95": [0.0, 1.0], "status": "pending", "num_episodes": 0},
+    }
+    plot_summary(summary, tmp_path / "success.png", "one dimension")
+    assert (tmp_path / "success.png").stat().st_size > 0

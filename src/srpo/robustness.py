@@ -342,8 +342,11 @@ def plot_summary(summary: dict[str, Any], path: str | Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(1.1 * len(dims) + 2, 3.4))
     x = np.arange(len(dims))
     ok = np.array([summary[d]["status"] != "unavailable" and summary[d]["num_episodes"] > 0 for d in dims])
-    ax.bar(x[ok], np.asarray(rates)[ok], color="tab:blue",
-           yerr=np.vstack([np.asarray(lows)[ok], np.asarray(highs)[ok]]), capsize=4)
+    # Bars and error bars drawn separately: bar(yerr=...) with a single bar trips a NumPy scalar-conversion
+    # deprecation inside matplotlib.
+    ax.bar(x[ok], np.asarray(rates)[ok], color="tab:blue")
+    ax.errorbar(x[ok], np.asarray(rates)[ok], yerr=np.vstack([np.asarray(lows)[ok], np.asarray(highs)[ok]]),
+                fmt="none", ecolor="black", capsize=4)
     for i, d in enumerate(dims):
         if not ok[i]:
             ax.text(i, 0.02, "n/a", ha="center", va="bottom", color="grey")
