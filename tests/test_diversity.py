@@ -187,9 +187,11 @@ def test_srpo_diversity_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.
     out = tmp_path / "div"
     rc = cli.main(["diversity", str(tmp_path / "srpo"), str(tmp_path / "grpo"), "--episodes-per-state", "3",
                    "--out", str(out)])
-    stdout = capsys.readouterr().out
+    captured = capsys.readouterr()
+    stdout = captured.out
     assert rc == 0
     assert "srpo - grpo (95% CI)" in stdout and "pairwise_distance" in stdout
+    assert "srpo diversity" in captured.err and "2/2" in captured.err   # the progress bar over runs
     data = json.loads((out / "diversity.json").read_text())
     assert set(data) == {"config", "prompts", "runs", "groups", "difference", "provenance"}
     assert {"commit", "command", "time"} <= set(data["provenance"])

@@ -207,11 +207,16 @@ def plot_paths(result: DiversityResult, low: np.ndarray, high: np.ndarray, path:
     plt.close(fig)
 
 
-def run_diversity(run_dirs: Sequence[str | Path], dcfg: DiversityConfig) -> DiversityResult:
-    """`srpo diversity`: roll out every run's final policy, score, group by algo, write JSON and plot."""
+def run_diversity(run_dirs: Sequence[str | Path], dcfg: DiversityConfig,
+                  show_progress: bool = True) -> DiversityResult:
+    """`srpo diversity`: roll out every run's final policy, score, group by algo, write JSON and plot (a progress
+    bar with ETA over the runs, on stderr)."""
+    from tqdm import tqdm
+
     if not run_dirs:
         raise SrpoError("give at least one RUN_DIR")
-    runs = [rollout_final_policy(Path(d), dcfg) for d in run_dirs]
+    runs = [rollout_final_policy(Path(d), dcfg)
+            for d in tqdm(run_dirs, desc="srpo diversity", unit="run", disable=not show_progress)]
     for r in runs[1:]:
         if r.prompts != runs[0].prompts:
             raise SrpoError(f"{r.run_dir} evaluates other held-out (task, init state) prompts than {runs[0].run_dir}: "
