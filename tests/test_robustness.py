@@ -193,8 +193,13 @@ def test_summary_and_table_report_unavailable_and_partial_dimensions() -> None:
     assert summary["layout"]["levels"]["1"]["success_rate"] == 1.0
     assert summary["layout"]["levels"]["3"]["success_rate"] == 0.0
     table = format_table(summary)
-    assert "unavailable: needs scenes/lights" in table
-    assert "level 3" in table and "1 drawn task(s) unavailable" in table
+    assert "1 drawn task(s) unavailable: needs scenes/lights" in table
+    assert "level 3" in table and "1 drawn task(s) unavailable: needs new_objects" in table
+    # Many unavailable tasks, each with its own missing file: one reason shown, the count of the others named.
+    plan.unavailable.extend(Unavailable("light", f"z{i}", f"needs scenes/lights/{i}.xml") for i in range(5))
+    light = next(line for line in format_table(summarise(plan, episodes, ["light"])).splitlines()
+                 if line.startswith("light"))
+    assert "6 drawn task(s) unavailable: needs scenes/lights (and 5 more like it: results.json lists each)" in light
 
 
 def test_bddl_language(tmp_path: Path) -> None:

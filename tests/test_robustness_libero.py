@@ -44,16 +44,19 @@ def test_libero_pro_builds_one_task_per_perturbation() -> None:
 
 @pytest.mark.skipif(not Path(ROBUST_PYTHON).exists(), reason="no LIBERO-Plus environment: run `make robust`")
 def test_libero_plus_runs_one_task_per_available_dimension() -> None:
-    cfg = load_config(preset="cpu", overrides=["env.libero.task_ids=[0]", "robustness.tasks_per_dimension=1",
+    # Four drawn per dimension, so that the layout draw holds a moved-object variant (added-object ones need the
+    # asset archive and are reported unavailable); the first runnable task of each dimension is built.
+    cfg = load_config(preset="cpu", overrides=["env.libero.task_ids=[0]", "robustness.tasks_per_dimension=4",
                                                f"robustness.python={ROBUST_PYTHON}"])
     plan = plan_libero_plus(cfg, probe_plus_environment(ROBUST_PYTHON))
     assert {u.dimension for u in plan.unavailable} >= {"light", "background"}
-    assert {t.dimension for t in plan.tasks} == {"camera", "robot", "language", "noise", "layout"}
-    factory = VariantEnvFactory(tuple(plan.tasks), cfg.env.libero, ROBUST_PYTHON, None)
+    first = {t.dimension: t for t in reversed(plan.tasks)}
+    assert set(first) == {"camera", "robot", "language", "noise", "layout"}
+    factory = VariantEnvFactory(tuple(first.values()), cfg.env.libero, ROBUST_PYTHON, None)
     base = LiberoEnv(cfg.env.libero, 0)
     try:
         base_obs = base.reset(40)
-        for k, task in enumerate(plan.tasks):
+        for k, task in enumerate(factory.tasks):
             env = factory.make(k)
             try:
                 init = 0 if task.num_init_states == 1 else 40
@@ -62,8 +65,12 @@ def test_libero_plus_runs_one_task_per_available_dimension() -> None:
                 assert env.step(ZERO, render_policy=True, render_embed=False).image is not None
                 if task.dimension == "robot":  # the variant's arm pose survives the base init state
                     assert np.abs(obs.state[:3] - base_obs.state[:3]).max() > 0.005, task.key
+                diff = np.abs(obs.image.astype(int) - base_obs.image.astype(int)).mean()
+                print(f"{task.dimension}: mean abs pixel difference to the base task {diff:.2f}")
                 if task.dimension == "camera":
-                    assert np.abs(obs.image.astype(int) - base_obs.image.astype(int)).mean() > 5, task.key
+                    assert diff > 5, task.key
+                if task.dimension == "noise":  # srpo's own corruption reached the policy image (measured 7.2,
+                    assert diff > 4, task.key   # against 1.9 for the language variant's unchanged scene)
             finally:
                 env.close()
     finally:

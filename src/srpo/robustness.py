@@ -309,17 +309,24 @@ def summarise(plan: RobustnessPlan, episodes: Sequence[dict[str, Any]], dimensio
     return out
 
 
+def _unavailable_note(row: dict[str, Any]) -> str:
+    """'N drawn task(s) unavailable: <first reason>', naming how many other reasons results.json lists (each
+    unavailable task names its own missing file, so joining them all makes a line of kilobytes)."""
+    reasons: list[str] = row["unavailable"]
+    more = f" (and {len(reasons) - 1} more like it: results.json lists each)" if len(reasons) > 1 else ""
+    return f"{row['num_unavailable_tasks']} drawn task(s) unavailable: {reasons[0] if reasons else '?'}{more}"
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """Plain-text table: one row per dimension (levels indented), unavailable ones with their reason."""
     lines = [f"{'dimension':<14}{'tasks':>6}{'episodes':>9}{'success':>9}  {'95% CI (Wilson)':<16} note"]
     for dim, row in summary.items():
         if row["status"] == "unavailable":
-            lines.append(f"{dim:<14}{0:>6}{0:>9}{'n/a':>9}  {'':<16} unavailable: {'; '.join(row['unavailable'])}")
+            lines.append(f"{dim:<14}{0:>6}{0:>9}{'n/a':>9}  {'':<16} {_unavailable_note(row)}")
             continue
         rate = "-" if row["success_rate"] is None else f"{row['success_rate']:.3f}"
         ci = f"[{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]"
-        note = (f"{row['num_unavailable_tasks']} drawn task(s) unavailable: {'; '.join(row['unavailable'])}"
-                if row["status"] == "partial" else "")
+        note = _unavailable_note(row) if row["status"] == "partial" else ""
         lines.append(f"{dim:<14}{row['num_tasks']:>6}{row['num_episodes']:>9}{rate:>9}  {ci:<16} {note}".rstrip())
         for level, lv in row["levels"].items():
             rate = "-" if lv["success_rate"] is None else f"{lv['success_rate']:.3f}"

@@ -10,8 +10,9 @@ LIBERO-PRO tasks build with `libero.libero` (srpo's LIBERO install) in the worke
 
 Two perturbations are applied here rather than by LIBERO-Plus, because srpo renders on demand with `sim.render`
 instead of reading robosuite's observation dict:
-- noise: LIBERO-Plus corrupts `obs["agentview_image"]`. We render the agentview at 256² (the size its fog
-  corruption requires), apply the same corruption function of `liberoplus`, then resize to the policy's size.
+- noise: LIBERO-Plus corrupts `obs["agentview_image"]` in its env wrapper's step(). We switch that off, render
+  the agentview at 256² (the size its fog corruption requires), apply the same corruption function of
+  `liberoplus`, then resize to the policy's size.
 - robot initial state: the variant's robot ("PandaK") carries the perturbed joint configuration, but the init
   states it is evaluated from are the base task's, which hold the standard robot pose; setting one would undo
   the perturbation. We write the variant robot's joint positions into every init state (objects untouched).
@@ -124,6 +125,11 @@ class VariantLiberoEnv(LiberoEnv):
                     init_states, off_screen_render_env)
         if task.robot_init:
             self._init_states = self._with_variant_robot_pose(self._init_states)
+        if task.noise and getattr(self._env, "noise", 0):
+            # LIBERO-Plus's wrapper reads the corruption index from the BDDL name and applies it in its own step()
+            # to obs["agentview_image"], which on-demand rendering leaves out of robosuite's observations (a
+            # KeyError at the first step). srpo corrupts the policy image itself (_observe), so the wrapper's is off.
+            self._env.noise = 0
 
     def _with_variant_robot_pose(self, states: np.ndarray) -> np.ndarray:
         """Copy of `states` (N, 1 + nq + nv) with the robot joints at the variant robot's `init_qpos`."""
