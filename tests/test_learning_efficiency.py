@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -12,16 +11,12 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_efficiency.py"
+from benchmark_module import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def le() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("learning_efficiency", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("learning_efficiency")
 
 
 def test_curve_auc_and_first_step_by_hand(le: ModuleType) -> None:

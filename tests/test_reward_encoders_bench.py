@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "reward_encoders.py"
+from benchmark_module import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def re_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("reward_encoders", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("reward_encoders")
 
 
 def test_append_keeps_earlier_rows_and_records_every_run(re_bench: ModuleType, tmp_path: Path) -> None:
