@@ -226,7 +226,7 @@ def test_config_round_trips_through_replace() -> None:
 
 
 def test_results_say_whether_every_planned_episode_ran(tmp_path: Path) -> None:
-    from srpo.robustness import _read_episodes, write_results
+    from srpo.robustness import _add_timing, _read_episodes, write_results
 
     cfg = load_config(preset="cpu", overrides=["robustness.dimensions=[camera, layout]",
                                                "robustness.episodes_per_task=2"])
@@ -240,9 +240,22 @@ def test_results_say_whether_every_planned_episode_ran(tmp_path: Path) -> None:
     assert len(episodes) == 2
     partial = write_results(cfg, plan, episodes, tmp_path)
     assert not partial.complete and (tmp_path / "success.png").exists()
+    # A resumed run adds its rollout time to the dimension's; results.json carries both, and the provenance.
+    _add_timing(tmp_path, "camera", 100.0)
+    _add_timing(tmp_path, "camera", 20.5)
+    _add_timing(tmp_path, "layout", 7.0)
     done = write_results(cfg, plan, [*episodes, {"key": "l1", "init_state_id": 0, "success": True}], tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert done.complete and results["complete"] and results["dimensions"]["layout"]["levels"]["2"]["num_episodes"] == 1
+    assert results["wall_time_s"] == {"camera": 120.5, "layout": 7.0}
+    assert {"commit", "command", "time"} <= set(results["provenance"])
+
+
+def test_levels_are_reported_in_numeric_order() -> None:
+    tasks = [VariantTask(f"n{lv}", "liberoplus", "s", lv, "", "i", "noise", lv, 50) for lv in (10, 3, 9)]
+    plan = RobustnessPlan("libero-plus", "libero_spatial", [BOWL], tasks)
+    episodes = [{"key": f"n{lv}", "success": False} for lv in (10, 3, 9)]
+    assert list(summarise(plan, episodes, ["noise"])["noise"]["levels"]) == ["3", "9", "10"]
 
 
 @pytest.mark.filterwarnings("error")

@@ -303,7 +303,7 @@ def summarise(plan: RobustnessPlan, episodes: Sequence[dict[str, Any]], dimensio
         else:
             status = "ok"
         out[dim] = {"status": status, **tally.to_json(), "num_tasks": num_tasks,
-                    "levels": {k: v.to_json() for k, v in sorted(levels.items())},
+                    "levels": {k: v.to_json() for k, v in sorted(levels.items(), key=lambda kv: int(kv[0]))},
                     "unavailable": sorted({u.reason for u in missing}),
                     "num_unavailable_tasks": len(missing)}
     return out
@@ -395,6 +395,20 @@ def _read_episodes(path: Path) -> list[dict[str, Any]]:
     return episodes
 
 
+TIMING_JSON = "timing.json"
+
+
+def _read_timing(out: Path) -> dict[str, float]:
+    path = out / TIMING_JSON
+    return {str(k): float(v) for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+
+
+def _add_timing(out: Path, dimension: str, seconds: float) -> None:
+    timing = _read_timing(out)
+    timing[dimension] = round(timing.get(dimension, 0.0) + seconds, 1)
+    (out / TIMING_JSON).write_text(json.dumps(timing, indent=2))
+
+
 def write_results(cfg: TrainConfig, plan: RobustnessPlan, episodes: Sequence[dict[str, Any]],
                   out: Path) -> RobustnessResult:
     """Summarise the episodes so far and write table.txt, results.json (with `complete`) and success.png."""
@@ -404,11 +418,15 @@ def write_results(cfg: TrainConfig, plan: RobustnessPlan, episodes: Sequence[dic
     complete = sum(row["num_episodes"] for row in summary.values()) >= expected
     table = format_table(summary)
     (out / "table.txt").write_text(table + "\n")
+    from srpo.provenance import provenance
+
     (out / "results.json").write_text(json.dumps({
         "benchmark": rob.benchmark, "checkpoint": cfg.policy.checkpoint, "suite": plan.suite,
         "base_tasks": plan.base_tasks, "episodes_per_task": rob.episodes_per_task,
         "tasks_per_dimension": rob.tasks_per_dimension, "seed": rob.seed, "complete": complete,
         "dimensions": summary, "environment": plan.environment,
+        # Rollout seconds per dimension, summed over the invocations that ran it (a resumed run adds to them).
+        "wall_time_s": _read_timing(out), "provenance": provenance(),
     }, indent=2))
     title = f"{rob.benchmark}, {plan.suite} tasks {list(cfg.env.libero.resolved_task_ids)}: {cfg.policy.checkpoint}"
     plot_summary(summary, out / "success.png", title)
@@ -465,6 +483,7 @@ def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> Robustnes
                     log.write(json.dumps(record) + "\n")
                     episodes.append(record)
                 log.flush()
+                _add_timing(out, dim, time.perf_counter() - start)
                 write_results(cfg, plan, episodes, out)  # partial results are readable while the run goes on
                 rate = np.mean([t.success for t in trajectories])
                 print(f"  {dim}: {len(trajectories)} episodes, success {rate:.3f} "
