@@ -325,7 +325,10 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     from srpo.run_dir import read_metrics
 
     records = read_metrics(run_dir)
-    evals = [(int(m["step"]), float(m["eval/success_rate"])) for m in records if "eval/success_rate" in m]
+    # One evaluation per step, the last one written: a run started before the fresh-start fix (7165db5) after an
+    # attempt stopped before its first checkpoint holds that attempt's step-0 evaluation before its own.
+    evals = sorted({int(m["step"]): float(m["eval/success_rate"])
+                    for m in records if "eval/success_rate" in m}.items())
     per_step = [m for m in records if int(m["step"]) > 0 and "rollout/success_rate" in m]
 
     def series(key: str) -> list[float | None]:

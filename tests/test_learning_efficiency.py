@@ -46,6 +46,13 @@ def _write_run(run_dir: Path, curve: list[float], num_steps: int) -> None:
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def test_a_duplicated_evaluation_counts_once_the_last_one_written(le: ModuleType, tmp_path: Path) -> None:
+    _write_run(tmp_path / "run", [0.1, 0.2, 0.3], 10)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    metrics.write_text(json.dumps({"step": 0, "eval/success_rate": 0.9}) + "\n" + metrics.read_text())
+    assert le.read_run(tmp_path / "run")["eval"] == [(0, 0.1), (5, 0.2), (10, 0.3)]
+
+
 def test_summary_is_paired_over_seeds(le: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(le, "RESULTS", tmp_path / "results")
     curves = {("grpo", 0): [0.0, 0.0, 0.2], ("grpo", 1): [0.0, 0.2, 0.2],
