@@ -131,3 +131,24 @@ def test_interrupted_message_without_a_checkpoint():
     assert "before the first checkpoint" in line and "nothing to resume" in line
     assert interrupted_message("srpo train", "SIGINT", "runs/x y", 4, 10).endswith(
         "at step 4 of 10 (checkpoint written); resume with: srpo train --resume 'runs/x y'")
+
+
+def test_a_stop_between_steps_never_loses_the_finished_step(tmp_path: Path) -> None:
+    # The subprocess tests' race, made deterministic: the stop arrives once step 1's metrics are on disk, after the
+    # loop decided not to checkpoint step 1. The loop must run and checkpoint one more step, not exit with a
+    # finished step that no checkpoint holds (the resume would then redo it and duplicate its metrics).
+    from srpo.config.train import load_config
+    from srpo.trainer import Trainer
+
+    run_dir = tmp_path / "run"
+    overrides = [o for o in TINY if not o.startswith("rollout.")]
+    cfg = load_config(preset="tabletop", overrides=[*overrides, "rollout.num_workers=0", "encoder.name=pixel",
+                                                    "checkpoint_every=1000", "num_steps=50", f"run_dir={run_dir}"])
+    with Trainer(cfg, show_progress=False) as trainer:
+        history = trainer.train(should_stop=lambda: bool(read_metrics(run_dir)))
+    assert len(history) == 2
+    assert [checkpoint_step(c) for c in list_checkpoints(run_dir)] == [2]
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
+    # A stop that is already pending when the last finished step is checkpointed ends the run at once.
+    with Trainer(cfg, resume=True, show_progress=False) as trainer:
+        assert trainer.train(should_stop=lambda: True) == [] and trainer.step == 2

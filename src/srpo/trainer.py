@@ -100,7 +100,9 @@ class Trainer:
 
         Args:
             should_stop: Polled after each step (e.g. `srpo.interrupt.StopOnSignal.requested`): when it returns
-                True, the step just finished is checkpointed and the loop returns early.
+                True, the step just finished is checkpointed and the loop returns early. A stop that arrives
+                between that poll and the next step lets the next step run and be checkpointed, so no finished
+                step is ever left without a checkpoint.
         """
         from tqdm import tqdm
 
@@ -111,8 +113,15 @@ class Trainer:
             self.metrics_log.write(0, self.evaluate())
         bar = tqdm(total=self.cfg.num_steps, initial=self.step, desc="srpo train", unit="step",
                    disable=not self.show_progress, dynamic_ncols=True)
+        # Step of the newest checkpoint this loop can rely on: a resumed run starts from one; a fresh run has
+        # nothing to lose at step 0.
+        saved = self.step
         try:
-            while self.step < self.cfg.num_steps and not stop_requested():
+            while self.step < self.cfg.num_steps:
+                # A stop requested between steps ends the run here only if the last finished step is checkpointed;
+                # otherwise one more step runs and is checkpointed below (a finished step is never lost).
+                if stop_requested() and saved == self.step:
+                    break
                 metrics = self.train_step()
                 self.step += 1
                 is_last = self.step == self.cfg.num_steps
@@ -121,14 +130,18 @@ class Trainer:
                 ):
                     with timed(metrics, "evaluate"):
                         metrics.update(self.evaluate())
-                if is_last or self.step % self.cfg.checkpoint_every == 0 or stop_requested():
+                stop = stop_requested()  # one reading decides both the checkpoint and the end of the loop
+                if is_last or self.step % self.cfg.checkpoint_every == 0 or stop:
                     with timed(metrics, "checkpoint"):
                         self.save_checkpoint()
+                    saved = self.step
                 self.metrics_log.write(self.step, metrics)
                 history.append(metrics)
                 bar.update(1)
                 if self.show_progress:
                     bar.write(self._summary_line(metrics))
+                if stop:
+                    break
         finally:
             bar.close()
         return history
