@@ -142,7 +142,7 @@ def test_a_stop_between_steps_never_loses_the_finished_step(tmp_path: Path) -> N
 
     run_dir = tmp_path / "run"
     overrides = [o for o in TINY if not o.startswith("rollout.")]
-    cfg = load_config(preset="tabletop", overrides=[*overrides, "rollout.num_workers=0", "encoder.name=pixel",
+    cfg = load_config(preset="tabletop", overrides=[*overrides, "rollout.num_workers=0",
                                                     "checkpoint_every=1000", "num_steps=50", f"run_dir={run_dir}"])
     with Trainer(cfg, show_progress=False) as trainer:
         history = trainer.train(should_stop=lambda: bool(read_metrics(run_dir)))

@@ -38,6 +38,7 @@ from srpo.envs.perturbations import (
 )
 from srpo.errors import SrpoError
 from srpo.evaluate import wilson_interval
+from srpo.provenance import provenance
 
 _LANGUAGE_RE = re.compile(r"\(:language\s+([^)]*)\)")
 
@@ -418,8 +419,6 @@ def write_results(cfg: TrainConfig, plan: RobustnessPlan, episodes: Sequence[dic
     complete = sum(row["num_episodes"] for row in summary.values()) >= expected
     table = format_table(summary)
     (out / "table.txt").write_text(table + "\n")
-    from srpo.provenance import provenance
-
     (out / "results.json").write_text(json.dumps({
         "benchmark": rob.benchmark, "checkpoint": cfg.policy.checkpoint, "suite": plan.suite,
         "base_tasks": plan.base_tasks, "episodes_per_task": rob.episodes_per_task,
