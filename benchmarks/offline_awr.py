@@ -1,7 +1,8 @@
-"""Offline SRPO on the built-in tabletop env: four arms from the same start on the same recorded dataset.
+"""Offline SRPO: four arms from the same start on the same recorded dataset (tabletop env or LIBERO).
 
-1. SFT a compact VLA on noisy scripted demos (the learning_efficiency recipe: keypoint encoder, object state,
-   random-walk starts, chunks of 2), never in a held-out layout.
+1. Start policy. Tabletop: SFT a compact VLA on noisy scripted demos (the learning_efficiency recipe: keypoint
+   encoder, object state, random-walk starts, chunks of 2), never in a held-out layout. LIBERO (`--env libero`):
+   the `cpu` preset's policy (the shipped compact LIBERO-Spatial SFT checkpoint) or `--init CHECKPOINT`.
 2. `srpo record`: roll it out at temperature T from the training init states of 2 tasks (mixed outcomes), as a
    LeRobot v3 dataset.
 3. `srpo offline` per arm and seed: bc (all episodes), filtered_bc (successes only), awr_binary, awr_srpo
@@ -9,16 +10,18 @@
 4. Greedy success on held-out init states (one episode per held-out state, --eval-states per task) before and
    after; Wilson 95 % intervals over the pooled episodes, and the per-seed spread.
 
-Prints a table and writes benchmarks/results/offline_awr.json. Resumable: finished stages under --out are reused.
+Prints a table and writes benchmarks/results/offline_awr.json (offline_awr_libero.json with --env libero).
+Resumable: finished stages under --out are reused (the recording continues batch by batch).
 
     python benchmarks/offline_awr.py --out runs/offline_awr [--seeds 0 1 2] [--steps 300]
+    MUJOCO_GL=egl python benchmarks/offline_awr.py --env libero --out runs/offline_libero --seeds 0 \
+        --train-states 10 --temperature 0.7 --batch-size 32 --record-batch 8
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -27,22 +30,27 @@ import numpy as np
 import torch
 
 from srpo.config.train import TrainConfig, load_config
+from srpo.diversity import bootstrap_ci
+from srpo.evaluate import wilson_interval
 
 RESULTS = Path(__file__).parent / "results"
 ARMS = ("bc", "filtered_bc", "awr_binary", "awr_srpo")
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial rate."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def base_config(args: argparse.Namespace, overrides: list[str]) -> TrainConfig:
+    if args.env == "libero":
+        # The main job's env, rollout, policy and world-model encoder (`--preset cpu`), on the first --tasks
+        # LIBERO-Spatial tasks: recorded from the first --train-states init states, evaluated on the last
+        # --eval-states (disjoint: LIBERO has 50 per task).
+        return load_config(preset="cpu", overrides=[
+            f"env.libero.task_ids=[{','.join(str(t) for t in range(args.tasks))}]",
+            f"env.libero.num_train_init_states={args.train_states}",
+            f"env.libero.num_eval_init_states={args.eval_states}",
+            "num_videos_per_step=0",
+            "tensorboard=false",
+            "torch_num_threads=1",
+            *overrides,
+        ])
     return load_config(preset="tabletop", overrides=[
         f"env.tabletop.num_tasks={args.tasks}",
         "env.tabletop.object_state=true",
@@ -65,6 +73,8 @@ def make_initial_policy(out: Path, args: argparse.Namespace) -> Path:
     from srpo.policies.compact import CompactVLA
     from srpo.sft import train_sft
 
+    if args.env == "libero":
+        return Path(args.init) if args.init else Path(base_config(args, []).policy.checkpoint or "")
     final = out / "final"
     if final.exists():
         return final
@@ -104,18 +114,47 @@ def eval_summary(trajs: list[Any]) -> dict[str, Any]:
         per_task.setdefault(str(t.task_id), []).append(int(t.success))
     wins = sum(sum(v) for v in per_task.values())
     n = sum(len(v) for v in per_task.values())
-    return {"success": wins / n, "num_episodes": n, "num_successes": wins, "wilson95": wilson(wins, n),
-            "per_task": {k: float(np.mean(v)) for k, v in per_task.items()}}
+    return {"success": wins / n, "num_episodes": n, "num_successes": wins, "wilson95": wilson_interval(wins, n),
+            "per_task": {k: float(np.mean(v)) for k, v in per_task.items()},
+            # One greedy episode per held-out (task, init state): the key pairs arms episode by episode.
+            "outcomes": {f"{t.task_id}/{t.init_state_id}": int(t.success) for t in trajs}}
 
 
-def run_arm(cfg: TrainConfig) -> dict[str, Any]:
+def paired_difference(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]) -> dict[str, Any]:
+    """Success of b minus success of a, paired by (seed, task, held-out init state).
+
+    Args:
+        runs_a, runs_b: Per-seed results, each with "seed" and eval["outcomes"] ({"task/init": 0|1}); a run list
+            of length 1 without a seed (the start policy) pairs with every seed of the other.
+
+    Returns:
+        {"difference": mean of the N paired differences, "ci95": percentile bootstrap interval over the pairs,
+        "num_pairs": N, "b_only": pairs b won and a lost, "a_only": the reverse}.
+    """
+    by_seed_a = {r.get("seed"): r["eval"]["outcomes"] for r in runs_a}
+    diffs: list[int] = []
+    for rb in runs_b:
+        outcomes_a = by_seed_a.get(rb.get("seed"), by_seed_a.get(None))
+        if outcomes_a is None:
+            continue
+        for key, won in rb["eval"]["outcomes"].items():
+            if key in outcomes_a:
+                diffs.append(int(won) - int(outcomes_a[key]))
+    if not diffs:
+        raise ValueError("paired_difference: the two arms share no (seed, task, init state) episode")
+    d = np.asarray(diffs, dtype=np.float64)
+    return {"difference": float(d.mean()), "ci95": bootstrap_ci(d), "num_pairs": len(diffs),
+            "b_only": int((d > 0).sum()), "a_only": int((d < 0).sum())}
+
+
+def run_arm(cfg: TrainConfig, show_progress: bool = False) -> dict[str, Any]:
     from srpo.offline import OfflineTrainer
 
     done = Path(cfg.run_dir) / "result.json"
     if done.exists():
         return dict(json.loads(done.read_text()))
     t0 = time.perf_counter()
-    with OfflineTrainer(cfg, show_progress=False, evaluate_start=False) as trainer:
+    with OfflineTrainer(cfg, show_progress=show_progress, evaluate_start=False) as trainer:
         history = trainer.train()
         final = trainer.last_eval
     assert final is not None
@@ -129,6 +168,8 @@ def run_arm(cfg: TrainConfig) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", choices=("tabletop", "libero"), default="tabletop")
+    parser.add_argument("--init", default=None, help="LIBERO: start checkpoint (default: the cpu preset's)")
     parser.add_argument("--out", default="runs/offline_awr")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
@@ -141,6 +182,7 @@ def main() -> None:
     parser.add_argument("--sft-steps", type=int, default=1500)
     parser.add_argument("--episodes-per-task", type=int, default=100, help="recorded episodes per task")
     parser.add_argument("--temperature", type=float, default=1.0, help="recording temperature")
+    parser.add_argument("--record-batch", type=int, default=50, help="episodes per recording batch / file")
     parser.add_argument("--steps", type=int, default=300, help="offline optimiser steps per arm")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -148,9 +190,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
+    libero = args.env == "libero"
     t0 = time.perf_counter()
     init = make_initial_policy(out / "init_sft", args)
-    common = [f"policy.checkpoint={init}", f"num_eval_episodes_per_task={args.eval_states}"]
+    # LIBERO keeps the preset's checkpoint string unless --init names another, so that a recording started
+    # with `srpo record --preset cpu` (same seed, temperature and batch) is continued rather than refused.
+    common = [f"num_eval_episodes_per_task={args.eval_states}"]
+    if args.env == "tabletop" or args.init:
+        common.insert(0, f"policy.checkpoint={init}")
     print(f"initial policy {init}; SFT done at {time.perf_counter() - t0:.0f} s", flush=True)
 
     init_path = out / "initial_eval.json"
@@ -163,7 +210,7 @@ def main() -> None:
 
     dataset = out / "dataset"
     rec = record_dataset(base_config(args, common), dataset, args.episodes_per_task, args.temperature,
-                         batch_episodes=50, show_progress=False)
+                         batch_episodes=args.record_batch, show_progress=libero)
     print(f"recorded {dataset}:\n{rec.table()}", flush=True)
 
     results: dict[str, list[dict[str, Any]]] = {}
@@ -173,9 +220,10 @@ def main() -> None:
                                      f"offline.dataset={dataset}", f"offline.arm={arm}", f"offline.beta={args.beta}",
                                      f"offline.batch_size={args.batch_size}", f"num_steps={args.steps}",
                                      f"algo.lr={args.lr}", f"checkpoint_every={args.steps}", "eval_every=0",
-                                     "encoder.name=efficientnet", "encoder.num_frames=8", "encoder.dtype=float32",
-                                     "encoder.device=cpu"])
-            r = run_arm(cfg)
+                                     # LIBERO keeps the cpu preset's encoder (EfficientNet-lite0, 16 frames).
+                                     *([] if libero else ["encoder.name=efficientnet", "encoder.num_frames=8",
+                                                          "encoder.dtype=float32", "encoder.device=cpu"])])
+            r = run_arm(cfg, show_progress=libero)
             results.setdefault(arm, []).append({"seed": seed, **r})
             print(f"{arm:12s} seed {seed}: held-out greedy {r['eval']['success']:.3f} "
                   f"({r['wall_s']:.0f} s)", flush=True)
@@ -186,7 +234,7 @@ def main() -> None:
         n = sum(r["eval"]["num_episodes"] for r in runs)
         per_seed = [r["eval"]["success"] for r in runs]
         rows.append({"arm": arm, "seeds": [r["seed"] for r in runs], "success_pooled": wins / n, "num_episodes": n,
-                     "wilson95": wilson(wins, n), "per_seed": per_seed, "seed_std": float(np.std(per_seed)),
+                     "wilson95": wilson_interval(wins, n), "per_seed": per_seed, "seed_std": float(np.std(per_seed)),
                      "weights": {k: runs[0]["dataset"].get(k) for k in ("weights/success_mean", "weights/failure_mean",
                                                                         "weights/effective_sample_fraction")}})
     print(f"\ninitial policy: {initial['success']:.3f} greedy on {initial['num_episodes']} held-out episodes "
@@ -196,6 +244,19 @@ def main() -> None:
         lo, hi = row["wilson95"]
         print(f"{row['arm']:12s} {row['success_pooled']:>18.3f} (n={row['num_episodes']}) {lo:>6.3f}–{hi:.3f}  "
               + ", ".join(f"{s:.3f}" for s in row["per_seed"]))
+    # Paired by held-out episode: every arm against the start policy, and every other arm against awr_srpo.
+    start = [{"eval": initial}]
+    paired: dict[str, dict[str, Any]] = {}
+    for arm, runs in results.items():
+        if "outcomes" in initial:
+            paired[f"{arm} - start"] = paired_difference(start, runs)
+        if arm != "awr_srpo" and "awr_srpo" in results:
+            paired[f"awr_srpo - {arm}"] = paired_difference(runs, results["awr_srpo"])
+    if paired:
+        print(f"\n{'paired difference (same held-out episodes)':44s} {'mean':>7s} {'95 % bootstrap':>17s}  won/lost")
+    for name, d in paired.items():
+        print(f"{name:44s} {d['difference']:>+7.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  "
+              f"{d['b_only']}/{d['a_only']} of {d['num_pairs']}")
     first_runs = next(iter(results.values()))
     summary = {
         "complete": all(len(v) == len(args.seeds) for v in results.values()) and len(results) == len(args.arms),
@@ -204,12 +265,13 @@ def main() -> None:
             vars(args).items()),
         "args": vars(args), "initial": initial, "recording": {"episodes": rec.num_episodes,
                                                               "successes": rec.num_successes},
-        "dataset": first_runs[0]["dataset"], "arms": rows, "runs": results,
+        "dataset": first_runs[0]["dataset"], "arms": rows, "paired": paired, "runs": results,
         "wall_s": time.perf_counter() - t0,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "offline_awr.json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {RESULTS / 'offline_awr.json'}")
+    path = RESULTS / ("offline_awr_libero.json" if libero else "offline_awr.json")
+    path.write_text(json.dumps(summary, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
