@@ -1,9 +1,11 @@
-"""What `libero.render_quality="fast"` changes in the policy's image, and what it saves.
+"""What `libero.render_quality` "fast" and "lean" change in the policy's image, and what they save.
 
-For each task, one env per quality renders the agentview of the same states (an init state after the settle
-steps, then after a few scripted-free moves of the arm), at the policy's image size. Prints the render time per
-frame and the pixel difference, and writes a small before/after PNG per task (full left, fast right, and the
-absolute difference ×4 on the far right) plus JSON under benchmarks/results/.
+For each task, one env per quality ("full", "fast", "lean") renders the agentview of the same states (an init
+state after the settle steps, then after a few scripted-free moves of the arm), at the policy's image size.
+Prints the render time per frame and the pixel differences (full vs fast, and fast vs lean: what the mesh
+simplification adds), and writes a small before/after PNG per task (full | fast | lean | |full − fast| × 4 |
+|fast − lean| × 4, one row per state) plus JSON under benchmarks/results/. Physics is the same in all three
+(the envs take the same actions; the JSON records the largest state difference).
 
     MUJOCO_GL=egl python benchmarks/render_quality.py [--size 128] [--tasks 0 1]
 """
@@ -23,6 +25,9 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 # A move that brings the gripper over the table, so the frame shows the arm near objects and their reflections.
 MOVE = np.array([0.4, 0.2, -0.4, 0.0, 0.0, 0.0, -1.0])
+QUALITIES = ("full", "fast", "lean")
+# Image differences reported: what "fast" changes against LIBERO's own frames, and what "lean" adds to "fast".
+PAIRS = ("full-fast", "fast-lean")
 
 
 def _timed_render(env: Any, size: int, repeats: int) -> tuple[np.ndarray, float]:
@@ -40,9 +45,10 @@ def measure_task(task_id: int, size: int, init_state_id: int, num_moves: int, re
 
     envs = {q: LiberoEnv(LiberoConfig(task_ids=(task_id,), image_size=size, embed_image_size=size,
                                       render_quality=q), 0)
-            for q in ("full", "fast")}
-    out: dict[str, Any] = {"task_id": task_id, "frames": {}, "render_ms": {"full": [], "fast": []},
-                           "mean_abs_diff": [], "frac_pixels_diff_gt_10": []}
+            for q in QUALITIES}
+    out: dict[str, Any] = {"task_id": task_id, "frames": {}, "render_ms": {q: [] for q in QUALITIES},
+                           "mean_abs_diff": {p: [] for p in PAIRS}, "frac_pixels_diff_gt_10": {p: [] for p in PAIRS},
+                           "max_state_diff": 0.0}
     try:
         for env in envs.values():
             env.reset(init_state_id)
@@ -55,9 +61,13 @@ def measure_task(task_id: int, size: int, init_state_id: int, num_moves: int, re
             for quality, env in envs.items():
                 frames[quality], seconds = _timed_render(env, size, repeats)
                 out["render_ms"][quality].append(1000 * seconds)
-            diff = np.abs(frames["full"].astype(np.int16) - frames["fast"].astype(np.int16))
-            out["mean_abs_diff"].append(float(diff.mean()))
-            out["frac_pixels_diff_gt_10"].append(float((diff.max(-1) > 10).mean()))
+            for pair in PAIRS:
+                a, b = pair.split("-")
+                diff = np.abs(frames[a].astype(np.int16) - frames[b].astype(np.int16))
+                out["mean_abs_diff"][pair].append(float(diff.mean()))
+                out["frac_pixels_diff_gt_10"][pair].append(float((diff.max(-1) > 10).mean()))
+            states = [env.raw_obs["robot0_eef_pos"] for env in envs.values()]
+            out["max_state_diff"] = max(out["max_state_diff"], float(np.ptp(np.stack(states), axis=0).max()))
             out["frames"][stage] = frames
     finally:
         for env in envs.values():
@@ -65,15 +75,19 @@ def measure_task(task_id: int, size: int, init_state_id: int, num_moves: int, re
     return out
 
 
-def write_png(path: Path, rows: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """One row per state: full | fast | |full − fast| × 4."""
+def write_png(path: Path, rows: list[dict[str, np.ndarray]]) -> None:
+    """One row per state: full | fast | lean | |full − fast| × 4 | |fast − lean| × 4."""
     from PIL import Image
 
     lines = []
-    for full, fast in rows:
-        diff = np.clip(np.abs(full.astype(np.int16) - fast.astype(np.int16)) * 4, 0, 255).astype(np.uint8)
-        gap = np.full((full.shape[0], 4, 3), 255, np.uint8)
-        lines.append(np.concatenate([full, gap, fast, gap, diff], axis=1))
+    for frames in rows:
+        gap = np.full((frames["full"].shape[0], 4, 3), 255, np.uint8)
+        tiles = [frames[q] for q in QUALITIES]
+        for pair in PAIRS:
+            a, b = pair.split("-")
+            tiles.append(np.clip(np.abs(frames[a].astype(np.int16) - frames[b].astype(np.int16)) * 4, 0,
+                                 255).astype(np.uint8))
+        lines.append(np.concatenate([x for tile in tiles for x in (tile, gap)][:-1], axis=1))
     Image.fromarray(np.concatenate(lines, axis=0)).save(path, optimize=True)
 
 
@@ -95,23 +109,29 @@ def main() -> None:
                                           "mujoco_gl": os.environ.get("MUJOCO_GL"),
                                           "load_avg_1min": os.getloadavg()[0]},
                               "tasks": []}
-    print(f"{'task':>4} {'state':>8} {'full ms':>8} {'fast ms':>8} {'mean|Δ|':>8} {'px |Δ|>10':>10}")
+    print(f"{'task':>4} {'state':>8} {'full ms':>8} {'fast ms':>8} {'lean ms':>8}   full→fast mean|Δ| px|Δ|>10"
+          f"   fast→lean mean|Δ| px|Δ|>10")
     for task_id in args.tasks:
         result = measure_task(task_id, args.size, args.init_state, args.moves, args.repeats)
         frames = result.pop("frames")
         png = args.out_dir / f"render_quality_task{task_id}.png"
-        write_png(png, [(f["full"], f["fast"]) for f in frames.values()])
+        write_png(png, list(frames.values()))
         result["png"] = png.name
         report["tasks"].append(result)
         times = result["render_ms"]
         for k, stage in enumerate(frames):
-            print(f"{task_id:>4} {stage:>8} {times['full'][k]:>8.1f} {times['fast'][k]:>8.1f}"
-                  f" {result['mean_abs_diff'][k]:>8.2f} {result['frac_pixels_diff_gt_10'][k]:>10.3f}", flush=True)
-    full = np.mean([m for t in report["tasks"] for m in t["render_ms"]["full"]])
-    fast = np.mean([m for t in report["tasks"] for m in t["render_ms"]["fast"]])
-    report["mean_render_ms"] = {"full": float(full), "fast": float(fast)}
-    report["speedup"] = float(full / fast)
-    print(f"mean render: full {full:.1f} ms, fast {fast:.1f} ms ({full / fast:.2f}x)")
+            diffs = "".join(f" {result['mean_abs_diff'][p][k]:>17.2f} {result['frac_pixels_diff_gt_10'][p][k]:>9.3f}"
+                            for p in PAIRS)
+            print(f"{task_id:>4} {stage:>8}" + "".join(f" {times[q][k]:>8.1f}" for q in QUALITIES) + diffs,
+                  flush=True)
+    mean_ms = {q: float(np.mean([m for t in report["tasks"] for m in t["render_ms"][q]])) for q in QUALITIES}
+    report["mean_render_ms"] = mean_ms
+    report["speedup"] = {"fast_vs_full": mean_ms["full"] / mean_ms["fast"],
+                         "lean_vs_fast": mean_ms["fast"] / mean_ms["lean"],
+                         "lean_vs_full": mean_ms["full"] / mean_ms["lean"]}
+    print("mean render: " + ", ".join(f"{q} {ms:.1f} ms" for q, ms in mean_ms.items())
+          + f" (fast {report['speedup']['fast_vs_full']:.2f}x full, lean {report['speedup']['lean_vs_fast']:.2f}x"
+          " fast)")
     path = args.out_dir / "render_quality.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")

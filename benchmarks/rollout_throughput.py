@@ -6,10 +6,11 @@ all variants; 10 settle steps after every reset in all:
 (a) srpo: `RolloutEngine` with `LiberoEnvFactory` — persistent worker(s), envs built once per task and reused
     (soft reset + set_init_state), the 224² agentview rendered once per 8-step action chunk for the policy
     and reused as the embedding frame (embed_stride = chunk size), at `libero.render_quality="fast"`
-    (reflections, shadows and multisampling off; see benchmarks/render_quality.py). Measured after a warm-up
-    batch that builds the envs; construction time is reported separately. Two more srpo settings beside it:
-    (a') the same at render_quality="full" (LIBERO's own settings, the previous default), and (a'') "fast" with
-    the embedding camera rendered on every control step (embed_stride = 1, what the official reward sees).
+    (reflections, shadows and multisampling off; see benchmarks/render_quality.py) and at "lean" (fast, with the
+    dense meshes drawn from simplified copies). Measured after a warm-up batch that builds the envs;
+    construction time is reported separately. More srpo settings beside them: (a') the same at
+    render_quality="full" (LIBERO's own settings), and (a'') "fast" and "lean" with the embedding camera
+    rendered on every control step (embed_stride = 1, what the official reward sees). `--settings` picks some.
 (b) peer: the loop of the official LIBERO / OpenVLA evaluation — one env per task, a hard reset per episode
     (robosuite rebuilds the MuJoCo model and GL context), both cameras (agentview + wrist) rendered at 256²
     on every step as camera observations.
@@ -48,6 +49,15 @@ FIXED_ACTION = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0], dtype=np.float32)
 PEER_IMAGE_SIZE = 256
 SRPO_IMAGE_SIZE = 224
 RESULTS = Path(__file__).resolve().parent / "results" / "rollout_throughput.json"
+# (key, libero.render_quality, rollout.embed_stride, table label): None = one embedding frame per action chunk
+# (srpo's default), 1 = the embedding camera rendered on every control step (what the official reward sees).
+SRPO_SETTINGS = [
+    ("srpo", "fast", None, "(a) srpo, per chunk, fast"),
+    ("srpo_lean", "lean", None, "(a) per chunk, lean"),
+    ("srpo_full_render", "full", None, "(a') per chunk, full"),
+    ("srpo_embed_every_step", "fast", 1, "(a'') every step, fast"),
+    ("srpo_lean_embed_every_step", "lean", 1, "(a'') every step, lean"),
+]
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,7 @@ def run_srpo(work: Workload, num_workers: int, render_quality: str = "fast",
     Args:
         work: The workload.
         num_workers: Engine worker processes.
-        render_quality: `LiberoConfig.render_quality`, "fast" or "full".
+        render_quality: `LiberoConfig.render_quality`: "full", "fast" or "lean".
         embed_stride: `RolloutConfig.embed_stride`: None = one embedding frame per action chunk, 1 = every step.
     """
     from srpo.config.libero import LiberoConfig
@@ -240,6 +250,8 @@ def main() -> None:
                         help="srpo engine worker processes (b and c run in one process: keep 1 for a per-core "
                              "comparison)")
     parser.add_argument("--skip-peer", action="store_true", help="leave out (b), the slowest variant (~5 min)")
+    parser.add_argument("--settings", nargs="+", default=[k for k, _, _, _ in SRPO_SETTINGS],
+                        choices=[k for k, _, _, _ in SRPO_SETTINGS], help="srpo settings to time (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     # Choose the backend before any child imports robosuite; children inherit the environment.
@@ -257,7 +269,7 @@ def main() -> None:
     if not args.skip_peer:
         results["peer"] = _in_subprocess(run_peer, work)
         print(f"(b) peer done in {results['peer']['wall_s']:.1f} s", flush=True)
-    srpo_settings = [("srpo", "fast", None), ("srpo_full_render", "full", None), ("srpo_embed_every_step", "fast", 1)]
+    srpo_settings = [(key, quality, stride) for key, quality, stride, _ in SRPO_SETTINGS if key in args.settings]
     for key, quality, stride in srpo_settings:
         results[key] = run_srpo(work, args.num_workers, quality, stride)
         print(f"(a) {key} done in {results[key]['wall_s']:.1f} s (warm-up {results[key]['warmup_s']:.1f} s)",
@@ -281,10 +293,9 @@ def main() -> None:
     # else shares the cores; the wall-time ratios above are what a user waits on an otherwise idle machine.
     ratios.update({f"{key}_over_floor_cpu": results["floor"]["cpu_s"] / results[key]["cpu_s"]
                    for key, _, _ in srpo_settings})
-    if "peer" in results:
+    if "peer" in results and "srpo" in results:
         ratios["srpo_over_peer"] = results["srpo"]["episodes_per_min"] / results["peer"]["episodes_per_min"]
-    rows = [("(a) srpo, per chunk, fast", "srpo"), ("(a') per chunk, full", "srpo_full_render"),
-            ("(a'') every step, fast", "srpo_embed_every_step"), ("(b) peer loop", "peer"),
+    rows = [*((label, key) for key, _, _, label in SRPO_SETTINGS), ("(b) peer loop", "peer"),
             ("(c) physics floor", "floor")]
     print(f"\n{'variant':<28}{'episodes/min':>14}{'env steps/s':>13}{'wall s':>9}{'peak RSS MiB':>14}"
           f"{'/ floor':>9}")

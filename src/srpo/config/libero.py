@@ -9,7 +9,7 @@ from srpo.config.base import ConfigError, require, require_choice
 
 LiberoSuite = Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"]
 RenderBackend = Literal["egl", "osmesa"]
-RenderQuality = Literal["full", "fast"]
+RenderQuality = Literal["full", "fast", "lean"]
 HorizonPreset = Literal["suite", "official"]
 InitStateSplit = Literal["train", "eval"]
 
@@ -74,8 +74,11 @@ class LiberoConfig:
     buffer), the images the official code and its checkpoints see. "fast": reflections, shadows and
     multisampling off and the offscreen buffer sized to the largest image asked for, ~3× cheaper with Mesa's
     software rasteriser; objects, robot and layout are unchanged, edges are aliased and the table shows no
-    mirror image (benchmarks/results/render_quality_*.png). A policy trained on one should be evaluated on
-    the same."""
+    mirror image (benchmarks/results/render_quality_*.png). "lean": "fast" with the dense meshes (>= 2000
+    triangles: bowls, plates, the robot's links) drawn from vertex-clustered copies (64 cells along each mesh's
+    longest edge; physics keeps the full meshes), ~2× cheaper again per frame; silhouettes move by at most a
+    cell, shading of curved surfaces changes a little. A policy trained on one should be evaluated on the
+    same."""
     render_backend: RenderBackend = "egl"
     """MuJoCo offscreen backend (sets MUJOCO_GL/PYOPENGL_PLATFORM before the first MuJoCo import): "egl"
     (GPU or Mesa's EGL) or "osmesa" (software; needs Debian's libosmesa6)."""

@@ -115,6 +115,12 @@ def upright(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[::-1, ::-1])
 
 
+# render_quality="lean": meshes with at least LEAN_MIN_FACES triangles are drawn from a vertex-clustered copy
+# with LEAN_GRID cells along their longest edge (benchmarks/render_quality.py shows the frames and the cost).
+LEAN_GRID = 64
+LEAN_MIN_FACES = 2000
+
+
 def _apply_render_quality(context: Any, quality: str, buffer_size: int) -> None:
     """Apply `LiberoConfig.render_quality` to a robosuite offscreen render context (once per context).
 
@@ -122,17 +128,18 @@ def _apply_render_quality(context: Any, quality: str, buffer_size: int) -> None:
     the policy least needs: the floor's mirror reflection (MuJoCo draws the scene a second time, mirrored),
     shadow maps (no pixel changed by it in the LIBERO-Spatial frames we compared) and 4× multisampling,
     and shrinks the offscreen buffer from 640×480 to the largest image rendered. Multisampling and the buffer
-    size live in the MjrContext, which has to be rebuilt for them to take effect.
+    size live in the MjrContext, which has to be rebuilt for them to take effect. "lean" is "fast" with the
+    dense meshes drawn from simplified copies (`upload_simplified_meshes`).
 
     Args:
         context: robosuite's `MjRenderContext` (`sim._render_context_offscreen`), its GL context current.
-        quality: "full" or "fast".
-        buffer_size: Side of the square offscreen buffer in "fast" mode (>= every image size rendered).
+        quality: "full", "fast" or "lean".
+        buffer_size: Side of the square offscreen buffer in "fast" and "lean" mode (>= every image size rendered).
     """
     if quality == "full":
         return
-    if quality != "fast":
-        raise ValueError(f"unknown libero.render_quality {quality!r}: choose 'full' or 'fast'")
+    if quality not in ("fast", "lean"):
+        raise ValueError(f"unknown libero.render_quality {quality!r}: choose 'full', 'fast' or 'lean'")
     import mujoco
 
     context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
@@ -141,8 +148,58 @@ def _apply_render_quality(context: Any, quality: str, buffer_size: int) -> None:
     visual.quality.offsamples = 0
     visual.global_.offwidth = buffer_size
     visual.global_.offheight = buffer_size
-    context.con.free()
-    context._set_mujoco_context_and_buffers()
+    if quality == "lean":
+        upload_simplified_meshes(context, LEAN_GRID, LEAN_MIN_FACES)
+    else:
+        context.con.free()
+        context._set_mujoco_context_and_buffers()
+
+
+def upload_simplified_meshes(context: Any, grid: int, min_faces: int) -> int:
+    """Rebuild a render context's MjrContext with every mesh of >= `min_faces` triangles simplified.
+
+    The MjrContext copies the model's meshes to the GL side when it is made; the simplified faces
+    (`srpo.envs.mesh_lod.cluster_faces`) are written into the model's face arrays for that moment only, and the
+    original arrays are restored afterwards, also on error, so the physics model is never changed.
+
+    Args:
+        context: An object with `.model._model` (the MjModel), `.con` (its MjrContext) and
+            `._set_mujoco_context_and_buffers()` (robosuite's MjRenderContext), its GL context current.
+        grid: Cells along each simplified mesh's longest edge.
+        min_faces: Meshes with fewer triangles are uploaded unchanged.
+
+    Returns:
+        The number of triangles uploaded (all meshes).
+    """
+    from srpo.envs.mesh_lod import cluster_faces
+
+    m = context.model._model
+    saved: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    total = 0
+    try:
+        for mesh in range(m.nmesh):
+            count, start = int(m.mesh_facenum[mesh]), int(m.mesh_faceadr[mesh])
+            if count < min_faces:
+                total += count
+                continue
+            rows = slice(start, start + count)
+            first_vert, num_verts = int(m.mesh_vertadr[mesh]), int(m.mesh_vertnum[mesh])
+            face, normal, texcoord = cluster_faces(m.mesh_vert[first_vert:first_vert + num_verts], m.mesh_face[rows],
+                                                   m.mesh_facenormal[rows], m.mesh_facetexcoord[rows], grid)
+            saved.append((mesh, count, m.mesh_face[rows].copy(), m.mesh_facenormal[rows].copy(),
+                          m.mesh_facetexcoord[rows].copy()))
+            kept = slice(start, start + len(face))
+            m.mesh_face[kept], m.mesh_facenormal[kept], m.mesh_facetexcoord[kept] = face, normal, texcoord
+            m.mesh_facenum[mesh] = len(face)
+            total += len(face)
+        context.con.free()
+        context._set_mujoco_context_and_buffers()
+    finally:
+        for mesh, count, face, normal, texcoord in saved:
+            rows = slice(int(m.mesh_faceadr[mesh]), int(m.mesh_faceadr[mesh]) + count)
+            m.mesh_face[rows], m.mesh_facenormal[rows], m.mesh_facetexcoord[rows] = face, normal, texcoord
+            m.mesh_facenum[mesh] = count
+    return total
 
 
 class LiberoEnv:
