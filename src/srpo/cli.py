@@ -191,7 +191,8 @@ def _compare(args: argparse.Namespace) -> int:
     from srpo.compare import run_compare
 
     cfg = _load_train_config(args)
-    result = run_compare(cfg, args.out, seeds=args.seeds, target=args.target, metric=args.metric)
+    result = run_compare(cfg, args.out, seeds=args.seeds, algos=tuple(args.algos), target=args.target,
+                         metric=args.metric)
     print(result.table())
     print(f"plot: {Path(args.out) / 'compare.png'}, data: {Path(args.out) / 'compare.json'}")
     return 0
@@ -555,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(cmp_)
     cmp_.add_argument("--steps", type=int, help="training steps per run")
     cmp_.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    cmp_.add_argument("--algos", nargs="+", default=["srpo", "grpo"], choices=["srpo", "grpo"],
+                      help="arms, run in this order (all seeds of one before the next); re-run to resume")
     cmp_.add_argument("--target", type=float, default=0.5, help="success level for 'steps to target'")
     cmp_.add_argument("--metric", default="eval/success_rate")
     cmp_.add_argument("--out", default="runs/compare")

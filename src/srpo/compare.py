@@ -1,5 +1,6 @@
-"""`srpo compare`: SRPO and GRPO from the same initial policy, seeds and tasks; success against step for both,
-and the number of steps each needs to reach a target success."""
+"""`srpo compare`: SRPO and GRPO from the same initial policy, seeds and tasks; success against step for both
+(with Wilson intervals where the evaluations logged their counts), the number of steps each needs to reach a
+target success, and each run's trend (least-squares slope of held-out success per step, with its interval)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from srpo.config.train import TrainConfig
 from srpo.errors import SrpoError
+from srpo.evaluate import SlopeEstimate, success_slope, wilson_interval
 from srpo.policies.base import TrainablePolicy
 from srpo.report import plot_success_curves
 from srpo.run_dir import list_checkpoints, read_metrics
@@ -28,6 +30,9 @@ class CompareResult:
     curves: dict[str, list[list[tuple[int, float]]]] = field(default_factory=dict)
     steps_to_target: dict[str, list[int | None]] = field(default_factory=dict)
     final: dict[str, list[float]] = field(default_factory=dict)
+    # Per algorithm, per seed: (step, low, high) Wilson intervals and the slope, when the run logged counts.
+    intervals: dict[str, list[list[tuple[int, float, float]]]] = field(default_factory=dict)
+    slopes: dict[str, list[SlopeEstimate | None]] = field(default_factory=dict)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -43,6 +48,9 @@ class CompareResult:
                 "num_reached_target": len(reached),
                 "steps_to_target_mean": float(np.mean(reached)) if reached else None,
                 "steps_to_target": self.steps_to_target[algo],
+                "slopes": [None if e is None else
+                           {"slope": e.slope, "ci95": [e.low, e.high], "num_points": e.num_points}
+                           for e in self.slopes.get(algo, [])],
             })
         return rows
 
@@ -57,6 +65,10 @@ class CompareResult:
                 f"[{r['final_min']:.2f}, {r['final_max']:.2f}] {r['num_reached_target']:>4}/{r['num_seeds']:<3} "
                 f"{steps:>28}"
             )
+        for algo, estimates in self.slopes.items():
+            for seed, estimate in enumerate(estimates):
+                if estimate is not None:
+                    lines.append(f"{algo} run {seed}: slope {estimate.text()}")
         return "\n".join(lines)
 
 
@@ -70,6 +82,27 @@ def steps_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
 
 def metric_curve(run_dir: str | Path, metric: str) -> list[tuple[int, float]]:
     return [(int(m["step"]), float(m[metric])) for m in read_metrics(run_dir) if metric in m]
+
+
+def eval_counts(records: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+    """(step, successes, episodes) of every evaluation that logged its counts, one per step (the last written),
+    in step order."""
+    by_step: dict[int, tuple[int, int]] = {}
+    for r in records:
+        if r.get("eval/num_episodes", 0) > 0 and "eval/num_successes" in r:
+            by_step[int(r["step"])] = (int(r["eval/num_successes"]), int(r["eval/num_episodes"]))
+    return [(step, k, n) for step, (k, n) in sorted(by_step.items())]
+
+
+def curve_statistics(records: list[dict[str, Any]]) -> tuple[list[tuple[int, float, float]], SlopeEstimate | None]:
+    """Wilson 95 % interval of every evaluation with counts, and the least-squares slope of success per step
+    (None with fewer than two evaluated steps)."""
+    counts = eval_counts(records)
+    intervals = [(step, *wilson_interval(k, n)) for step, k, n in counts]
+    if len(counts) < 2:
+        return intervals, None
+    steps, wins, episodes = zip(*counts, strict=True)
+    return intervals, success_slope(steps, wins, episodes)
 
 
 def run_compare(
@@ -114,12 +147,17 @@ def run_compare(
             result.curves.setdefault(algo, []).append(curve)
             result.steps_to_target.setdefault(algo, []).append(steps_to_reach(curve, target))
             result.final.setdefault(algo, []).append(curve[-1][1])
-    plot_success_curves(result.curves, out / "compare.png", target, ylabel=metric)
+            intervals, slope = curve_statistics(read_metrics(run_dir)) if metric == "eval/success_rate" else ([], None)
+            result.intervals.setdefault(algo, []).append(intervals)
+            result.slopes.setdefault(algo, []).append(slope)
+    plot_success_curves(result.curves, out / "compare.png", target, ylabel=metric,
+                        intervals=result.intervals if metric == "eval/success_rate" else None)
     (out / "compare.json").write_text(json.dumps({
         "metric": metric,
         "target": target,
         "seeds": seeds,
         "rows": result.summary_rows(),
         "curves": result.curves,
+        "intervals": result.intervals,
     }, indent=2))
     return result

@@ -72,6 +72,58 @@ def difference_interval(
             min(1.0, d + math.hypot(high_b - p_b, p_a - low_a)))
 
 
+@dataclass(frozen=True)
+class SlopeEstimate:
+    """Least-squares trend of an evaluation curve: success per training step, with a 95 % interval."""
+
+    slope: float
+    low: float
+    high: float
+    num_points: int
+
+    def text(self, per: int = 100) -> str:
+        """E.g. "+0.120 [+0.040, +0.200] per 100 steps (6 evaluations)"."""
+        return (f"{per * self.slope:+.3f} [{per * self.low:+.3f}, {per * self.high:+.3f}] per {per} steps "
+                f"({self.num_points} evaluations)")
+
+
+def success_slope(steps: Sequence[int], successes: Sequence[int], trials: Sequence[int],
+                  z: float = Z_95) -> SlopeEstimate:
+    """Ordinary least-squares slope of evaluation success rates against training step, and its interval.
+
+    With rates p̂_i = k_i / n_i at steps s_i (i = 1..m), the slope is b = Σ c_i p̂_i with
+    c_i = (s_i − s̄) / Σ_j (s_j − s̄)². The evaluations are independent binomial samples, so
+    Var(b) = Σ c_i² p_i (1 − p_i) / n_i exactly, whether or not the curve is linear; p_i is estimated by the
+    add-one rate p̃_i = (k_i + 1) / (n_i + 2), so that a curve of zeros still gets an interval of nonzero width.
+    The interval is b ± z √Var(b): the trend of the expected success over the run, not a model of its shape.
+
+    Args:
+        steps: (m,) training steps of the evaluations, at least two distinct.
+        successes: (m,) k_i, successes per evaluation.
+        trials: (m,) n_i >= 1, episodes per evaluation.
+        z: Normal quantile (1.96 for 95 %).
+
+    Returns:
+        SlopeEstimate with slope, low, high in success per step.
+    """
+    s = np.asarray(steps, dtype=np.float64)
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    if not (s.ndim == 1 and s.shape == k.shape == n.shape):
+        raise ValueError(f"steps, successes and trials must be 1-D of one length, got {s.shape}, {k.shape}, {n.shape}")
+    if np.any(n < 1) or np.any(k < 0) or np.any(k > n):
+        raise ValueError("every evaluation needs trials >= 1 and 0 <= successes <= trials")
+    centred = s - s.mean()
+    sxx = float((centred ** 2).sum())
+    if sxx == 0.0:
+        raise ValueError(f"a slope needs evaluations at two or more different steps, got steps {list(steps)}")
+    c = centred / sxx
+    slope = float(c @ (k / n))
+    p_tilde = (k + 1) / (n + 2)
+    half = z * math.sqrt(float((c ** 2 * p_tilde * (1 - p_tilde) / n).sum()))
+    return SlopeEstimate(slope, slope - half, slope + half, len(s))
+
+
 def before_after_line(records: Sequence[dict[str, Any]]) -> str | None:
     """The main job's summary: held-out greedy success before and after training, with 95 % intervals.
 

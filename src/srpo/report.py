@@ -105,8 +105,10 @@ def plot_phase_times(metrics: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 
 def plot_success_curves(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]], path: Path, target: float | None,
-                        ylabel: str = "success rate") -> None:
-    """Mean ± min/max band of several seeds per label (e.g. "srpo", "grpo")."""
+                        ylabel: str = "success rate",
+                        intervals: Mapping[str, Sequence[Sequence[tuple[int, float, float]]]] | None = None) -> None:
+    """Mean ± min/max band of several seeds per label (e.g. "srpo", "grpo"); a label with one run and
+    `intervals` ((step, low, high) per evaluation, e.g. Wilson 95 %) shows them as error bars instead."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for label, runs in curves.items():
@@ -116,6 +118,18 @@ def plot_success_curves(curves: Mapping[str, Sequence[Sequence[tuple[int, float]
             for s, v in run:
                 table[i, steps.index(s)] = v
         mean = np.nanmean(table, axis=0)
+        bars = intervals.get(label) if intervals else None
+        if len(runs) == 1 and bars and bars[0]:
+            by_step = {step: (low, high) for step, low, high in bars[0]}
+            have = [k for k, step in enumerate(steps) if step in by_step]
+            low = np.array([mean[k] - by_step[steps[k]][0] for k in have])
+            high = np.array([by_step[steps[k]][1] - mean[k] for k in have])
+            line = ax.errorbar([steps[k] for k in have], mean[have], yerr=[low, high], fmt="o-", capsize=3,
+                               label=f"{label} (95 % Wilson intervals)")
+            missing = [k for k in range(len(steps)) if k not in have]
+            if missing:
+                ax.plot([steps[k] for k in missing], mean[missing], "o", color=line[0].get_color())
+            continue
         ax.plot(steps, mean, "o-", label=f"{label} (mean of {len(runs)})")
         ax.fill_between(steps, np.nanmin(table, axis=0), np.nanmax(table, axis=0), alpha=0.2)
     if target is not None:

@@ -1,0 +1,87 @@
+"""`srpo compare`: the slope of a learning curve and its interval, evaluation counts, and the end-to-end runner on
+the tabletop env (both arms, resume, intervals in the JSON and the plot)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from srpo.compare import curve_statistics, eval_counts, run_compare
+from srpo.config.train import load_config
+from srpo.evaluate import success_slope, wilson_interval
+from srpo.run_dir import read_metrics
+from test_trainer import TINY
+
+
+def test_success_slope_hand_computed() -> None:
+    # Rates 0.2, 0.4, 0.6 at steps 0, 10, 20: c = (-0.05, 0, 0.05), slope 0.02 per step.
+    est = success_slope([0, 10, 20], [2, 4, 6], [10, 10, 10])
+    assert est.slope == pytest.approx(0.02)
+    # Add-one rates 3/12 and 7/12 at the ends: Var = 0.05² (0.25·0.75 + 7/12·5/12) / 10.
+    var = 0.0025 * (0.25 * 0.75 + (7 / 12) * (5 / 12)) / 10
+    half = 1.959963984540054 * math.sqrt(var)
+    assert (est.low, est.high) == (pytest.approx(0.02 - half), pytest.approx(0.02 + half))
+    assert est.num_points == 3
+    bounds = f"[{100 * (0.02 - half):+.3f}, {100 * (0.02 + half):+.3f}]"
+    assert est.text() == f"+2.000 {bounds} per 100 steps (3 evaluations)"
+
+
+def test_success_slope_of_a_flat_curve_of_zeros_has_a_nonzero_interval() -> None:
+    est = success_slope([0, 10, 20, 30], [0, 0, 0, 0], [40, 40, 40, 40])
+    assert est.slope == 0.0 and est.low < 0.0 < est.high
+
+
+def test_a_clear_rise_excludes_zero_and_noise_does_not() -> None:
+    rising = success_slope([0, 10, 20, 30, 40], [4, 10, 16, 22, 28], [40] * 5)
+    assert rising.low > 0
+    flat = success_slope([0, 10, 20, 30, 40], [4, 6, 3, 5, 4], [40] * 5)
+    assert flat.low < 0 < flat.high
+
+
+def test_success_slope_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="two or more different steps"):
+        success_slope([5, 5], [1, 2], [10, 10])
+    with pytest.raises(ValueError, match="0 <= successes <= trials"):
+        success_slope([0, 1], [11, 2], [10, 10])
+    with pytest.raises(ValueError, match="one length"):
+        success_slope([0, 1, 2], [1, 2], [10, 10])
+
+
+def test_eval_counts_keep_the_last_record_per_step_in_step_order() -> None:
+    records = [{"step": 10, "eval/num_successes": 3, "eval/num_episodes": 40},
+               {"step": 0, "eval/num_successes": 1, "eval/num_episodes": 40},
+               {"step": 10, "eval/num_successes": 5, "eval/num_episodes": 40},  # a resumed run's re-evaluation
+               {"step": 5, "loss/policy": 0.1},
+               {"step": 20, "eval/num_successes": 0, "eval/num_episodes": 0}]
+    assert eval_counts(records) == [(0, 1, 40), (10, 5, 40)]
+    intervals, slope = curve_statistics(records)
+    assert intervals == [(0, *wilson_interval(1, 40)), (10, *wilson_interval(5, 40))]
+    assert slope is not None and slope.slope == pytest.approx((5 / 40 - 1 / 40) / 10)
+    assert curve_statistics(records[1:2]) == ([(0, *wilson_interval(1, 40))], None)
+
+
+def test_run_compare_runs_both_arms_with_intervals_and_resumes(tmp_path: Path) -> None:
+    base = load_config(preset="tabletop", overrides=[*TINY, "num_steps=2", "eval_every=1", "tensorboard=false",
+                                                     "num_videos_per_step=0"])
+    out = tmp_path / "cmp"
+    result = run_compare(base, out, seeds=[0], algos=("srpo", "grpo"), target=0.5, show_progress=False)
+    assert set(result.curves) == {"srpo", "grpo"}
+    for algo in ("srpo", "grpo"):
+        records = read_metrics(out / algo / "seed0")
+        assert [s for s, _, _ in result.intervals[algo][0]] == [0, 1, 2]
+        slope = result.slopes[algo][0]
+        assert slope is not None and slope.num_points == 3 and slope.low <= slope.slope <= slope.high
+        assert result.intervals[algo][0] == curve_statistics(records)[0]
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["intervals"]["srpo"][0][0][0] == 0
+    assert {"slope", "ci95", "num_points"} <= set(saved["rows"][0]["slopes"][0])
+    assert (out / "compare.png").stat().st_size > 0
+    assert "slope" in result.table()
+    # Finished runs are read back, not trained again.
+    mtime = (out / "srpo" / "seed0" / "metrics.jsonl").stat().st_mtime_ns
+    again = run_compare(base, out, seeds=[0], algos=("srpo",), show_progress=False)
+    assert (out / "srpo" / "seed0" / "metrics.jsonl").stat().st_mtime_ns == mtime
+    assert again.slopes["srpo"][0] == result.slopes["srpo"][0]
