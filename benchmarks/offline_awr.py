@@ -262,7 +262,7 @@ def main() -> None:
         "complete": all(len(v) == len(args.seeds) for v in results.values()) and len(results) == len(args.arms),
         "command": "python benchmarks/offline_awr.py " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in
-            vars(args).items()),
+            vars(args).items() if v is not None),  # an option left unset (e.g. --init) is left out
         "args": vars(args), "initial": initial, "recording": {"episodes": rec.num_episodes,
                                                               "successes": rec.num_successes},
         "dataset": first_runs[0]["dataset"], "arms": rows, "paired": paired, "runs": results,
