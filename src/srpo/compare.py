@@ -80,8 +80,9 @@ def steps_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
     return None
 
 
-def metric_curve(run_dir: str | Path, metric: str) -> list[tuple[int, float]]:
-    return [(int(m["step"]), float(m[metric])) for m in read_metrics(run_dir) if metric in m]
+def metric_curve(records: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
+    """(step, value) of every metric record that holds `metric`, in file order."""
+    return [(int(m["step"]), float(m[metric])) for m in records if metric in m]
 
 
 def eval_counts(records: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
@@ -140,14 +141,15 @@ def run_compare(
                 policy = policy_factory() if policy_factory is not None and not resume else None
                 with Trainer(cfg, resume=resume, policy=policy, show_progress=show_progress) as trainer:
                     trainer.train()
-            curve = metric_curve(run_dir, metric)
+            records = read_metrics(run_dir)
+            curve = metric_curve(records, metric)
             if not curve:
                 raise SrpoError(f"run {run_dir} logged no {metric!r}; is evaluation enabled (eval_every, "
                                  "num_eval_episodes_per_task)?")
             result.curves.setdefault(algo, []).append(curve)
             result.steps_to_target.setdefault(algo, []).append(steps_to_reach(curve, target))
             result.final.setdefault(algo, []).append(curve[-1][1])
-            intervals, slope = curve_statistics(read_metrics(run_dir)) if metric == "eval/success_rate" else ([], None)
+            intervals, slope = curve_statistics(records) if metric == "eval/success_rate" else ([], None)
             result.intervals.setdefault(algo, []).append(intervals)
             result.slopes.setdefault(algo, []).append(slope)
     plot_success_curves(result.curves, out / "compare.png", target, ylabel=metric,

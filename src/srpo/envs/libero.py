@@ -20,6 +20,7 @@ import numpy as np
 
 from srpo.config.libero import InitStateSplit, LiberoConfig
 from srpo.envs.base import Observation, TaskSpec
+from srpo.envs.mesh_lod import cluster_faces
 from srpo.types import ACTION_DIM
 
 AGENTVIEW_CAMERA = "agentview"
@@ -171,8 +172,6 @@ def upload_simplified_meshes(context: Any, grid: int, min_faces: int) -> int:
     Returns:
         The number of triangles uploaded (all meshes).
     """
-    from srpo.envs.mesh_lod import cluster_faces
-
     m = context.model._model
     saved: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
     total = 0
