@@ -35,6 +35,7 @@ import multiprocessing as mp
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,62 @@ def _in_subprocess(target: Any, work: Workload) -> dict[str, Any]:
     return result
 
 
+def repeat_ratios(floor_values: Sequence[float], setting_values: Sequence[float]) -> np.ndarray:
+    """Per-repeat throughput of a setting over the physics floor, for the same work.
+
+    The floor runs before the first repeat and after every repeat; repeat r is compared with the mean of the
+    floors on either side of it (the load drifts on a shared machine). Same episodes in both, so the ratio of
+    throughputs is the inverse ratio of times.
+
+    Args:
+        floor_values: (R + 1,) floor wall (or CPU) seconds, in run order.
+        setting_values: (R,) the setting's wall (or CPU) seconds, repeat r between floors r and r + 1.
+
+    Returns:
+        (R,) floor seconds / setting seconds: > 1 is faster than the floor.
+    """
+    floors = np.asarray(floor_values, dtype=np.float64)
+    setting = np.asarray(setting_values, dtype=np.float64)
+    if floors.ndim != 1 or setting.ndim != 1 or len(floors) != len(setting) + 1 or len(setting) == 0:
+        raise ValueError(f"need R >= 1 setting runs and R + 1 floor runs, got {setting.shape} and {floors.shape}")
+    if (floors <= 0).any() or (setting <= 0).any():
+        raise ValueError("times must be positive")
+    return (floors[:-1] + floors[1:]) / 2 / setting
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of repeated measurements and its two-sided Student-t interval.
+
+    Args:
+        values: (n,) one number per repeat.
+        confidence: Coverage of the interval.
+
+    Returns:
+        (mean, low, high); low = high = nan when n = 1 (no spread to estimate).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"need a non-empty 1-D sequence, got shape {x.shape}")
+    mean = float(x.mean())
+    if len(x) == 1:
+        return mean, float("nan"), float("nan")
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def _mean_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result dict for repeated runs: numbers averaged (peak memory: the maximum), each run kept."""
+    merged: dict[str, Any] = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [run[key] for run in runs]
+            merged[key] = max(values) if key.startswith("peak_rss") else float(np.mean(values))
+    merged["runs"] = runs
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 task × 2 episodes × 48 steps (~1.5 min)")
@@ -252,8 +309,13 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true", help="leave out (b), the slowest variant (~5 min)")
     parser.add_argument("--settings", nargs="+", default=[k for k, _, _, _ in SRPO_SETTINGS],
                         choices=[k for k, _, _, _ in SRPO_SETTINGS], help="srpo settings to time (default: all)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time every srpo setting this many times, a floor run between repeats; the ratios "
+                             "get a Student-t 95%% interval over repeats (and lean vs fast a paired one)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     # Choose the backend before any child imports robosuite; children inherit the environment.
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -263,50 +325,71 @@ def main() -> None:
         work = Workload(args.suite, task_ids=(0, 1), init_state_ids=(0, 1), num_steps=128)
 
     results: dict[str, dict[str, Any]] = {}
-    print(f"workload: {work}", flush=True)
-    results["floor"] = _in_subprocess(run_floor, work)
-    print(f"(c) floor done in {results['floor']['wall_s']:.1f} s", flush=True)
+    print(f"workload: {work}, {args.repeats} repeat(s)", flush=True)
+    floors = [_in_subprocess(run_floor, work)]
+    print(f"(c) floor done in {floors[0]['wall_s']:.1f} s", flush=True)
     if not args.skip_peer:
         results["peer"] = _in_subprocess(run_peer, work)
         print(f"(b) peer done in {results['peer']['wall_s']:.1f} s", flush=True)
     srpo_settings = [(key, quality, stride) for key, quality, stride, _ in SRPO_SETTINGS if key in args.settings]
-    for key, quality, stride in srpo_settings:
-        results[key] = run_srpo(work, args.num_workers, quality, stride)
-        print(f"(a) {key} done in {results[key]['wall_s']:.1f} s (warm-up {results[key]['warmup_s']:.1f} s)",
-              flush=True)
-
-    # The floor again after the srpo settings: on a shared machine the load drifts over the minutes between
-    # them, so the ratios use the mean of the two floor measurements (both recorded).
-    floor_after = _in_subprocess(run_floor, work)
-    print(f"(c) floor again done in {floor_after['wall_s']:.1f} s", flush=True)
-    results["floor"]["wall_s_runs"] = [results["floor"]["wall_s"], floor_after["wall_s"]]
-    results["floor"]["wall_s"] = (results["floor"]["wall_s"] + floor_after["wall_s"]) / 2
-    results["floor"]["cpu_s_runs"] = [results["floor"]["cpu_s"], floor_after["cpu_s"]]
-    results["floor"]["cpu_s"] = (results["floor"]["cpu_s"] + floor_after["cpu_s"]) / 2
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in srpo_settings}
+    for repeat in range(args.repeats):
+        for key, quality, stride in srpo_settings:
+            runs[key].append(run_srpo(work, args.num_workers, quality, stride))
+            print(f"[{repeat + 1}/{args.repeats}] (a) {key} done in {runs[key][-1]['wall_s']:.1f} s "
+                  f"(warm-up {runs[key][-1]['warmup_s']:.1f} s)", flush=True)
+        # The floor after every repeat: on a shared machine the load drifts over the minutes between runs, so
+        # each repeat's ratios use the mean of the floors on either side of it (all recorded).
+        floors.append(_in_subprocess(run_floor, work))
+        print(f"[{repeat + 1}/{args.repeats}] (c) floor again done in {floors[-1]['wall_s']:.1f} s", flush=True)
+    results["floor"] = _mean_run(floors)
+    results["floor"]["wall_s_runs"] = [f["wall_s"] for f in floors]
+    results["floor"]["cpu_s_runs"] = [f["cpu_s"] for f in floors]
+    for key, _, _ in srpo_settings:
+        results[key] = _mean_run(runs[key])
 
     for result in results.values():
         result["episodes_per_min"] = 60 * work.num_episodes / result["wall_s"]
         result["env_steps_per_s"] = result["num_env_steps"] / result["wall_s"]
-    ratios = {f"{key}_over_floor": results[key]["episodes_per_min"] / results["floor"]["episodes_per_min"]
-              for key, _, _ in srpo_settings}
-    # The same ratios in CPU time (floor CPU s / variant CPU s for the same work): what a variant costs whatever
-    # else shares the cores; the wall-time ratios above are what a user waits on an otherwise idle machine.
-    ratios.update({f"{key}_over_floor_cpu": results["floor"]["cpu_s"] / results[key]["cpu_s"]
-                   for key, _, _ in srpo_settings})
+    # Wall-time ratios are what a user waits on an otherwise idle machine; the same ratios in CPU time (floor CPU
+    # s / variant CPU s for the same work) are what a variant costs whatever else shares the cores.
+    per_repeat: dict[str, list[float]] = {}
+    for key, _, _ in srpo_settings:
+        per_repeat[f"{key}_over_floor"] = repeat_ratios(
+            [f["wall_s"] for f in floors], [r["wall_s"] for r in runs[key]]).tolist()
+        per_repeat[f"{key}_over_floor_cpu"] = repeat_ratios(
+            [f["cpu_s"] for f in floors], [r["cpu_s"] for r in runs[key]]).tolist()
+    # Lean against fast, paired within each repeat (same floors, minutes apart): > 1 means lean is faster.
+    for lean, fast in (("srpo_lean", "srpo"), ("srpo_lean_embed_every_step", "srpo_embed_every_step")):
+        if lean in runs and fast in runs:
+            per_repeat[f"{lean}_over_{fast}"] = [
+                f["wall_s"] / n["wall_s"] for f, n in zip(runs[fast], runs[lean], strict=True)]
+    summary = {name: mean_interval(values) for name, values in per_repeat.items()}
+    ratios = {name: mean for name, (mean, _, _) in summary.items()}
+    # None where one repeat leaves no spread to estimate.
+    intervals = {name: [low, high] if np.isfinite(low) else None for name, (_, low, high) in summary.items()}
     if "peer" in results and "srpo" in results:
         ratios["srpo_over_peer"] = results["srpo"]["episodes_per_min"] / results["peer"]["episodes_per_min"]
     rows = [*((label, key) for key, _, _, label in SRPO_SETTINGS), ("(b) peer loop", "peer"),
             ("(c) physics floor", "floor")]
     print(f"\n{'variant':<28}{'episodes/min':>14}{'env steps/s':>13}{'wall s':>9}{'peak RSS MiB':>14}"
-          f"{'/ floor':>9}")
+          f"{'/ floor':>9}{'95% CI':>16}")
     for label, key in rows:
         if key not in results:
             continue
         r = results[key]
+        name = f"{key}_over_floor"
+        # srpo settings: the mean of the per-repeat ratios; peer and floor: the ratio of their mean rates.
+        ratio = ratios.get(name, r["episodes_per_min"] / results["floor"]["episodes_per_min"])
+        interval = intervals.get(name)
+        ci = f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
         print(f"{label:<28}{r['episodes_per_min']:>14.2f}{r['env_steps_per_s']:>13.2f}{r['wall_s']:>9.1f}"
-              f"{r['peak_rss_mb']:>14.0f}{r['episodes_per_min'] / results['floor']['episodes_per_min']:>9.2f}")
-    print("\n" + "   ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + "   (targets: srpo/floor >= 0.8, "
-          "srpo/peer >= 4)")
+              f"{r['peak_rss_mb']:>14.0f}{ratio:>9.2f}{ci:>16}")
+    print()
+    for name, value in ratios.items():
+        interval = intervals.get(name)
+        print(f"{name} = {value:.2f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""))
+    print("(targets: srpo/floor >= 0.8, srpo/peer >= 4; intervals: Student t over repeats)")
 
     report = {
         "workload": {"suite": work.suite, "task_ids": list(work.task_ids),
@@ -317,8 +400,11 @@ def main() -> None:
                     "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg_1min": os.getloadavg()[0],
                     "cpu_affinity": sorted(os.sched_getaffinity(0))},
         "quick": args.quick,
+        "repeats": args.repeats,
         "results": results,
         "ratios": ratios,
+        "ratio_intervals_95": intervals,
+        "ratios_per_repeat": per_repeat,
         "targets": {"srpo_over_peer": 4.0, "srpo_over_floor": 0.8},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,3 +85,47 @@ def test_run_compare_runs_both_arms_with_intervals_and_resumes(tmp_path: Path) -
     again = run_compare(base, out, seeds=[0], algos=("srpo",), show_progress=False)
     assert (out / "srpo" / "seed0" / "metrics.jsonl").stat().st_mtime_ns == mtime
     assert again.slopes["srpo"][0] == result.slopes["srpo"][0]
+
+
+def test_a_stop_checkpoints_the_run_in_flight_starts_no_other_and_resume_finishes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from srpo.errors import SrpoError
+    from srpo.trainer import Trainer
+
+    base = load_config(preset="tabletop", overrides=[*TINY, "num_steps=2", "eval_every=1", "tensorboard=false",
+                                                     "num_videos_per_step=0"])
+    out = tmp_path / "cmp"
+    with pytest.raises(SrpoError, match="nothing to compare"):
+        run_compare(base, out, seeds=[0], train=False, show_progress=False)
+
+    # A signal arrives during the first training step of the first arm.
+    requested: list[bool] = []
+    original = Trainer.train_step
+
+    def step_then_request_stop(self: Trainer) -> dict[str, float]:
+        metrics = original(self)
+        requested.append(True)
+        return metrics
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_request_stop)
+    result = run_compare(base, out, seeds=[0], algos=("srpo", "grpo"), show_progress=False,
+                         should_stop=lambda: bool(requested))
+    assert len(requested) == 1  # one step ran, and the grpo arm never started
+    assert not (out / "grpo").exists()
+    assert [p.name for p in (out / "srpo" / "seed0").glob("ckpt-*")] == ["ckpt-000001"]
+    assert result.runs == {"srpo": [{"seed": 0, "steps_done": 1, "num_steps": 2}]}
+    assert result.unfinished() == ["srpo seed0 at step 1/2"] and "not finished" in result.table()
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["unfinished"] == ["srpo seed0 at step 1/2"] and set(saved["curves"]) == {"srpo"}
+
+    # --no-train summarises what is on disk and trains nothing.
+    requested.clear()
+    look = run_compare(base, out, seeds=[0], algos=("srpo", "grpo"), show_progress=False, train=False)
+    assert not requested and look.unfinished() == ["srpo seed0 at step 1/2"]
+    assert [s for s, _ in look.curves["srpo"][0]] == [0, 1]
+
+    # Re-running resumes the stopped run from its checkpoint and then runs the other arm.
+    done = run_compare(base, out, seeds=[0], algos=("srpo", "grpo"), show_progress=False)
+    assert len(requested) == 1 + 2  # srpo's second step, then grpo's two
+    assert done.unfinished() == [] and [s for s, _ in done.curves["srpo"][0]] == [0, 1, 2]
+    assert done.runs["grpo"] == [{"seed": 0, "steps_done": 2, "num_steps": 2}]

@@ -189,13 +189,23 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from srpo.compare import run_compare
+    from srpo.interrupt import Interrupted, StopOnSignal
 
     cfg = _load_train_config(args)
-    result = run_compare(cfg, args.out, seeds=args.seeds, algos=tuple(args.algos), target=args.target,
-                         metric=args.metric)
+    # Ctrl-C / SIGTERM: the first checkpoints the step in flight, starts no further run and summarises what is on
+    # disk; a second abandons the step in flight (the newest checkpoint stays). Re-running resumes either way.
+    with StopOnSignal("srpo compare") as stop:
+        try:
+            result = run_compare(cfg, args.out, seeds=args.seeds, algos=tuple(args.algos), target=args.target,
+                                 metric=args.metric, train=not args.no_train, should_stop=stop.requested)
+        except Interrupted:
+            print("srpo compare: abandoned the step in flight; re-run the same command to resume", file=sys.stderr)
+            return stop.exit_code
     print(result.table())
     print(f"plot: {Path(args.out) / 'compare.png'}, data: {Path(args.out) / 'compare.json'}")
-    return 0
+    if stop.requested():
+        print(f"srpo compare: stopped on {stop.signal_name}; re-run the same command to resume", file=sys.stderr)
+    return stop.exit_code
 
 
 def _diversity(args: argparse.Namespace) -> int:
@@ -561,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--target", type=float, default=0.5, help="success level for 'steps to target'")
     cmp_.add_argument("--metric", default="eval/success_rate")
     cmp_.add_argument("--out", default="runs/compare")
+    cmp_.add_argument("--no-train", action="store_true",
+                      help="summarise the runs on disk as they are (plot, slopes, JSON) without training: a look at "
+                           "a long comparison while it runs, from another shell")
     cmp_.set_defaults(func=_compare)
 
     from srpo.config.diversity import DiversityConfig

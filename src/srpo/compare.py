@@ -33,6 +33,14 @@ class CompareResult:
     # Per algorithm, per seed: (step, low, high) Wilson intervals and the slope, when the run logged counts.
     intervals: dict[str, list[list[tuple[int, float, float]]]] = field(default_factory=dict)
     slopes: dict[str, list[SlopeEstimate | None]] = field(default_factory=dict)
+    # Per algorithm, per run summarised: its seed, the last step on disk and the steps it is configured for
+    # (a run still in progress, or stopped, has steps_done < num_steps).
+    runs: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+
+    def unfinished(self) -> list[str]:
+        """'algo seed<k> at step s/n' for every summarised run that has not reached its last step."""
+        return [f"{algo} seed{r['seed']} at step {r['steps_done']}/{r['num_steps']}"
+                for algo, runs in self.runs.items() for r in runs if r["steps_done"] < r["num_steps"]]
 
     def summary_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -51,6 +59,7 @@ class CompareResult:
                 "slopes": [None if e is None else
                            {"slope": e.slope, "ci95": [e.low, e.high], "num_points": e.num_points}
                            for e in self.slopes.get(algo, [])],
+                "runs": self.runs.get(algo, []),
             })
         return rows
 
@@ -66,9 +75,12 @@ class CompareResult:
                 f"{steps:>28}"
             )
         for algo, estimates in self.slopes.items():
-            for seed, estimate in enumerate(estimates):
+            seeds = [r["seed"] for r in self.runs.get(algo, [])] or list(range(len(estimates)))
+            for seed, estimate in zip(seeds, estimates, strict=True):
                 if estimate is not None:
-                    lines.append(f"{algo} run {seed}: slope {estimate.text()}")
+                    lines.append(f"{algo} seed{seed}: slope {estimate.text()}")
+        if self.unfinished():
+            lines.append("not finished (re-run the same command to resume): " + ", ".join(self.unfinished()))
         return "\n".join(lines)
 
 
@@ -115,6 +127,8 @@ def run_compare(
     metric: str = "eval/success_rate",
     show_progress: bool = True,
     policy_factory: Callable[[], TrainablePolicy] | None = None,
+    train: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> CompareResult:
     """Train every (algo, seed) pair from the same initial policy and collect the metric curves.
 
@@ -127,31 +141,45 @@ def run_compare(
         metric: Metric key to compare (evaluation success on held-out states by default).
         show_progress: Progress bars of each run.
         policy_factory: Optional callable returning a fresh copy of the initial policy (else base.policy).
+        train: False summarises the runs on disk as they are (finished, in progress or stopped) and trains
+            nothing: a look at a long comparison while it runs. Runs with nothing on disk are left out.
+        should_stop: Polled after each training step (`srpo.interrupt.StopOnSignal.requested`): when it returns
+            True the run in flight is checkpointed and stops, no further run starts, and what is on disk is
+            summarised. Re-running resumes.
     """
     out = Path(out_dir)
+    stop = should_stop or (lambda: False)
     result = CompareResult(metric=metric, target=target)
     for algo in algos:
         for seed in seeds:
             run_dir = out / algo / f"seed{seed}"
             cfg = replace(base, algo_name=algo, seed=seed, run_dir=str(run_dir))  # type: ignore[arg-type]
             done = [m["step"] for m in read_metrics(run_dir)]
-            if not done or max(done) < cfg.num_steps:
+            if train and not stop() and (not done or max(done) < cfg.num_steps):
                 # Fresh, or resumed after an interruption (a finished run is reused as it is).
                 resume = bool(list_checkpoints(run_dir))
                 policy = policy_factory() if policy_factory is not None and not resume else None
                 with Trainer(cfg, resume=resume, policy=policy, show_progress=show_progress) as trainer:
-                    trainer.train()
+                    trainer.train(should_stop=stop)
             records = read_metrics(run_dir)
+            steps_done = max((int(m["step"]) for m in records), default=0)
             curve = metric_curve(records, metric)
             if not curve:
+                if steps_done < cfg.num_steps:
+                    continue  # not started (or stopped before its first evaluation): nothing to show yet
                 raise SrpoError(f"run {run_dir} logged no {metric!r}; is evaluation enabled (eval_every, "
                                  "num_eval_episodes_per_task)?")
+            result.runs.setdefault(algo, []).append(
+                {"seed": seed, "steps_done": steps_done, "num_steps": cfg.num_steps})
             result.curves.setdefault(algo, []).append(curve)
             result.steps_to_target.setdefault(algo, []).append(steps_to_reach(curve, target))
             result.final.setdefault(algo, []).append(curve[-1][1])
             intervals, slope = curve_statistics(records) if metric == "eval/success_rate" else ([], None)
             result.intervals.setdefault(algo, []).append(intervals)
             result.slopes.setdefault(algo, []).append(slope)
+    if not result.curves:
+        raise SrpoError(f"no run under {out} has logged {metric!r} yet: nothing to compare"
+                        + ("" if train else " (drop --no-train to start the runs)"))
     plot_success_curves(result.curves, out / "compare.png", target, ylabel=metric,
                         intervals=result.intervals if metric == "eval/success_rate" else None)
     (out / "compare.json").write_text(json.dumps({
@@ -161,5 +189,6 @@ def run_compare(
         "rows": result.summary_rows(),
         "curves": result.curves,
         "intervals": result.intervals,
+        "unfinished": result.unfinished(),
     }, indent=2))
     return result
