@@ -190,6 +190,16 @@ def test_cli_train_kill_resume_report(tmp_path: Path):
     result = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert set(result["success_rate"]) == {"0", "1"}
     assert "mean" in ev.stdout
+    # Per-episode outcomes (2 episodes × 2 tasks) agree with the counts and the per-task rates.
+    episodes = result["episodes"]
+    assert len(episodes) == result["num_episodes"] == 4
+    assert sum(e["success"] for e in episodes) == result["num_successes"]
+    for task in (0, 1):
+        wins = [e["success"] for e in episodes if e["task_id"] == task]
+        assert len(wins) == 2 and sum(wins) / 2 == result["success_rate"][str(task)]
+        assert len({e["init_state_id"] for e in episodes if e["task_id"] == task}) == 2
+    low, high = result["wilson95"]
+    assert low <= result["num_successes"] / 4 <= high
 
 
 def test_cli_config_errors_are_one_line(tmp_path: Path):

@@ -236,11 +236,19 @@ def evaluate_checkpoint(
             outcome = "success" if t.success else "failure"
             write_labelled_video(out / f"task{t.task_id}_init{t.init_state_id}_{outcome}.mp4", t.frames,
                                  f"task {t.task_id} {outcome}", 1.0 if t.success else 0.0, t.success)
+    num_episodes = sum(result.num_episodes.values())
     (out / "eval.json").write_text(json.dumps({
         "checkpoint": cfg.policy.checkpoint,
         "success_rate": {str(k): v for k, v in result.success_rate.items()},
         "mean": result.mean,
         "episodes_per_task": episodes_per_task,
+        "num_successes": result.num_successes,
+        "num_episodes": num_episodes,
+        "wilson95": list(wilson_interval(result.num_successes, num_episodes)),
+        # Per episode, in run order: two evaluations of the same states pair episode by episode (more episodes
+        # than held-out states cycle through them, so a (task, init state) pair can repeat).
+        "episodes": [{"task_id": t.task_id, "init_state_id": t.init_state_id, "success": bool(t.success),
+                      "num_steps": t.finish_step} for t in result.trajectories],
         "instructions": {str(k): v for k, v in result.instructions.items()},
     }, indent=2))
     return result
