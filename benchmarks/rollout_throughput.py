@@ -16,15 +16,18 @@ all variants; 10 settle steps after every reset in all:
     on every step as camera observations.
 (c) floor: physics only — the same soft reset + set_init_state + steps as (a), nothing rendered.
 
-The floor runs before and after the srpo settings and the ratios use the mean of the two (load drifts on a
-shared machine); ratios are given in wall time and in CPU time (user + system of every process involved, worker
-render threads included), the latter being what a variant costs whatever else shares the cores.
+The floor runs before the srpo settings and again after each round of them, and each round's ratios use the mean
+of the floors on either side of it (load drifts on a shared machine); ratios are given in wall time and in CPU
+time (user + system of every process involved, worker render threads included), the latter being what a variant
+costs whatever else shares the cores. `--repeats R` times R rounds (each srpo setting's engine stays open and
+warm, and the settings alternate within a round) and gives every ratio a Student-t 95 % interval over rounds,
+and lean against fast a paired one.
 
 Wall times exclude building the envs (once per task in every variant; reported as construct_s / warmup_s).
 Each variant runs in its own process(es) so peak memory (VmHWM) is per process. Prints a table and the ratios
 (targets: a/b >= 4, a/c >= 0.8) and writes JSON.
 
-    MUJOCO_GL=egl python benchmarks/rollout_throughput.py [--quick] [--num-workers 1] [--skip-peer]
+    MUJOCO_GL=egl python benchmarks/rollout_throughput.py [--quick] [--num-workers 1] [--skip-peer] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,9 +178,8 @@ def run_floor(work: Workload, queue: Any) -> None:
                "num_env_steps": num_steps, "peak_rss_mb": _peak_rss_mb()})
 
 
-def run_srpo(work: Workload, num_workers: int, render_quality: str = "fast",
-             embed_stride: int | None = None) -> dict[str, Any]:
-    """(a) The srpo engine: warm-up batch (builds envs), then the timed batch.
+class SrpoRunner:
+    """(a) The srpo engine for one setting: opened once, warmed up (builds the envs), then timed batch by batch.
 
     Args:
         work: The workload.
@@ -184,53 +187,73 @@ def run_srpo(work: Workload, num_workers: int, render_quality: str = "fast",
         render_quality: `LiberoConfig.render_quality`: "full", "fast" or "lean".
         embed_stride: `RolloutConfig.embed_stride`: None = one embedding frame per action chunk, 1 = every step.
     """
-    from srpo.config.libero import LiberoConfig
-    from srpo.config.rollout import RolloutConfig
-    from srpo.envs.libero import LiberoEnvFactory
-    from srpo.rollout import EpisodeRequest, RolloutEngine
 
-    factory = LiberoEnvFactory(LiberoConfig(
-        suite=work.suite,  # type: ignore[arg-type]
-        task_ids=work.task_ids,
-        image_size=SRPO_IMAGE_SIZE,
-        embed_image_size=SRPO_IMAGE_SIZE,
-        max_steps=work.num_steps,
-        num_settle_steps=work.num_settle_steps,
-        render_quality=render_quality,  # type: ignore[arg-type]
-    ))
-    requests = [
-        EpisodeRequest(task_id=k, init_state_id=init_id, group_id=k, rollout_id=r)
-        for r, (k, init_id) in enumerate((k, i) for k in range(len(work.task_ids)) for i in work.init_state_ids)
-    ]
-    envs_per_worker = -(-len(requests) // max(1, num_workers))
-    # Generous timeouts: on an oversubscribed machine building an env can take minutes of wall time, and a
-    # worker killed for it would be timed again from scratch (this measures throughput, not fault handling).
-    config = RolloutConfig(num_workers=num_workers, num_envs_per_worker=envs_per_worker, embed_stride=embed_stride,
-                           step_timeout_s=600.0, reset_timeout_s=3600.0)
-    policy = FixedActionPolicy()
-    with RolloutEngine(factory, config) as engine:
-        t0 = time.perf_counter()
-        # Warm-up: builds every env the timed batch needs (one per concurrent episode), as a training run's
-        # first batch does; later batches reuse them.
-        engine.collect(policy, requests, temperature=1.0)  # type: ignore[arg-type]
-        warmup_s = time.perf_counter() - t0
-        pids = engine.worker_pids()
+    def __init__(self, work: Workload, num_workers: int, render_quality: str = "fast",
+                 embed_stride: int | None = None) -> None:
+        from srpo.config.libero import LiberoConfig
+        from srpo.config.rollout import RolloutConfig
+        from srpo.envs.libero import LiberoEnvFactory
+        from srpo.rollout import EpisodeRequest, RolloutEngine
+
+        self.work, self.num_workers = work, num_workers
+        self.render_quality, self.embed_stride = render_quality, embed_stride
+        factory = LiberoEnvFactory(LiberoConfig(
+            suite=work.suite,  # type: ignore[arg-type]
+            task_ids=work.task_ids,
+            image_size=SRPO_IMAGE_SIZE,
+            embed_image_size=SRPO_IMAGE_SIZE,
+            max_steps=work.num_steps,
+            num_settle_steps=work.num_settle_steps,
+            render_quality=render_quality,  # type: ignore[arg-type]
+        ))
+        self.requests = [
+            EpisodeRequest(task_id=k, init_state_id=init_id, group_id=k, rollout_id=r)
+            for r, (k, init_id) in enumerate(
+                (k, i) for k in range(len(work.task_ids)) for i in work.init_state_ids)
+        ]
+        envs_per_worker = -(-len(self.requests) // max(1, num_workers))
+        # Generous timeouts: on an oversubscribed machine building an env can take minutes of wall time, and a
+        # worker killed for it would be timed again from scratch (this measures throughput, not fault handling).
+        config = RolloutConfig(num_workers=num_workers, num_envs_per_worker=envs_per_worker,
+                               embed_stride=embed_stride, step_timeout_s=600.0, reset_timeout_s=3600.0)
+        self.policy = FixedActionPolicy()
+        self.engine = RolloutEngine(factory, config)
+        self.warmup_s = float("nan")
+
+    def __enter__(self) -> SrpoRunner:
+        self.engine.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.engine.__exit__(*exc)
+
+    def warm_up(self) -> None:
+        """Builds every env the timed batches need (one per concurrent episode), as a training run's first batch
+        does; later batches reuse them."""
+        start = time.perf_counter()
+        self.engine.collect(self.policy, self.requests, temperature=1.0)  # type: ignore[arg-type]
+        self.warmup_s = time.perf_counter() - start
+
+    def timed_batch(self) -> dict[str, Any]:
+        """One batch of the workload, timed in wall and CPU seconds (workers and this process)."""
+        pids = self.engine.worker_pids()
         processes: list[int | str] = [*pids, "self"]
         cpu_before = sum(_cpu_s(pid) for pid in processes)
         start = time.perf_counter()
-        trajectories, stats = engine.collect(policy, requests, temperature=1.0)  # type: ignore[arg-type]
+        trajectories, stats = self.engine.collect(self.policy, self.requests, temperature=1.0)  # type: ignore[arg-type]
         wall_s = time.perf_counter() - start
         cpu_s = sum(_cpu_s(pid) for pid in processes) - cpu_before
         worker_rss = [_peak_rss_mb(pid) for pid in pids] if pids else [_peak_rss_mb()]
-    assert all(t.finish_step == work.num_steps for t in trajectories)
-    return {
-        "wall_s": wall_s, "cpu_s": cpu_s, "warmup_s": warmup_s, "num_env_steps": stats.num_env_steps,
-        "peak_rss_mb": max(worker_rss), "peak_rss_mb_per_worker": worker_rss,
-        "num_policy_images": int(sum(t.num_chunks for t in trajectories)),
-        "num_embed_frames": int(sum(len(t.frames) for t in trajectories)),
-        "num_env_constructions_timed_batch": stats.extra.get("rollout/num_env_constructions", 0.0),
-        "num_workers": num_workers, "render_quality": render_quality, "embed_stride": embed_stride,
-    }
+        assert all(t.finish_step == self.work.num_steps for t in trajectories)
+        return {
+            "wall_s": wall_s, "cpu_s": cpu_s, "warmup_s": self.warmup_s, "num_env_steps": stats.num_env_steps,
+            "peak_rss_mb": max(worker_rss), "peak_rss_mb_per_worker": worker_rss,
+            "num_policy_images": int(sum(t.num_chunks for t in trajectories)),
+            "num_embed_frames": int(sum(len(t.frames) for t in trajectories)),
+            "num_env_constructions_timed_batch": stats.extra.get("rollout/num_env_constructions", 0.0),
+            "num_workers": self.num_workers, "render_quality": self.render_quality,
+            "embed_stride": self.embed_stride,
+        }
 
 
 def _in_subprocess(target: Any, work: Workload) -> dict[str, Any]:
@@ -310,8 +333,10 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=[k for k, _, _, _ in SRPO_SETTINGS],
                         choices=[k for k, _, _, _ in SRPO_SETTINGS], help="srpo settings to time (default: all)")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="time every srpo setting this many times, a floor run between repeats; the ratios "
-                             "get a Student-t 95%% interval over repeats (and lean vs fast a paired one)")
+                        help="timed batches per srpo setting, the settings alternating and a floor run after each "
+                             "round; the ratios get a Student-t 95%% interval over repeats (and lean vs fast a "
+                             "paired one). Every selected setting keeps its worker (4-6 GB on LIBERO) for the "
+                             "whole run: select at most three on a 24 GB machine")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.repeats < 1:
@@ -333,15 +358,24 @@ def main() -> None:
         print(f"(b) peer done in {results['peer']['wall_s']:.1f} s", flush=True)
     srpo_settings = [(key, quality, stride) for key, quality, stride, _ in SRPO_SETTINGS if key in args.settings]
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in srpo_settings}
-    for repeat in range(args.repeats):
-        for key, quality, stride in srpo_settings:
-            runs[key].append(run_srpo(work, args.num_workers, quality, stride))
-            print(f"[{repeat + 1}/{args.repeats}] (a) {key} done in {runs[key][-1]['wall_s']:.1f} s "
-                  f"(warm-up {runs[key][-1]['warmup_s']:.1f} s)", flush=True)
-        # The floor after every repeat: on a shared machine the load drifts over the minutes between runs, so
-        # each repeat's ratios use the mean of the floors on either side of it (all recorded).
-        floors.append(_in_subprocess(run_floor, work))
-        print(f"[{repeat + 1}/{args.repeats}] (c) floor again done in {floors[-1]['wall_s']:.1f} s", flush=True)
+    with ExitStack() as stack:
+        # Every selected setting's engine stays open (one worker process each, 4-6 GB on LIBERO) and is warmed
+        # up once; the repeats then alternate between them, so each repeat compares the settings minutes apart.
+        runners = {key: stack.enter_context(SrpoRunner(work, args.num_workers, quality, stride))
+                   for key, quality, stride in srpo_settings}
+        for key, runner in runners.items():
+            runner.warm_up()
+            print(f"(a) {key} warmed up in {runner.warmup_s:.1f} s", flush=True)
+        for repeat in range(args.repeats):
+            for key, runner in runners.items():
+                runs[key].append(runner.timed_batch())
+                print(f"[{repeat + 1}/{args.repeats}] (a) {key} done in {runs[key][-1]['wall_s']:.1f} s",
+                      flush=True)
+            # The floor after every repeat: on a shared machine the load drifts over the minutes between runs,
+            # so each repeat's ratios use the mean of the floors on either side of it (all recorded).
+            floors.append(_in_subprocess(run_floor, work))
+            print(f"[{repeat + 1}/{args.repeats}] (c) floor again done in {floors[-1]['wall_s']:.1f} s",
+                  flush=True)
     results["floor"] = _mean_run(floors)
     results["floor"]["wall_s_runs"] = [f["wall_s"] for f in floors]
     results["floor"]["cpu_s_runs"] = [f["cpu_s"] for f in floors]
