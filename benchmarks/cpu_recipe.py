@@ -43,7 +43,7 @@ def _evals(metrics_path: Path) -> list[dict[str, Any]]:
 
 def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Path) -> dict[str, Any]:
     """One fresh main-job run (or the finished run already on disk); returns its before/after counts."""
-    from srpo.evaluate import wilson_interval
+    from srpo.evaluate import difference_interval, wilson_interval
 
     run_dir = root / f"{name}_seed{seed}"
     timing_file = run_dir / "wall_s.txt"
@@ -92,9 +92,39 @@ def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Pat
         "after": {"successes": k1, "episodes": n1, "rate": k1 / n1, "wilson95": wilson_interval(k1, n1),
                   "per_task": {k: v for k, v in last.items() if k.startswith("eval/success_rate_task")}},
         "change": k1 / n1 - k0 / n0,
+        "change_ci95": difference_interval(k0, n0, k1, n1),
         "rollout_success_per_step": [r["rollout/success_rate"] for r in train],
         "num_failures_shaped_per_step": [r.get("reward/num_failures_shaped") for r in train],
     }
+
+
+def recipe_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One recipe over its runs (seeds): the spread of the per-run changes, and the pooled change.
+
+    Pooled: every run's after-evaluation (different trained policies, so independent episodes) against the
+    before-evaluation. The runs share their start and held-out states and the evaluation is greedy, so their
+    before-evaluations are normally one and the same 40 episodes: then it is counted once (pooling identical
+    copies would shrink its interval); if they differ, they are pooled too.
+
+    Returns:
+        {"num_runs", "mean_change", "min_change", "max_change", "mean_wall_min", "pooled_before": [k, n],
+        "pooled_after": [k, n], "pooled_change", "pooled_change_ci95": Newcombe 95 % interval}.
+    """
+    from srpo.evaluate import difference_interval
+
+    if not runs:
+        raise ValueError("recipe_summary needs at least one run")
+    changes = [r["change"] for r in runs]
+    befores = {(r["before"]["successes"], r["before"]["episodes"]) for r in runs}
+    if len(befores) == 1:
+        k0, n0 = befores.pop()
+    else:
+        k0, n0 = sum(r["before"]["successes"] for r in runs), sum(r["before"]["episodes"] for r in runs)
+    k1, n1 = sum(r["after"]["successes"] for r in runs), sum(r["after"]["episodes"] for r in runs)
+    return {"num_runs": len(runs), "mean_change": sum(changes) / len(changes), "min_change": min(changes),
+            "max_change": max(changes), "mean_wall_min": sum(r["wall_s"] for r in runs) / len(runs) / 60,
+            "pooled_before": [k0, n0], "pooled_after": [k1, n1], "pooled_change": k1 / n1 - k0 / n0,
+            "pooled_change_ci95": list(difference_interval(k0, n0, k1, n1))}
 
 
 def main() -> None:
@@ -109,21 +139,18 @@ def main() -> None:
 
     existing: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     runs = {(r["recipe"], r["seed"]): r for r in existing["runs"]}
-    print(f"{'recipe':<10}{'seed':>5}{'before':>14}{'after':>14}{'change':>9}{'wall min':>10}", flush=True)
+    print(f"{'recipe':<10}{'seed':>5}{'before':>14}{'after':>14}{'change [95% CI]':>27}{'wall min':>10}",
+          flush=True)
     for name in args.recipes:
         for seed in args.seeds:
             result = run_one(name, RECIPES[name], seed, args.root, args.root / "logs")
             runs[(name, seed)] = result
             b, a = result["before"], result["after"]
+            low, high = result["change_ci95"]
             print(f"{name:<10}{seed:>5}{b['successes']:>8}/{b['episodes']:<5}{a['successes']:>8}/{a['episodes']:<5}"
-                  f"{result['change']:>+9.3f}{result['wall_s'] / 60:>10.1f}", flush=True)
-            summary = {}
-            for recipe in sorted({r for r, _ in runs}):
-                mine = [r for (n, _), r in runs.items() if n == recipe]
-                changes = [r["change"] for r in mine]
-                summary[recipe] = {"num_runs": len(mine), "mean_change": sum(changes) / len(changes),
-                                   "min_change": min(changes), "max_change": max(changes),
-                                   "mean_wall_min": sum(r["wall_s"] for r in mine) / len(mine) / 60}
+                  f"{result['change']:>+9.3f} [{low:+.3f}, {high:+.3f}]{result['wall_s'] / 60:>10.1f}", flush=True)
+            summary = {recipe: recipe_summary([r for (n, _), r in runs.items() if n == recipe])
+                       for recipe in sorted({r for r, _ in runs})}
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps({"recipes": {k: RECIPES[k] for k in summary}, "summary": summary,
                                             "runs": sorted(runs.values(), key=lambda r: (r["recipe"], r["seed"])),

@@ -1,0 +1,166 @@
+"""A policy's greedy LIBERO success under each `libero.render_quality`, paired episode by episode.
+
+"fast" and "lean" change the pixels the policy sees (benchmarks/render_quality.py shows the frames); a policy
+behaviour-cloned on LIBERO's own ("full") frames may not tolerate that. This runs `srpo eval` (greedy, same
+tasks, same init states, deterministic) once per quality and compares the qualities on the same episodes: per
+quality the success count with its Wilson 95 % interval, and against the first quality the paired difference
+(mean of per-episode differences, percentile-bootstrap 95 % interval over the episode pairs), the discordant
+pairs and the exact McNemar p-value. Every quality's eval.json (per-episode outcomes) and one video per task stay
+under --out-dir; re-running reuses a finished quality. Prints a table and writes JSON.
+
+    MUJOCO_GL=egl python benchmarks/render_policy_success.py --qualities full fast lean --eval-states 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "render_policy_success.json"
+QUALITIES = ("full", "fast", "lean")
+NUM_INIT_STATES = 50  # LIBERO's fixed initial states per task
+
+
+def mcnemar_exact_p(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: the discordant pairs against Binomial(a_only + b_only, 1/2).
+
+    Args:
+        a_only: Pairs where only the first condition succeeded.
+        b_only: Pairs where only the second did.
+
+    Returns:
+        min(1, 2 · P[X <= min(a_only, b_only)]), X ~ Binomial(a_only + b_only, 1/2); 1.0 without discordant pairs.
+    """
+    if a_only < 0 or b_only < 0:
+        raise ValueError(f"counts must be >= 0, got {a_only} and {b_only}")
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_difference(episodes_a: list[dict[str, Any]], episodes_b: list[dict[str, Any]],
+                      num_resamples: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """Success of b minus success of a on the episodes both ran, paired by (task, init state).
+
+    Args:
+        episodes_a, episodes_b: eval.json "episodes" lists ({"task_id", "init_state_id", "success", ...}); a
+            (task, init state) that appears more than once in either list is an error (pairing would be ambiguous).
+        num_resamples: Bootstrap resamples of the episode pairs.
+        seed: Seed of the resampling.
+
+    Returns:
+        {"difference": mean paired difference, "ci95": percentile bootstrap interval, "num_pairs",
+        "b_only", "a_only", "mcnemar_p"}.
+    """
+    from srpo.diversity import bootstrap_ci
+
+    def by_key(episodes: list[dict[str, Any]], name: str) -> dict[tuple[int, int], bool]:
+        keyed = {(int(e["task_id"]), int(e["init_state_id"])): bool(e["success"]) for e in episodes}
+        if len(keyed) != len(episodes):
+            raise ValueError(f"{name} repeats a (task, init state): evaluate at most one episode per state")
+        return keyed
+
+    a, b = by_key(episodes_a, "episodes_a"), by_key(episodes_b, "episodes_b")
+    keys = sorted(a.keys() & b.keys())
+    if not keys:
+        raise ValueError("the two evaluations share no (task, init state) episode")
+    diffs = np.asarray([int(b[k]) - int(a[k]) for k in keys], dtype=np.float64)
+    b_only, a_only = int((diffs > 0).sum()), int((diffs < 0).sum())
+    low, high = bootstrap_ci(diffs, num_resamples=num_resamples, seed=seed)
+    return {"difference": float(diffs.mean()), "ci95": [low, high], "num_pairs": len(keys),
+            "b_only": b_only, "a_only": a_only, "mcnemar_p": mcnemar_exact_p(a_only, b_only)}
+
+
+def quality_overrides(quality: str, eval_states: int) -> list[str]:
+    """Config overrides: the render quality, and the last `eval_states` init states of each task for evaluation."""
+    if quality not in QUALITIES:
+        raise ValueError(f"unknown render quality {quality!r}: choose from {', '.join(QUALITIES)}")
+    if not 1 <= eval_states <= NUM_INIT_STATES - 1:
+        raise ValueError(f"--eval-states={eval_states} is invalid: choose 1..{NUM_INIT_STATES - 1}")
+    return [f"env.libero.render_quality={quality}",
+            f"env.libero.num_train_init_states={NUM_INIT_STATES - eval_states}",
+            f"env.libero.num_eval_init_states={eval_states}"]
+
+
+def evaluate_quality(args: argparse.Namespace, quality: str) -> dict[str, Any]:
+    """One quality's evaluation (or the finished one on disk, if it ran with the same checkpoint and states)."""
+    from srpo.config.train import load_config
+    from srpo.evaluate import evaluate_checkpoint
+
+    out = Path(args.out_dir) / quality
+    done = out / "eval.json"
+    cfg = load_config(preset=args.preset, overrides=quality_overrides(quality, args.eval_states))
+    checkpoint = args.checkpoint or cfg.policy.checkpoint
+    if done.exists():
+        saved = json.loads(done.read_text())
+        if saved.get("checkpoint") == checkpoint and saved.get("episodes_per_task") == args.eval_states \
+                and "wall_s" in saved:
+            return dict(saved)
+    start = time.perf_counter()
+    evaluate_checkpoint(cfg, checkpoint, args.eval_states, args.videos, out)
+    saved = json.loads(done.read_text())
+    saved["wall_s"] = time.perf_counter() - start
+    saved["render_quality"] = quality
+    done.write_text(json.dumps(saved, indent=2))
+    return dict(saved)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    parser.add_argument("--checkpoint", default=None, help="policy checkpoint (default: the preset's)")
+    parser.add_argument("--qualities", nargs="+", default=list(QUALITIES), choices=QUALITIES,
+                        help="render qualities, the first being the reference of the paired differences")
+    parser.add_argument("--eval-states", type=int, default=40,
+                        help="greedy episodes per task, on its last N init states (default 40: states 10-49)")
+    parser.add_argument("--videos", type=int, default=1, help="videos per task and quality")
+    parser.add_argument("--out-dir", default="runs/render_policy_success")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    for quality in args.qualities:
+        quality_overrides(quality, args.eval_states)  # bad values fail before any evaluation runs
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    from srpo.evaluate import wilson_interval
+
+    evals: dict[str, dict[str, Any]] = {}
+    for quality in args.qualities:
+        evals[quality] = evaluate_quality(args, quality)
+        print(f"{quality}: {evals[quality]['num_successes']}/{evals[quality]['num_episodes']} "
+              f"({evals[quality]['wall_s']:.0f} s)", flush=True)
+    reference = args.qualities[0]
+    rows: dict[str, dict[str, Any]] = {}
+    print(f"\n{'quality':<8}{'success':>10}{'rate [95% CI]':>24}{'- ' + reference + ' [95% CI]':>28}"
+          f"{'only ref / only this':>22}{'McNemar p':>11}{'eval s':>8}")
+    for quality, ev in evals.items():
+        k, n = ev["num_successes"], ev["num_episodes"]
+        row: dict[str, Any] = {"successes": k, "episodes": n, "rate": k / n, "wilson95": list(wilson_interval(k, n)),
+                               "per_task": ev["success_rate"], "wall_s": ev["wall_s"]}
+        paired = ""
+        if quality != reference:
+            row["paired_vs_" + reference] = diff = paired_difference(evals[reference]["episodes"], ev["episodes"])
+            paired = (f"{diff['difference']:>+10.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
+                      f"{diff['a_only']:>13} / {diff['b_only']:<8}{diff['mcnemar_p']:>11.3f}")
+        low, high = row["wilson95"]
+        print(f"{quality:<8}{k:>6}/{n:<3}{k / n:>10.3f} [{low:.3f}, {high:.3f}]{paired:>61}{ev['wall_s']:>8.0f}")
+        rows[quality] = row
+    report = {"preset": args.preset, "checkpoint": evals[reference]["checkpoint"], "eval_states": args.eval_states,
+              "init_states": f"{NUM_INIT_STATES - args.eval_states}-{NUM_INIT_STATES - 1} of each task",
+              "tasks": sorted(int(t) for t in evals[reference]["success_rate"]), "reference": reference,
+              "qualities": rows, "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg_1min": os.getloadavg()[0]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

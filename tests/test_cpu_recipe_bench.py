@@ -1,0 +1,38 @@
+"""benchmarks/cpu_recipe.py: the per-recipe summary over seeds (the runs themselves are the benchmark)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark_module import load_benchmark
+from srpo.evaluate import difference_interval
+
+bench = load_benchmark("cpu_recipe")
+
+
+def _run(before: tuple[int, int], after: tuple[int, int], wall_s: float = 600.0) -> dict[str, object]:
+    return {"before": {"successes": before[0], "episodes": before[1]},
+            "after": {"successes": after[0], "episodes": after[1]},
+            "change": after[0] / after[1] - before[0] / before[1], "wall_s": wall_s}
+
+
+def test_identical_before_evaluations_are_counted_once() -> None:
+    # Three seeds from the same start: the greedy before-evaluation is the same 3/40 each time.
+    summary = bench.recipe_summary([_run((3, 40), (7, 40)), _run((3, 40), (4, 40)), _run((3, 40), (8, 40))])
+    assert summary["num_runs"] == 3 and summary["mean_wall_min"] == pytest.approx(10.0)
+    assert summary["mean_change"] == pytest.approx((0.1 + 0.025 + 0.125) / 3)
+    assert summary["min_change"] == pytest.approx(0.025) and summary["max_change"] == pytest.approx(0.125)
+    assert summary["pooled_before"] == [3, 40] and summary["pooled_after"] == [19, 120]
+    assert summary["pooled_change"] == pytest.approx(19 / 120 - 3 / 40)
+    assert summary["pooled_change_ci95"] == pytest.approx(list(difference_interval(3, 40, 19, 120)))
+
+
+def test_different_before_evaluations_are_pooled() -> None:
+    summary = bench.recipe_summary([_run((3, 40), (7, 40)), _run((5, 40), (4, 40))])
+    assert summary["pooled_before"] == [8, 80] and summary["pooled_after"] == [11, 80]
+    assert summary["pooled_change"] == pytest.approx(3 / 80)
+
+
+def test_no_runs_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one run"):
+        bench.recipe_summary([])

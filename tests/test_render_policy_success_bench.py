@@ -1,0 +1,60 @@
+"""benchmarks/render_policy_success.py: the paired comparison of two evaluations and its configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark_module import load_benchmark
+
+bench = load_benchmark("render_policy_success")
+
+
+def _episodes(outcomes: dict[tuple[int, int], bool]) -> list[dict[str, object]]:
+    return [{"task_id": t, "init_state_id": i, "success": s, "num_steps": 10} for (t, i), s in outcomes.items()]
+
+
+def test_mcnemar_exact_p_hand_computed() -> None:
+    assert bench.mcnemar_exact_p(0, 5) == pytest.approx(2 / 32)  # 2 · P[X <= 0], X ~ Bin(5, 1/2)
+    assert bench.mcnemar_exact_p(1, 9) == pytest.approx(2 * 11 / 1024)  # 2 · (1 + 10) / 2^10
+    assert bench.mcnemar_exact_p(3, 2) == 1.0  # 2 · 16/32, capped at 1
+    assert bench.mcnemar_exact_p(0, 0) == 1.0
+    with pytest.raises(ValueError, match=">= 0"):
+        bench.mcnemar_exact_p(-1, 2)
+
+
+def test_paired_difference_pairs_by_task_and_init_state() -> None:
+    a = _episodes({(0, 10): True, (0, 11): False, (1, 10): True, (1, 11): False, (1, 12): True})
+    # b: loses (0, 10), wins (0, 11) and (1, 11), same on (1, 10); (1, 12) is missing, (2, 0) only in b.
+    b = _episodes({(0, 10): False, (0, 11): True, (1, 10): True, (1, 11): True, (2, 0): True})
+    diff = bench.paired_difference(a, list(reversed(b)))
+    assert diff["num_pairs"] == 4 and diff["b_only"] == 2 and diff["a_only"] == 1
+    assert diff["difference"] == pytest.approx((2 - 1) / 4)
+    low, high = diff["ci95"]
+    assert -1 <= low <= diff["difference"] <= high <= 1
+    assert diff["mcnemar_p"] == pytest.approx(bench.mcnemar_exact_p(1, 2))
+
+
+def test_paired_difference_rejects_ambiguous_or_disjoint_evaluations() -> None:
+    a = _episodes({(0, 10): True})
+    with pytest.raises(ValueError, match="repeats"):
+        bench.paired_difference(a + a, a)
+    with pytest.raises(ValueError, match="share no"):
+        bench.paired_difference(a, _episodes({(0, 11): True}))
+
+
+def test_quality_overrides_hold_out_the_last_states() -> None:
+    assert bench.quality_overrides("lean", 40) == [
+        "env.libero.render_quality=lean", "env.libero.num_train_init_states=10", "env.libero.num_eval_init_states=40"]
+    with pytest.raises(ValueError, match="unknown render quality"):
+        bench.quality_overrides("ultra", 40)
+    with pytest.raises(ValueError, match="--eval-states=50"):
+        bench.quality_overrides("fast", 50)
+
+
+def test_the_overrides_make_a_valid_cpu_config() -> None:
+    from srpo.config.train import load_config
+
+    cfg = load_config(preset="cpu", overrides=bench.quality_overrides("full", 40))
+    libero = cfg.env.libero
+    assert libero.render_quality == "full"
+    assert list(libero.init_state_ids("eval", 50)) == list(range(10, 50))
