@@ -3,7 +3,7 @@
 "fast" and "lean" change the pixels the policy sees (benchmarks/render_quality.py shows the frames); a policy
 behaviour-cloned on LIBERO's own ("full") frames may not tolerate that. This runs `srpo eval` (greedy, same
 tasks, same init states, deterministic) once per quality and compares the qualities on the same episodes: per
-quality the success count with its Wilson 95 % interval, and against the first quality the paired difference
+quality the success count with its Wilson 95 % interval, and between every two qualities the paired difference
 (mean of per-episode differences, percentile-bootstrap 95 % interval over the episode pairs), the discordant
 pairs and the exact McNemar p-value. Every quality's eval.json (per-episode outcomes) and one video per task stay
 under --out-dir; re-running reuses a finished quality. Prints a table and writes JSON.
@@ -153,10 +153,17 @@ def main() -> None:
         low, high = row["wilson95"]
         print(f"{quality:<8}{k:>6}/{n:<3}{k / n:>10.3f} [{low:.3f}, {high:.3f}]{paired:>61}{ev['wall_s']:>8.0f}")
         rows[quality] = row
+    # Every other pair too (e.g. lean against fast), on the same episodes.
+    pairs = {f"{b} - {a}": paired_difference(evals[a]["episodes"], evals[b]["episodes"])
+             for i, a in enumerate(args.qualities) for b in args.qualities[i + 1:]}
+    for name, diff in pairs.items():
+        print(f"{name}: {diff['difference']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}], "
+              f"only first {diff['b_only']} / only second {diff['a_only']}, McNemar p {diff['mcnemar_p']:.3f}")
     report = {"preset": args.preset, "checkpoint": evals[reference]["checkpoint"], "eval_states": args.eval_states,
               "init_states": f"{NUM_INIT_STATES - args.eval_states}-{NUM_INIT_STATES - 1} of each task",
               "tasks": sorted(int(t) for t in evals[reference]["success_rate"]), "reference": reference,
-              "qualities": rows, "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg_1min": os.getloadavg()[0]}
+              "qualities": rows, "pairs": pairs, "mujoco_gl": os.environ.get("MUJOCO_GL"),
+              "load_avg_1min": os.getloadavg()[0]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
