@@ -152,3 +152,23 @@ def test_a_stop_between_steps_never_loses_the_finished_step(tmp_path: Path) -> N
     # A stop that is already pending when the last finished step is checkpointed ends the run at once.
     with Trainer(cfg, resume=True, show_progress=False) as trainer:
         assert trainer.train(should_stop=lambda: True) == [] and trainer.step == 2
+
+
+def test_sigint_during_compare_stops_the_arm_in_flight_and_starts_no_other(tmp_path: Path):
+    out = tmp_path / "cmp"
+    args = ["compare", "--preset", "tabletop", "--steps", "500", "--seeds", "0", "--algos", "srpo", "grpo",
+            "--out", str(out)]
+    for item in [*TINY, "num_eval_episodes_per_task=1", "eval_every=1000"]:
+        args += ["--set", item]
+    proc = subprocess.Popen([SRPO, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = out / "srpo" / "seed0"
+    wait_for(lambda: any(r["step"] >= 1 for r in read_metrics(run_dir)), proc, "a finished srpo step")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "srpo compare: stopped on SIGINT; re-run the same command to resume" in stderr
+    step = max(r["step"] for r in read_metrics(run_dir))
+    assert [checkpoint_step(c) for c in list_checkpoints(run_dir)][-1] == step  # the step in flight is kept
+    assert f"srpo seed0 at step {step}/500" in stdout and not (out / "grpo").exists()
+    assert json.loads((out / "compare.json").read_text())["unfinished"] == [f"srpo seed0 at step {step}/500"]
