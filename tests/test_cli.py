@@ -79,3 +79,17 @@ def test_input_errors_raised_below_the_cli_are_srpo_errors() -> None:
     for error in (ClusterResourceError, CheckpointError, CheckpointKeyError, MissingFileError, ConfigError):
         assert issubclass(error, SrpoError), error
     assert issubclass(MissingFileError, InputFileError) and issubclass(MissingFileError, FileNotFoundError)
+
+
+def test_scripted_demos_records_at_the_render_quality_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import srpo.envs.libero_scripted as scripted
+
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(scripted, "measure_scripted_expert", lambda *args: calls.append(args) or {})
+    assert cli.main(["scripted-demos", "--suite", "libero_spatial", "--task-ids", "0", "--num-episodes", "2",
+                     "--demo-dir", str(tmp_path), "--render-quality", "lean"]) == 0
+    assert cli.main(["scripted-demos", "--suite", "libero_spatial"]) == 0
+    assert calls[0] == (["libero_spatial"], [0], 2, None, tmp_path, 128, "lean")
+    assert calls[1][-1] == "full"  # LIBERO's own frames unless asked
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["scripted-demos", "--render-quality", "ultra"])

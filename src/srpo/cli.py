@@ -271,7 +271,7 @@ def _scripted_demos(args: argparse.Namespace) -> int:
     from srpo.envs.libero_scripted import measure_scripted_expert
 
     measure_scripted_expert(args.suite or ["libero_spatial", "libero_object"], args.task_ids, args.num_episodes,
-                            args.json, args.demo_dir, args.image_size)
+                            args.json, args.demo_dir, args.image_size, args.render_quality)
     return 0
 
 
@@ -527,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="record the successful episodes as <suite>/task<id>_demo.hdf5 here (renders every "
                                "step)")
     scripted.add_argument("--image-size", type=int, default=128, help="image side of recorded demos")
+    scripted.add_argument("--render-quality", choices=["full", "fast", "lean"], default="full",
+                          help="libero.render_quality of the recorded images: the one the policy will run under "
+                               "(a policy cloned on full frames loses success under fast ones; README)")
     scripted.set_defaults(func=_scripted_demos)
 
     rec = sub.add_parser("record", help="roll out a policy and write the episodes as a LeRobot v3 dataset",

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from srpo.config.libero import LiberoConfig, LiberoSuite
+from srpo.config.libero import LiberoConfig, LiberoSuite, RenderQuality
 from srpo.demos import DemoExtras, write_demos
 from srpo.envs.libero import AGENTVIEW_CAMERA, WRIST_CAMERA, LiberoEnv, LiberoEnvFactory, proprio_state
 from srpo.types import ACTION_DIM, Demo
@@ -460,6 +460,7 @@ def measure_scripted_expert(
     json_path: Path | None = None,
     demo_dir: Path | None = None,
     image_size: int = 128,
+    render_quality: RenderQuality = "full",
 ) -> dict[str, Any]:
     """`srpo scripted-demos`: the scripted controller's success rate per task, optionally recording demos.
 
@@ -470,6 +471,8 @@ def measure_scripted_expert(
         json_path: Merge the per-task results into this JSON file (rewritten after each suite).
         demo_dir: Record the successful episodes as <suite>/task<id>_demo.hdf5 here (renders every step).
         image_size: Image side of recorded demos.
+        render_quality: `LiberoConfig.render_quality` of the recorded images: record with the quality the policy
+            will be trained and run under ("full", LIBERO's own frames, by default).
 
     Returns:
         Results by suite, then by suite task id.
@@ -479,7 +482,7 @@ def measure_scripted_expert(
         results = json.loads(json_path.read_text())
     for suite in suites:
         config = LiberoConfig(suite=suite, task_ids=tuple(task_ids) if task_ids else None,
-                              image_size=image_size, embed_image_size=image_size)
+                              image_size=image_size, embed_image_size=image_size, render_quality=render_quality)
         factory = LiberoEnvFactory(config)
         init_ids = config.init_state_ids("train")[:num_episodes]
         suite_results: dict[str, Any] = results.get(suite, {})
