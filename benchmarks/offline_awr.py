@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from srpo.config.train import TrainConfig, load_config
-from srpo.diversity import bootstrap_ci
-from srpo.evaluate import wilson_interval
+from srpo.evaluate import paired_success_difference, wilson_interval
 
 RESULTS = Path(__file__).parent / "results"
 ARMS = ("bc", "filtered_bc", "awr_binary", "awr_srpo")
@@ -128,23 +127,19 @@ def paired_difference(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]]
             of length 1 without a seed (the start policy) pairs with every seed of the other.
 
     Returns:
-        {"difference": mean of the N paired differences, "ci95": percentile bootstrap interval over the pairs,
-        "num_pairs": N, "b_only": pairs b won and a lost, "a_only": the reverse}.
+        `srpo.evaluate.paired_success_difference` over the N pairs: {"difference", "ci95" (percentile
+        bootstrap), "num_pairs", "b_only", "a_only", "mcnemar_p"}.
     """
     by_seed_a = {r.get("seed"): r["eval"]["outcomes"] for r in runs_a}
-    diffs: list[int] = []
+    pairs: list[tuple[int, int]] = []
     for rb in runs_b:
         outcomes_a = by_seed_a.get(rb.get("seed"), by_seed_a.get(None))
         if outcomes_a is None:
             continue
-        for key, won in rb["eval"]["outcomes"].items():
-            if key in outcomes_a:
-                diffs.append(int(won) - int(outcomes_a[key]))
-    if not diffs:
+        pairs += [(outcomes_a[key], won) for key, won in rb["eval"]["outcomes"].items() if key in outcomes_a]
+    if not pairs:
         raise ValueError("paired_difference: the two arms share no (seed, task, init state) episode")
-    d = np.asarray(diffs, dtype=np.float64)
-    return {"difference": float(d.mean()), "ci95": bootstrap_ci(d), "num_pairs": len(diffs),
-            "b_only": int((d > 0).sum()), "a_only": int((d < 0).sum())}
+    return paired_success_difference(pairs)
 
 
 def run_arm(cfg: TrainConfig, show_progress: bool = False) -> dict[str, Any]:

@@ -15,36 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from srpo.evaluate import paired_success_difference
 
 RESULTS = Path(__file__).resolve().parent / "results" / "render_policy_success.json"
 QUALITIES = ("full", "fast", "lean")
 NUM_INIT_STATES = 50  # LIBERO's fixed initial states per task
-
-
-def mcnemar_exact_p(a_only: int, b_only: int) -> float:
-    """Two-sided exact McNemar p-value: the discordant pairs against Binomial(a_only + b_only, 1/2).
-
-    Args:
-        a_only: Pairs where only the first condition succeeded.
-        b_only: Pairs where only the second did.
-
-    Returns:
-        min(1, 2 · P[X <= min(a_only, b_only)]), X ~ Binomial(a_only + b_only, 1/2); 1.0 without discordant pairs.
-    """
-    if a_only < 0 or b_only < 0:
-        raise ValueError(f"counts must be >= 0, got {a_only} and {b_only}")
-    n = a_only + b_only
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def paired_difference(episodes_a: list[dict[str, Any]], episodes_b: list[dict[str, Any]],
@@ -61,8 +41,6 @@ def paired_difference(episodes_a: list[dict[str, Any]], episodes_b: list[dict[st
         {"difference": mean paired difference, "ci95": percentile bootstrap interval, "num_pairs",
         "b_only", "a_only", "mcnemar_p"}.
     """
-    from srpo.diversity import bootstrap_ci
-
     def by_key(episodes: list[dict[str, Any]], name: str) -> dict[tuple[int, int], bool]:
         keyed = {(int(e["task_id"]), int(e["init_state_id"])): bool(e["success"]) for e in episodes}
         if len(keyed) != len(episodes):
@@ -73,11 +51,7 @@ def paired_difference(episodes_a: list[dict[str, Any]], episodes_b: list[dict[st
     keys = sorted(a.keys() & b.keys())
     if not keys:
         raise ValueError("the two evaluations share no (task, init state) episode")
-    diffs = np.asarray([int(b[k]) - int(a[k]) for k in keys], dtype=np.float64)
-    b_only, a_only = int((diffs > 0).sum()), int((diffs < 0).sum())
-    low, high = bootstrap_ci(diffs, num_resamples=num_resamples, seed=seed)
-    return {"difference": float(diffs.mean()), "ci95": [low, high], "num_pairs": len(keys),
-            "b_only": b_only, "a_only": a_only, "mcnemar_p": mcnemar_exact_p(a_only, b_only)}
+    return paired_success_difference([(a[k], b[k]) for k in keys], num_resamples=num_resamples, seed=seed)
 
 
 def quality_overrides(quality: str, eval_states: int) -> list[str]:

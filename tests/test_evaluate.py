@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from srpo.evaluate import Z_95, before_after_line, difference_interval, wilson_interval
+from srpo.evaluate import (
+    Z_95,
+    before_after_line,
+    difference_interval,
+    mcnemar_exact_p,
+    paired_success_difference,
+    wilson_interval,
+)
 
 
 def _wilson_by_quadratic(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -77,3 +84,23 @@ def test_before_after_line_uses_the_first_and_last_evaluation_counts() -> None:
     assert "step 0 10/40 = 0.250 [95% CI 0.142, 0.402]" in line
     assert "step 4 16/40 = 0.400" in line and "change +0.150" in line
     assert before_after_line(records[:2]) is None
+
+
+def test_mcnemar_exact_p_hand_computed() -> None:
+    assert mcnemar_exact_p(0, 5) == pytest.approx(2 / 32)  # 2 · P[X <= 0], X ~ Bin(5, 1/2)
+    assert mcnemar_exact_p(1, 9) == pytest.approx(2 * 11 / 1024)  # 2 · (1 + 10) / 2^10
+    assert mcnemar_exact_p(3, 2) == 1.0  # 2 · 16/32, capped at 1
+    assert mcnemar_exact_p(0, 0) == 1.0
+    with pytest.raises(ValueError, match=">= 0"):
+        mcnemar_exact_p(-1, 2)
+
+
+def test_paired_success_difference_hand_computed() -> None:
+    # Pairs (a, b): b wins two a lost, loses one a won, one tie at 1 and one at 0 -> mean (2 - 1) / 5.
+    d = paired_success_difference([(0, 1), (False, True), (1, 0), (1, 1), (0, 0)])
+    assert d["num_pairs"] == 5 and d["difference"] == pytest.approx(0.2)
+    assert d["b_only"] == 2 and d["a_only"] == 1 and d["mcnemar_p"] == pytest.approx(mcnemar_exact_p(1, 2))
+    low, high = d["ci95"]
+    assert -1 <= low <= 0.2 <= high <= 1
+    with pytest.raises(ValueError, match="at least one pair"):
+        paired_success_difference([])

@@ -72,6 +72,49 @@ def difference_interval(
             min(1.0, d + math.hypot(high_b - p_b, p_a - low_a)))
 
 
+def mcnemar_exact_p(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: the discordant pairs against Binomial(a_only + b_only, 1/2).
+
+    Args:
+        a_only: Pairs where only the first condition succeeded.
+        b_only: Pairs where only the second did.
+
+    Returns:
+        min(1, 2 · P[X <= min(a_only, b_only)]), X ~ Binomial(a_only + b_only, 1/2); 1.0 without discordant pairs.
+    """
+    if a_only < 0 or b_only < 0:
+        raise ValueError(f"counts must be >= 0, got {a_only} and {b_only}")
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_success_difference(pairs: Sequence[tuple[bool | int, bool | int]], num_resamples: int = 10_000,
+                              seed: int = 0) -> dict[str, Any]:
+    """Success of b minus success of a over N paired episodes (the same task and init state under both).
+
+    Args:
+        pairs: (N,) of (a succeeded, b succeeded), N >= 1.
+        num_resamples: Bootstrap resamples of the pairs.
+        seed: Seed of the resampling.
+
+    Returns:
+        {"difference": mean of the N differences b − a, "ci95": percentile bootstrap interval over the pairs,
+        "num_pairs": N, "b_only": pairs only b won, "a_only": pairs only a won, "mcnemar_p": exact McNemar}.
+    """
+    from srpo.diversity import bootstrap_ci
+
+    if not pairs:
+        raise ValueError("paired_success_difference needs at least one pair of episodes")
+    diffs = np.asarray([int(b) - int(a) for a, b in pairs], dtype=np.float64)
+    b_only, a_only = int((diffs > 0).sum()), int((diffs < 0).sum())
+    low, high = bootstrap_ci(diffs, num_resamples=num_resamples, seed=seed)
+    return {"difference": float(diffs.mean()), "ci95": [low, high], "num_pairs": len(diffs),
+            "b_only": b_only, "a_only": a_only, "mcnemar_p": mcnemar_exact_p(a_only, b_only)}
+
+
 @dataclass(frozen=True)
 class SlopeEstimate:
     """Least-squares trend of an evaluation curve: success per training step, with a 95 % interval."""
