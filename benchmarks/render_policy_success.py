@@ -6,9 +6,13 @@ tasks, same init states, deterministic) once per quality and compares the qualit
 quality the success count with its Wilson 95 % interval, and between every two qualities the paired difference
 (mean of per-episode differences, percentile-bootstrap 95 % interval over the episode pairs), the discordant
 pairs and the exact McNemar p-value. Every quality's eval.json (per-episode outcomes) and one video per task stay
-under --out-dir; re-running reuses a finished quality. Prints a table and writes JSON.
+under --out-dir; re-running reuses a finished quality. --baseline-checkpoint adds a second policy on the same
+episodes (e.g. a new SFT start against the shipped one). Prints a table and writes JSON.
 
     MUJOCO_GL=egl python benchmarks/render_policy_success.py --qualities full fast lean --eval-states 40
+    MUJOCO_GL=egl python benchmarks/render_policy_success.py --checkpoint NEW/final --qualities lean full \
+        --baseline-checkpoint checkpoints/compact_libero_spatial_sft/final --baseline-qualities fast lean \
+        --out benchmarks/results/sft_start.json
 """
 
 from __future__ import annotations
@@ -65,15 +69,20 @@ def quality_overrides(quality: str, eval_states: int) -> list[str]:
             f"env.libero.num_eval_init_states={eval_states}"]
 
 
-def evaluate_quality(args: argparse.Namespace, quality: str) -> dict[str, Any]:
-    """One quality's evaluation (or the finished one on disk, if it ran with the same checkpoint and states)."""
+def evaluate_quality(args: argparse.Namespace, quality: str, checkpoint: str | None = None,
+                     name: str | None = None) -> dict[str, Any]:
+    """One (checkpoint, quality) evaluation, or the finished one on disk if it ran with the same checkpoint and states.
+
+    `checkpoint` defaults to --checkpoint (else the preset's); the evaluation lives in --out-dir/`name` (default: the
+    quality).
+    """
     from srpo.config.train import load_config
     from srpo.evaluate import evaluate_checkpoint
 
-    out = Path(args.out_dir) / quality
+    out = Path(args.out_dir) / (name or quality)
     done = out / "eval.json"
     cfg = load_config(preset=args.preset, overrides=quality_overrides(quality, args.eval_states))
-    checkpoint = args.checkpoint or cfg.policy.checkpoint
+    checkpoint = checkpoint or args.checkpoint or cfg.policy.checkpoint
     if done.exists():
         saved = json.loads(done.read_text())
         if saved.get("checkpoint") == checkpoint and saved.get("episodes_per_task") == args.eval_states \
@@ -88,6 +97,24 @@ def evaluate_quality(args: argparse.Namespace, quality: str) -> dict[str, Any]:
     return dict(saved)
 
 
+def arms(qualities: list[str], baseline_checkpoint: str | None,
+         baseline_qualities: list[str] | None) -> list[tuple[str, str | None, str]]:
+    """The evaluations to run, as (name, checkpoint or None for the main one, quality); the first is the reference.
+
+    The main checkpoint runs under every quality of `qualities` (named by the quality); a baseline checkpoint, if
+    given, under every quality of `baseline_qualities` (default: the reference quality), named "baseline-<quality>".
+    """
+    if baseline_qualities and not baseline_checkpoint:
+        raise ValueError("--baseline-qualities needs --baseline-checkpoint")
+    runs: list[tuple[str, str | None, str]] = [(q, None, q) for q in qualities]
+    if baseline_checkpoint:
+        runs += [(f"baseline-{q}", baseline_checkpoint, q) for q in (baseline_qualities or qualities[:1])]
+    names = [name for name, _, _ in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a quality is listed twice: {', '.join(names)}")
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
@@ -96,48 +123,55 @@ def main() -> None:
                         help="render qualities, the first being the reference of the paired differences")
     parser.add_argument("--eval-states", type=int, default=40,
                         help="greedy episodes per task, on its last N init states (default 40: states 10-49)")
+    parser.add_argument("--baseline-checkpoint", default=None,
+                        help="a second policy (e.g. the shipped one), evaluated on the same episodes and compared")
+    parser.add_argument("--baseline-qualities", nargs="+", default=None, choices=QUALITIES,
+                        help="render qualities of the baseline (default: the first of --qualities)")
     parser.add_argument("--videos", type=int, default=1, help="videos per task and quality")
     parser.add_argument("--out-dir", default="runs/render_policy_success")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    for quality in args.qualities:
+    for quality in args.qualities + (args.baseline_qualities or []):
         quality_overrides(quality, args.eval_states)  # bad values fail before any evaluation runs
+    runs = arms(args.qualities, args.baseline_checkpoint, args.baseline_qualities)
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     from srpo.evaluate import wilson_interval
 
     evals: dict[str, dict[str, Any]] = {}
-    for quality in args.qualities:
-        evals[quality] = evaluate_quality(args, quality)
-        print(f"{quality}: {evals[quality]['num_successes']}/{evals[quality]['num_episodes']} "
-              f"({evals[quality]['wall_s']:.0f} s)", flush=True)
-    reference = args.qualities[0]
+    for name, checkpoint, quality in runs:
+        evals[name] = evaluate_quality(args, quality, checkpoint, name)
+        print(f"{name}: {evals[name]['num_successes']}/{evals[name]['num_episodes']} "
+              f"({evals[name]['wall_s']:.0f} s)", flush=True)
+    reference = runs[0][0]
     rows: dict[str, dict[str, Any]] = {}
-    print(f"\n{'quality':<8}{'success':>10}{'rate [95% CI]':>24}{'- ' + reference + ' [95% CI]':>28}"
+    print(f"\n{'arm':<14}{'success':>10}{'rate [95% CI]':>24}{'- ' + reference + ' [95% CI]':>28}"
           f"{'only ref / only this':>22}{'McNemar p':>11}{'eval s':>8}")
-    for quality, ev in evals.items():
+    for name, ev in evals.items():
         k, n = ev["num_successes"], ev["num_episodes"]
         row: dict[str, Any] = {"successes": k, "episodes": n, "rate": k / n, "wilson95": list(wilson_interval(k, n)),
-                               "per_task": ev["success_rate"], "wall_s": ev["wall_s"]}
+                               "per_task": ev["success_rate"], "wall_s": ev["wall_s"],
+                               "checkpoint": ev["checkpoint"], "render_quality": ev["render_quality"]}
         paired = ""
-        if quality != reference:
+        if name != reference:
             row["paired_vs_" + reference] = diff = paired_difference(evals[reference]["episodes"], ev["episodes"])
             paired = (f"{diff['difference']:>+10.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]"
                       f"{diff['a_only']:>13} / {diff['b_only']:<8}{diff['mcnemar_p']:>11.3f}")
         low, high = row["wilson95"]
-        print(f"{quality:<8}{k:>6}/{n:<3}{k / n:>10.3f} [{low:.3f}, {high:.3f}]{paired:>61}{ev['wall_s']:>8.0f}")
-        rows[quality] = row
+        print(f"{name:<14}{k:>6}/{n:<3}{k / n:>10.3f} [{low:.3f}, {high:.3f}]{paired:>61}{ev['wall_s']:>8.0f}")
+        rows[name] = row
     # Every other pair too (e.g. lean against fast), on the same episodes.
+    names = list(evals)
     pairs = {f"{b} - {a}": paired_difference(evals[a]["episodes"], evals[b]["episodes"])
-             for i, a in enumerate(args.qualities) for b in args.qualities[i + 1:]}
+             for i, a in enumerate(names) for b in names[i + 1:]}
     for name, diff in pairs.items():
         print(f"{name}: {diff['difference']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}], "
               f"only first {diff['b_only']} / only second {diff['a_only']}, McNemar p {diff['mcnemar_p']:.3f}")
     report = {"preset": args.preset, "checkpoint": evals[reference]["checkpoint"], "eval_states": args.eval_states,
               "init_states": f"{NUM_INIT_STATES - args.eval_states}-{NUM_INIT_STATES - 1} of each task",
               "tasks": sorted(int(t) for t in evals[reference]["success_rate"]), "reference": reference,
-              "qualities": rows, "pairs": pairs, "mujoco_gl": os.environ.get("MUJOCO_GL"),
-              "load_avg_1min": os.getloadavg()[0]}
+              "baseline_checkpoint": args.baseline_checkpoint, "qualities": rows, "pairs": pairs,
+              "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg_1min": os.getloadavg()[0]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -50,3 +50,14 @@ def test_the_overrides_make_a_valid_cpu_config() -> None:
     libero = cfg.env.libero
     assert libero.render_quality == "full"
     assert list(libero.init_state_ids("eval", 50)) == list(range(10, 50))
+
+
+def test_arms_run_the_main_checkpoint_per_quality_then_the_baseline() -> None:
+    assert bench.arms(["lean", "full"], None, None) == [("lean", None, "lean"), ("full", None, "full")]
+    assert bench.arms(["lean"], "old/final", None) == [("lean", None, "lean"), ("baseline-lean", "old/final", "lean")]
+    assert bench.arms(["lean"], "old/final", ["fast", "lean"])[1:] == [
+        ("baseline-fast", "old/final", "fast"), ("baseline-lean", "old/final", "lean")]
+    with pytest.raises(ValueError, match="needs --baseline-checkpoint"):
+        bench.arms(["lean"], None, ["fast"])
+    with pytest.raises(ValueError, match="listed twice"):
+        bench.arms(["lean", "lean"], None, None)
