@@ -48,6 +48,7 @@ def base_config(args: argparse.Namespace, overrides: list[str]) -> TrainConfig:
             "num_videos_per_step=0",
             "tensorboard=false",
             "torch_num_threads=1",
+            *([f"env.libero.render_quality={args.render_quality}"] if args.render_quality else []),
             *overrides,
         ])
     return load_config(preset="tabletop", overrides=[
@@ -165,6 +166,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", choices=("tabletop", "libero"), default="tabletop")
     parser.add_argument("--init", default=None, help="LIBERO: start checkpoint (default: the cpu preset's)")
+    parser.add_argument("--render-quality", choices=("full", "fast", "lean"), default=None,
+                        help="LIBERO: env.libero.render_quality (default: the cpu preset's)")
     parser.add_argument("--out", default="runs/offline_awr")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)

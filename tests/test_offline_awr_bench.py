@@ -14,7 +14,7 @@ bench = load_benchmark("offline_awr")
 
 
 def _args(**kw: object) -> argparse.Namespace:
-    base = dict(env="libero", init=None, tasks=2, train_states=10, eval_states=40, cache=100)
+    base = dict(env="libero", init=None, tasks=2, train_states=10, eval_states=40, cache=100, render_quality=None)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -29,6 +29,12 @@ def test_libero_config_is_the_main_jobs_env_on_disjoint_init_states() -> None:
     # made with the same arguments are continued, and awr_srpo embeds like the main job.
     assert cfg.policy.checkpoint == bench.load_config(preset="cpu").policy.checkpoint
     assert cfg.encoder.name == "efficientnet" and cfg.encoder.num_frames == 16
+    assert cfg.env.libero.render_quality == bench.load_config(preset="cpu").env.libero.render_quality
+
+
+def test_libero_render_quality_can_be_the_one_a_recorded_run_used() -> None:
+    # The recorded LIBERO result ran the previous start under the preset's former `fast` frames.
+    assert bench.base_config(_args(render_quality="fast"), []).env.libero.render_quality == "fast"
 
 
 def test_libero_start_policy_is_the_presets_checkpoint_or_init(tmp_path: Path) -> None:
