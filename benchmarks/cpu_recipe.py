@@ -31,6 +31,8 @@ RECIPES: dict[str, list[str]] = {
     "lr6e-5": ["algo.lr=6e-5"],
     # Binary outcome reward from the same start (only the reward differs).
     "grpo": ["algo_name=grpo"],
+    # Twice the episodes per step (groups of 8) and 12 steps: 3x the episodes of the preset, still < 20 min.
+    "g8x12": ["algo.group_size=8", "num_steps=12"],
 }
 
 

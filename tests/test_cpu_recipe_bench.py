@@ -36,3 +36,13 @@ def test_different_before_evaluations_are_pooled() -> None:
 def test_no_runs_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one run"):
         bench.recipe_summary([])
+
+
+def test_every_recipe_is_a_valid_cpu_config() -> None:
+    from srpo.config.train import load_config
+
+    for name, overrides in bench.RECIPES.items():
+        cfg = load_config(preset="cpu", overrides=overrides)
+        assert cfg.env.kind == "libero", name
+    g8 = load_config(preset="cpu", overrides=bench.RECIPES["g8x12"])
+    assert g8.algo.group_size == 8 and g8.num_steps == 12 and g8.algo.num_prompts_per_step == 2
