@@ -22,6 +22,8 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_recipes.json"
 
+LEAN_START = ["env.libero.render_quality=lean",
+              "policy.checkpoint=checkpoints/compact_libero_spatial_sft_lean/final"]
 # Overrides on top of `--preset cpu`; "preset" is the preset as shipped.
 RECIPES: dict[str, list[str]] = {
     "preset": [],
@@ -31,8 +33,10 @@ RECIPES: dict[str, list[str]] = {
     "lr6e-5": ["algo.lr=6e-5"],
     # Binary outcome reward from the same start (only the reward differs).
     "grpo": ["algo_name=grpo"],
-    # Twice the episodes per step (groups of 8) and 12 steps: 3x the episodes of the preset, still < 20 min.
-    "g8x12": ["algo.group_size=8", "num_steps=12"],
+    # The start behaviour-cloned on lean frames, under lean frames; then also groups of 8 and 12 steps (3x the
+    # episodes, still < 20 min).
+    "lean_start": LEAN_START,
+    "lean_start_g8x12": [*LEAN_START, "algo.group_size=8", "num_steps=12"],
 }
 
 
@@ -81,6 +85,9 @@ def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Pat
             if run_dir.exists():
                 timing_file.write_text(f"{spent + time.perf_counter() - start:.1f}\n")
         evals = _evals(run_dir / "metrics.jsonl")
+    import yaml
+
+    ran = yaml.safe_load(config.read_text())
     first, last = evals[0], evals[-1]
     k0, n0 = int(first["eval/num_successes"]), int(first["eval/num_episodes"])
     k1, n1 = int(last["eval/num_successes"]), int(last["eval/num_episodes"])
@@ -88,6 +95,8 @@ def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Pat
     train = [r for r in records if "rollout/success_rate" in r]
     return {
         "recipe": name, "overrides": overrides, "seed": seed, "run_dir": str(run_dir),
+        # What the run actually started from and rendered (the preset's defaults change over time).
+        "checkpoint": ran["policy"]["checkpoint"], "render_quality": ran["env"]["libero"]["render_quality"],
         "wall_s": float(timing_file.read_text()), "num_steps": last["step"],
         "before": {"successes": k0, "episodes": n0, "rate": k0 / n0, "wilson95": wilson_interval(k0, n0),
                    "per_task": {k: v for k, v in first.items() if k.startswith("eval/success_rate_task")}},

@@ -44,5 +44,6 @@ def test_every_recipe_is_a_valid_cpu_config() -> None:
     for name, overrides in bench.RECIPES.items():
         cfg = load_config(preset="cpu", overrides=overrides)
         assert cfg.env.kind == "libero", name
-    g8 = load_config(preset="cpu", overrides=bench.RECIPES["g8x12"])
-    assert g8.algo.group_size == 8 and g8.num_steps == 12 and g8.algo.num_prompts_per_step == 2
+    lean = load_config(preset="cpu", overrides=bench.RECIPES["lean_start_g8x12"])
+    assert lean.env.libero.render_quality == "lean" and lean.policy.checkpoint.endswith("sft_lean/final")
+    assert lean.algo.group_size == 8 and lean.num_steps == 12 and lean.algo.num_prompts_per_step == 2
