@@ -63,7 +63,9 @@ def test_short_run_metrics_are_pinned(tmp_path: Path) -> None:
     metrics, param_sum = run_metrics(tmp_path / "run")
     for key, values in PINNED.items():
         np.testing.assert_allclose(metrics[key], values, rtol=1e-6, atol=1e-9, err_msg=key)
-    assert param_sum == pytest.approx(PINNED_PARAM_SUM, rel=1e-9)
+    # Same room as the metrics: on a CPU with other vector units (AVX-512 FP16 against the commit machine's) the
+    # sum moved by 6.4e-8 relative with every metric within 1e-6; another seed moves it by 6e-3.
+    assert param_sum == pytest.approx(PINNED_PARAM_SUM, rel=1e-6)
 
 
 def test_run_records_commit_and_command(tmp_path: Path) -> None:
