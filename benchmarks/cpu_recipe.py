@@ -49,6 +49,8 @@ def _evals(metrics_path: Path) -> list[dict[str, Any]]:
 
 def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Path) -> dict[str, Any]:
     """One fresh main-job run (or the finished run already on disk); returns its before/after counts."""
+    import yaml
+
     from srpo.evaluate import difference_interval, wilson_interval
 
     run_dir = root / f"{name}_seed{seed}"
@@ -57,8 +59,6 @@ def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Pat
     config = run_dir / "config.yaml"
     num_steps = None
     if config.exists():
-        import yaml
-
         num_steps = yaml.safe_load(config.read_text())["num_steps"]
     finished = len(evals) >= 2 and evals[-1]["step"] == num_steps and timing_file.exists()
     if not finished:
@@ -85,8 +85,6 @@ def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Pat
             if run_dir.exists():
                 timing_file.write_text(f"{spent + time.perf_counter() - start:.1f}\n")
         evals = _evals(run_dir / "metrics.jsonl")
-    import yaml
-
     ran = yaml.safe_load(config.read_text())
     first, last = evals[0], evals[-1]
     k0, n0 = int(first["eval/num_successes"]), int(first["eval/num_episodes"])

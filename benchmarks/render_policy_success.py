@@ -1,13 +1,14 @@
 """A policy's greedy LIBERO success under each `libero.render_quality`, paired episode by episode.
 
 "fast" and "lean" change the pixels the policy sees (benchmarks/render_quality.py shows the frames); a policy
-behaviour-cloned on LIBERO's own ("full") frames may not tolerate that. This runs `srpo eval` (greedy, same
-tasks, same init states, deterministic) once per quality and compares the qualities on the same episodes: per
-quality the success count with its Wilson 95 % interval, and between every two qualities the paired difference
-(mean of per-episode differences, percentile-bootstrap 95 % interval over the episode pairs), the discordant
-pairs and the exact McNemar p-value. Every quality's eval.json (per-episode outcomes) and one video per task stay
-under --out-dir; re-running reuses a finished quality. --baseline-checkpoint adds a second policy on the same
-episodes (e.g. a new SFT start against the shipped one). Prints a table and writes JSON.
+behaviour-cloned on LIBERO's own ("full") frames may not tolerate that. This runs `srpo eval` (greedy, same tasks,
+same init states; repeatable on one machine, not bit-stable across machines) once per quality and compares the
+qualities on the same episodes: per quality the success count with its Wilson 95 % interval, and between every two
+qualities the paired difference (mean of per-episode differences, percentile-bootstrap 95 % interval over the
+episode pairs), the discordant pairs and the exact McNemar p-value. Every quality's eval.json (per-episode
+outcomes) and one video per task stay under --out-dir; re-running reuses a finished quality. --baseline-checkpoint
+adds a second policy on the same episodes (e.g. a new SFT start against the shipped one). Prints a table and writes
+JSON.
 
     MUJOCO_GL=egl python benchmarks/render_policy_success.py --qualities full fast lean --eval-states 40
     MUJOCO_GL=egl python benchmarks/render_policy_success.py --checkpoint NEW/final --qualities lean full \
