@@ -24,11 +24,12 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
+from srpo.config.libero import RenderQuality
 from srpo.config.train import TrainConfig, load_config
 from srpo.evaluate import paired_success_difference, wilson_interval
 
@@ -166,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", choices=("tabletop", "libero"), default="tabletop")
     parser.add_argument("--init", default=None, help="LIBERO: start checkpoint (default: the cpu preset's)")
-    parser.add_argument("--render-quality", choices=("full", "fast", "lean"), default=None,
+    parser.add_argument("--render-quality", choices=get_args(RenderQuality), default=None,
                         help="LIBERO: env.libero.render_quality (default: the cpu preset's)")
     parser.add_argument("--out", default="runs/offline_awr")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

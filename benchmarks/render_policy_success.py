@@ -23,12 +23,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from srpo.config.libero import RenderQuality
 from srpo.evaluate import paired_success_difference
 
 RESULTS = Path(__file__).resolve().parent / "results" / "render_policy_success.json"
-QUALITIES = ("full", "fast", "lean")
+QUALITIES: tuple[str, ...] = get_args(RenderQuality)
 NUM_INIT_STATES = 50  # LIBERO's fixed initial states per task
 
 

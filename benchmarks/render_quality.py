@@ -18,14 +18,16 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
+
+from srpo.config.libero import RenderQuality
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # A move that brings the gripper over the table, so the frame shows the arm near objects and their reflections.
 MOVE = np.array([0.4, 0.2, -0.4, 0.0, 0.0, 0.0, -1.0])
-QUALITIES = ("full", "fast", "lean")
+QUALITIES: tuple[str, ...] = get_args(RenderQuality)
 # Image differences reported: what "fast" changes against LIBERO's own frames, and what "lean" adds to "fast".
 PAIRS = ("full-fast", "fast-lean")
 
