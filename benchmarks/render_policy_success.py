@@ -7,13 +7,17 @@ qualities on the same episodes: per quality the success count with its Wilson 95
 qualities the paired difference (mean of per-episode differences, percentile-bootstrap 95 % interval over the
 episode pairs), the discordant pairs and the exact McNemar p-value. Every quality's eval.json (per-episode
 outcomes) and one video per task stay under --out-dir; re-running reuses a finished quality. --baseline-checkpoint
-adds a second policy on the same episodes (e.g. a new SFT start against the shipped one). Prints a table and writes
-JSON.
+adds a second policy on the same episodes (e.g. a new SFT start against the shipped one), and --also NAME=CHECKPOINT
+any further ones under the first quality (e.g. the final checkpoints of two arms of a long run against their start).
+Prints a table and writes JSON.
 
     MUJOCO_GL=egl python benchmarks/render_policy_success.py --qualities full fast lean --eval-states 40
     MUJOCO_GL=egl python benchmarks/render_policy_success.py --checkpoint NEW/final --qualities lean full \
         --baseline-checkpoint checkpoints/compact_libero_spatial_sft/final --baseline-qualities fast lean \
         --out benchmarks/results/sft_start.json
+    MUJOCO_GL=egl python benchmarks/render_policy_success.py --qualities fast --eval-states 20 \
+        --also srpo-60=runs/preset60/srpo/seed0/ckpt-000060/policy grpo-60=runs/preset60/grpo/seed0/ckpt-000060/policy \
+        --out-dir runs/preset60_paired --out benchmarks/results/libero_preset60/paired_final.json
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -99,21 +104,35 @@ def evaluate_quality(args: argparse.Namespace, quality: str, checkpoint: str | N
     return dict(saved)
 
 
-def arms(qualities: list[str], baseline_checkpoint: str | None,
-         baseline_qualities: list[str] | None) -> list[tuple[str, str | None, str]]:
+def parse_also(items: list[str]) -> list[tuple[str, str]]:
+    """`--also` values "NAME=CHECKPOINT" as (name, checkpoint) pairs, in order."""
+    pairs = []
+    for item in items:
+        name, sep, checkpoint = item.partition("=")
+        if not sep or not name or not checkpoint or name in QUALITIES or name.startswith("baseline-"):
+            raise ValueError(f"--also {item!r} is invalid: write NAME=CHECKPOINT with a NAME that is not a render "
+                             f"quality and does not start with 'baseline-', e.g. srpo-60=runs/x/ckpt-000060/policy")
+        pairs.append((name, checkpoint))
+    return pairs
+
+
+def arms(qualities: list[str], baseline_checkpoint: str | None, baseline_qualities: list[str] | None,
+         also: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str | None, str]]:
     """The evaluations to run, as (name, checkpoint or None for the main one, quality); the first is the reference.
 
     The main checkpoint runs under every quality of `qualities` (named by the quality); a baseline checkpoint, if
-    given, under every quality of `baseline_qualities` (default: the reference quality), named "baseline-<quality>".
+    given, under every quality of `baseline_qualities` (default: the reference quality), named "baseline-<quality>";
+    every `also` (name, checkpoint) under the reference quality, named by its name.
     """
     if baseline_qualities and not baseline_checkpoint:
         raise ValueError("--baseline-qualities needs --baseline-checkpoint")
     runs: list[tuple[str, str | None, str]] = [(q, None, q) for q in qualities]
     if baseline_checkpoint:
         runs += [(f"baseline-{q}", baseline_checkpoint, q) for q in (baseline_qualities or qualities[:1])]
+    runs += [(name, checkpoint, qualities[0]) for name, checkpoint in also]
     names = [name for name, _, _ in runs]
     if len(set(names)) != len(names):
-        raise ValueError(f"a quality is listed twice: {', '.join(names)}")
+        raise ValueError(f"a quality or --also name is listed twice: {', '.join(names)}")
     return runs
 
 
@@ -129,13 +148,15 @@ def main() -> None:
                         help="a second policy (e.g. the shipped one), evaluated on the same episodes and compared")
     parser.add_argument("--baseline-qualities", nargs="+", default=None, choices=QUALITIES,
                         help="render qualities of the baseline (default: the first of --qualities)")
+    parser.add_argument("--also", nargs="+", default=[], metavar="NAME=CHECKPOINT",
+                        help="further policies, evaluated under the first quality on the same episodes and paired")
     parser.add_argument("--videos", type=int, default=1, help="videos per task and quality")
     parser.add_argument("--out-dir", default="runs/render_policy_success")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     for quality in args.qualities + (args.baseline_qualities or []):
         quality_overrides(quality, args.eval_states)  # bad values fail before any evaluation runs
-    runs = arms(args.qualities, args.baseline_checkpoint, args.baseline_qualities)
+    runs = arms(args.qualities, args.baseline_checkpoint, args.baseline_qualities, parse_also(args.also))
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     from srpo.evaluate import wilson_interval

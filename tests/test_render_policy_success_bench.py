@@ -61,3 +61,16 @@ def test_arms_run_the_main_checkpoint_per_quality_then_the_baseline() -> None:
         bench.arms(["lean"], None, ["fast"])
     with pytest.raises(ValueError, match="listed twice"):
         bench.arms(["lean", "lean"], None, None)
+
+
+def test_also_adds_named_checkpoints_under_the_reference_quality() -> None:
+    also = bench.parse_also(["srpo-60=runs/a/ckpt-000060/policy", "grpo-60=runs/b/ckpt=60"])
+    assert also == [("srpo-60", "runs/a/ckpt-000060/policy"), ("grpo-60", "runs/b/ckpt=60")]
+    assert bench.arms(["fast", "lean"], None, None, also) == [
+        ("fast", None, "fast"), ("lean", None, "lean"),
+        ("srpo-60", "runs/a/ckpt-000060/policy", "fast"), ("grpo-60", "runs/b/ckpt=60", "fast")]
+    for bad in ["srpo-60", "=ckpt", "srpo-60=", "fast=ckpt", "baseline-fast=ckpt"]:
+        with pytest.raises(ValueError, match="NAME=CHECKPOINT"):
+            bench.parse_also([bad])
+    with pytest.raises(ValueError, match="listed twice"):
+        bench.arms(["fast"], None, None, [("a", "x"), ("a", "y")])
