@@ -236,3 +236,21 @@ def test_fresh_start_drops_metrics_of_an_attempt_stopped_before_its_first_checkp
     (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval/success_rate": 0.5}) + "\n")
     start_run(tiny_config(run_dir), resume=False, policy=None)
     assert read_metrics(run_dir) == []
+
+
+def test_evaluate_checkpoint_runs_with_the_threads_training_ran_with(tmp_path: Path):
+    """`srpo eval` must use cfg.torch_num_threads as training does: 1 and 2 threads give logits ~1e-5 apart,
+    enough to flip a greedy action, so an evaluation with torch's default threads need not repeat the in-run one."""
+    from srpo.evaluate import evaluate_checkpoint
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cfg = tiny_config(tmp_path / "run", "torch_num_threads=1")
+        evaluate_checkpoint(cfg, None, 1, 0, tmp_path / "eval")
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        evaluate_checkpoint(tiny_config(tmp_path / "run", "torch_num_threads=0"), None, 1, 0, tmp_path / "eval0")
+        assert torch.get_num_threads() == 2  # 0 keeps torch's default
+    finally:
+        torch.set_num_threads(before)

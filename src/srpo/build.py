@@ -237,6 +237,16 @@ class RunStart:
     restored from it, the loop restores what else it saved (e.g. the success memory)."""
 
 
+def apply_torch_threads(cfg: TrainConfig) -> None:
+    """Set torch's intra-op threads to `cfg.torch_num_threads` (0 keeps torch's default).
+
+    Training and every evaluation of its checkpoints must agree: logits computed with 1 and 2 threads differ by
+    ~1e-5 (another reduction order), enough to flip a greedy argmax and send a LIBERO episode down another path.
+    """
+    if cfg.torch_num_threads > 0:
+        torch.set_num_threads(cfg.torch_num_threads)
+
+
 def start_run(cfg: TrainConfig, resume: bool, policy: TrainablePolicy | None) -> RunStart:
     """Open cfg.run_dir for a new run, or resume the newest intact checkpoint in it.
 
@@ -253,8 +263,7 @@ def start_run(cfg: TrainConfig, resume: bool, policy: TrainablePolicy | None) ->
     if run_dir.exists() and not run_dir.is_dir():
         raise InputFileError(f"run_dir={run_dir} is a file, not a directory: choose another run_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.torch_num_threads > 0:
-        torch.set_num_threads(cfg.torch_num_threads)
+    apply_torch_threads(cfg)
     torch.manual_seed(cfg.seed)
     state: dict[str, Any] | None = None
     if resume:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from srpo.build import make_env_factory, make_policy
+from srpo.build import apply_torch_threads, make_env_factory, make_policy
 from srpo.config.train import TrainConfig
 from srpo.envs.base import TaskSpec
 from srpo.errors import SrpoError
@@ -267,6 +267,7 @@ def evaluate_checkpoint(
         raise SrpoError(f"--videos={videos_per_task} is invalid: set it to an int >= 0 (videos per task)")
     if checkpoint is not None:
         cfg = replace(cfg, policy=replace(cfg.policy, checkpoint=checkpoint))
+    apply_torch_threads(cfg)  # the threads training ran with, so that this evaluation repeats the in-run one
     policy = make_policy(cfg)
     factory = make_env_factory(cfg)
     specs = factory.task_specs()
