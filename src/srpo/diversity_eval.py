@@ -120,7 +120,7 @@ def rollout_final_policy(run_dir: Path, dcfg: DiversityConfig) -> RunDiversity:
     """Sample K episodes per held-out init state with a run's final policy and score their paths."""
     import torch
 
-    from srpo.build import make_env_factory, make_policy
+    from srpo.build import apply_torch_threads, make_env_factory, make_policy
     from srpo.evaluate import init_state_split
     from srpo.rollout import RolloutEngine, make_group_requests
     from srpo.run_dir import resume_config
@@ -129,6 +129,7 @@ def rollout_final_policy(run_dir: Path, dcfg: DiversityConfig) -> RunDiversity:
     ckpt = final_policy_checkpoint(run_dir)
     cfg = replace(cfg, policy=replace(cfg.policy, checkpoint=str(ckpt)))
     temperature = dcfg.temperature if dcfg.temperature is not None else cfg.algo.temperature
+    apply_torch_threads(cfg)  # as training ran: the thread count changes the logits (build.py)
     policy = make_policy(cfg)
     factory = make_env_factory(cfg)
     prompts = [(spec.task_id, s) for spec in factory.task_specs()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from srpo.build import make_env_factory, make_policy, make_rollout_engine
+from srpo.build import apply_torch_threads, make_env_factory, make_policy, make_rollout_engine
 from srpo.config.train import TrainConfig, config_to_dict
 from srpo.errors import SrpoError
 from srpo.evaluate import init_state_split
@@ -120,6 +120,7 @@ def record_dataset(
         if previous != settings:
             raise SrpoError(f"{root} was recorded with {previous}, not {settings}: continue with the same arguments "
                             "or choose a new folder")
+    apply_torch_threads(cfg)  # as training ran: the thread count changes the logits (build.py)
     policy = policy if policy is not None else make_policy(cfg)
     factory = make_env_factory(cfg)
     specs = factory.task_specs()

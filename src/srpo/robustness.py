@@ -434,7 +434,7 @@ def write_results(cfg: TrainConfig, plan: RobustnessPlan, episodes: Sequence[dic
 
 def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> RobustnessResult:
     """Plan, roll out (resuming from episodes.jsonl), summarise and write the results of `cfg.robustness`."""
-    from srpo.build import make_policy
+    from srpo.build import apply_torch_threads, make_policy
     from srpo.rollout import EpisodeRequest, RolloutEngine
 
     if checkpoint is not None:
@@ -465,6 +465,7 @@ def run_robustness(cfg: TrainConfig, checkpoint: str | None = None) -> Robustnes
                           or cfg.rollout.num_envs_per_worker, reset_timeout_s=max(cfg.rollout.reset_timeout_s, 1800.0))
         factory = VariantEnvFactory(tuple(plan.tasks), cfg.env.libero,
                                     rob.python if rob.benchmark == "libero-plus" else None, rob.assets)
+        apply_torch_threads(cfg)  # as training ran: the thread count changes the logits (build.py)
         policy = make_policy(cfg)
         with RolloutEngine(factory, rollout) as engine, episodes_path.open("a") as log:
             for dim in rob.resolved_dimensions:
