@@ -239,6 +239,25 @@ def test_fixture_placement_is_a_function_of_the_init_state(env: LiberoEnv) -> No
 
 
 @pytest.mark.libero
+def test_an_episode_starts_the_same_whatever_the_env_ran_before(factory: LiberoEnvFactory) -> None:
+    """robosuite's soft reset keeps the gripper command of the last episode; reset must clear it, so that an init
+    state gives the same settled state and frame on a fresh env and on one that just ran a closing grasp."""
+    fresh, used = factory.make(0), factory.make(0)
+    try:
+        used.reset(5)
+        close = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+        for _ in range(20):
+            used.step(close, render_policy=False, render_embed=False)
+        first, again = fresh.reset(5), used.reset(5)
+        np.testing.assert_array_equal(used.robosuite_env.sim.get_state().flatten(),
+                                      fresh.robosuite_env.sim.get_state().flatten())
+        np.testing.assert_array_equal(again.image, first.image)
+    finally:
+        fresh.close()
+        used.close()
+
+
+@pytest.mark.libero
 def test_two_envs_in_one_process_render_their_own_scene(factory: LiberoEnvFactory, env: LiberoEnv) -> None:
     before = env.reset(0).image
     second = factory.make(1)

@@ -309,6 +309,13 @@ class LiberoEnv:
                 np.random.set_state(saved)
         else:
             self._env.reset()
+        # robosuite's soft reset keeps each gripper's `current_action` (the gripper command it ramps towards the
+        # sign of the action, 0 on a new env), so the settle steps below would start from the last episode's grip
+        # and an episode's first frames would depend on what the env ran before (the same init state differed by
+        # up to 0.09 in the sim state after one settle step, and a checkpoint evaluated twice in one process
+        # scored 13/40 then 6/40). Back to the new-env value, every episode starts as on a fresh env.
+        for robot in self._env.env.robots:
+            robot.gripper.current_action = np.zeros(robot.gripper.dof)
         self.raw_obs = dict(self._env.set_init_state(self._init_states[init_state_id]))
         # Objects spawn a few cm above their resting pose and drop: without these steps the first frames show
         # them falling and grasps planned from them miss.
