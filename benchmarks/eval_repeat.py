@@ -75,8 +75,7 @@ def main() -> None:
         for r in range(args.repeats):
             start = time.perf_counter()
             result = evaluate_policy(engine, policy, specs, cfg, per_task)
-            episodes = [{"task_id": t.task_id, "init_state_id": t.init_state_id, "success": bool(t.success),
-                         "num_steps": t.finish_step} for t in result.trajectories]
+            episodes = result.episode_records()
             runs.append({"num_successes": result.num_successes, "num_episodes": len(episodes),
                          "wall_s": time.perf_counter() - start, "episodes": episodes})
             print(f"repeat {r}: {result.num_successes}/{len(episodes)} ({runs[-1]['wall_s']:.0f} s)", flush=True)

@@ -2,9 +2,8 @@
 
 "fast" and "lean" change the pixels the policy sees (benchmarks/render_quality.py shows the frames); a policy
 behaviour-cloned on LIBERO's own ("full") frames may not tolerate that. This runs `srpo eval` (greedy, same tasks,
-same init states; repeatable in a fresh process on one machine, but not a fixed function of the weights: batched
-logits move by ~1e-6 with the batch an observation is scored in, and a flipped argmax changes a LIBERO episode, so
-treat each evaluation as a sample; README, long run) once per quality and compares the qualities on the same
+same init states; repeatable on one machine, and since the env-reset fix of 2026-12-05 also within one process,
+benchmarks/eval_repeat.py; not bit-stable across machines) once per quality and compares the qualities on the same
 episodes: per quality the success count with its Wilson 95 % interval, and between every two qualities the paired
 difference (mean of per-episode differences, percentile-bootstrap 95 % interval over the episode pairs), the
 discordant pairs and the exact McNemar p-value. Every quality's eval.json (per-episode outcomes) and one video per

@@ -239,8 +239,8 @@ def test_fresh_start_drops_metrics_of_an_attempt_stopped_before_its_first_checkp
 
 
 def test_evaluate_checkpoint_runs_with_the_threads_training_ran_with(tmp_path: Path):
-    """`srpo eval` must use cfg.torch_num_threads as training does: 1 and 2 threads give logits ~1e-5 apart,
-    enough to flip a greedy action, so an evaluation with torch's default threads need not repeat the in-run one."""
+    """`srpo eval` must use cfg.torch_num_threads as training does: 1 and 2 threads give logits ~1e-5 apart, which
+    can flip a near-tied greedy action, so an evaluation with torch's default threads need not repeat the in-run one."""
     from srpo.evaluate import evaluate_checkpoint
 
     before = torch.get_num_threads()

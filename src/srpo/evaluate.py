@@ -221,6 +221,11 @@ class EvalResult:
         """Successful episodes over all tasks."""
         return sum(bool(t.success) for t in self.trajectories)
 
+    def episode_records(self) -> list[dict[str, Any]]:
+        """Per episode, in run order: task, init state, outcome and length (eval.json's "episodes")."""
+        return [{"task_id": t.task_id, "init_state_id": t.init_state_id, "success": bool(t.success),
+                 "num_steps": t.finish_step} for t in self.trajectories]
+
     def metrics(self) -> dict[str, float]:
         out = {f"eval/success_rate_task{t}": r for t, r in self.success_rate.items()}
         out["eval/success_rate"] = self.mean
@@ -291,8 +296,7 @@ def evaluate_checkpoint(
         "wilson95": list(wilson_interval(result.num_successes, num_episodes)),
         # Per episode, in run order: two evaluations of the same states pair episode by episode (more episodes
         # than held-out states cycle through them, so a (task, init state) pair can repeat).
-        "episodes": [{"task_id": t.task_id, "init_state_id": t.init_state_id, "success": bool(t.success),
-                      "num_steps": t.finish_step} for t in result.trajectories],
+        "episodes": result.episode_records(),
         "instructions": {str(k): v for k, v in result.instructions.items()},
     }, indent=2))
     return result
