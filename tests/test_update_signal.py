@@ -8,6 +8,7 @@ which hides exactly those bugs: parameters change whatever the advantages are.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,3 +125,51 @@ def test_zero_advantages_leave_the_policy_unchanged(trainer: Trainer):
     after = trainer.policy.state_dict()
     changed = [k for k in state if not torch.equal(state[k], after[k])]
     assert not changed, f"parameters {changed[:3]} changed without any advantage"
+
+
+def changed_parameters(trainer: Trainer, trajs: list[Trajectory], advantages: np.ndarray) -> tuple[list[str], dict]:
+    """Names of the parameters one update with `advantages` changed, and the update's stats."""
+    state = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    stats = trainer.update(trajs, advantages)
+    after = trainer.policy.state_dict()
+    return [k for k in state if not torch.equal(state[k], after[k])], stats
+
+
+@pytest.fixture(scope="module")
+def kl_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trainer]:
+    """A trainer with the KL term on and several optimiser steps per update, its policy still equal to the
+    reference: the start of every run with `algo.kl_coef > 0`."""
+    overrides = [o for o in TINY if not o.startswith(("algo.kl_coef", "algo.ppo_epochs", "algo.num_minibatches"))]
+    overrides += ["algo.kl_coef=0.05", "algo.ppo_epochs=4", "algo.num_minibatches=2",
+                  f"run_dir={tmp_path_factory.mktemp('kl') / 'run'}"]
+    torch.manual_seed(0)
+    with Trainer(load_config(preset="tabletop", overrides=overrides), show_progress=False) as trainer:
+        weights = copy.deepcopy(trainer.policy.state_dict())
+        yield trainer
+        trainer.policy.load_state_dict(weights)
+
+
+def test_zero_advantages_take_no_step_with_the_kl_term_on(kl_trainer: Trainer):
+    """With the KL term on and the policy equal to its reference, the KL gradient is float noise that Adam would
+    scale to full learning-rate steps; a batch without advantage signal must not move the policy."""
+    assert kl_trainer.reference is not None
+    trajs = constructed_trajectories(kl_trainer)
+    changed, stats = changed_parameters(kl_trainer, trajs, np.zeros(len(trajs)))
+    assert not changed, f"parameters {changed[:3]} changed without any advantage"
+    assert stats["ppo/skipped_no_signal"] == 1.0 and stats["ppo/num_updates"] == 0
+    assert stats["loss/kl"] == pytest.approx(0.0, abs=1e-6)  # still logged, and ~0 at the reference
+    # The same batch with advantages does step, every mini-batch of every epoch, and says so.
+    changed, stats = changed_parameters(kl_trainer, trajs, ADVANTAGES)
+    assert changed and stats["ppo/skipped_no_signal"] == 0.0 and stats["ppo/num_updates"] == 8
+
+
+def test_zero_advantages_still_step_on_the_entropy_bonus(trainer: Trainer):
+    """The entropy bonus is a signal of its own: with it on, an all-zero batch still takes its steps."""
+    trajs = constructed_trajectories(trainer)
+    algo = trainer.cfg.algo
+    trainer.cfg = dataclasses.replace(trainer.cfg, algo=dataclasses.replace(algo, entropy_coef=0.01))
+    try:
+        changed, stats = changed_parameters(trainer, trajs, np.zeros(len(trajs)))
+    finally:
+        trainer.cfg = dataclasses.replace(trainer.cfg, algo=algo)
+    assert changed and stats["ppo/skipped_no_signal"] == 0.0

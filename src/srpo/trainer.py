@@ -38,7 +38,7 @@ from srpo.run_dir import (
     write_step_arrays,
 )
 from srpo.types import EpisodeStats, Trajectory
-from srpo.update import make_minibatches, mean_stats, minibatch_step, prepare_batch
+from srpo.update import make_minibatches, mean_stats, minibatch_step, ppo_minibatch_loss, prepare_batch
 from srpo.watchdog import PhaseWatchdog
 
 if TYPE_CHECKING:
@@ -284,11 +284,25 @@ class Trainer:
         return keep
 
     def update(self, trajs: Sequence[Trajectory], advantages: np.ndarray) -> dict[str, float]:
-        """PPO-clip over mini-batches of action chunks (plus KL to the reference and entropy bonus)."""
+        """PPO-clip over mini-batches of action chunks (plus KL to the reference and entropy bonus).
+
+        A batch whose advantages are all zero, with the entropy bonus off, takes no optimiser step: it carries no
+        policy-gradient signal, and the KL term alone is not a safe step to take. While the policy still equals its
+        reference, that term's gradient is float noise (the reference's log-probs are computed in other batch
+        shapes), and Adam, with no earlier gradient to scale against, turns noise into full learning-rate steps:
+        on the cpu preset at lr 5e-5 with 4 PPO epochs, the run's first step, without a success, moved the policy
+        by approx KL 0.014 (after 60 steps of the preset's own training its KL to the SFT policy was 0.036). Its
+        loss stats are still computed and logged, and `ppo/skipped_no_signal` is 1."""
         algo = self.cfg.algo
         batch, logprob_gap = prepare_batch(self.policy, self.reference, trajs, advantages, algo.temperature)
-        self.policy.train(True)
         minibatches = make_minibatches(len(batch), algo, np.random.default_rng([self.cfg.seed, self.step, 1]))
+        if not np.any(np.asarray(advantages) != 0) and algo.entropy_coef == 0:
+            with torch.no_grad():  # the first epoch's mini-batches, for the logged losses; nothing is stepped
+                stats = [ppo_minibatch_loss(self.policy, batch, idx, algo)[1]
+                         for idx in minibatches[:len(minibatches) // algo.ppo_epochs]]
+            return {**mean_stats(stats), "ppo/num_updates": 0, "ppo/num_chunks": len(batch),
+                    "ppo/rollout_learner_logprob_gap": logprob_gap, "ppo/skipped_no_signal": 1.0}
+        self.policy.train(True)
         learner_restarts: int | None = None
         if self.learners is not None:
             # Data-parallel over the learner group: the same mini-batches and steps, gradients all-reduced (or
@@ -306,6 +320,7 @@ class Trainer:
         out["ppo/num_updates"] = len(all_stats)
         out["ppo/num_chunks"] = len(batch)
         out["ppo/rollout_learner_logprob_gap"] = logprob_gap
+        out["ppo/skipped_no_signal"] = 0.0
         if learner_restarts is not None:
             out["learner/num_restarts"] = learner_restarts  # group re-formations after a lost learner
         return out
