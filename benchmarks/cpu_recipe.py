@@ -31,6 +31,9 @@ RECIPES: dict[str, list[str]] = {
     "old": ["algo.lr=1e-4", "algo.temperature=1.0", "algo.kl_coef=0.0", "reward.memory_size=0", "num_steps=4"],
     # Larger steps: the preset with 3× the learning rate.
     "lr6e-5": ["algo.lr=6e-5"],
+    # Updates sized for PPO's trust region: the preset's steps moved the policy by approx KL ~1e-4 with clip
+    # fraction ~0; 2.5x the learning rate and 4 epochs over each batch give ~4e-3 per step.
+    "lr5e-5_ppo4": ["algo.lr=5e-5", "algo.ppo_epochs=4"],
     # Binary outcome reward from the same start (only the reward differs).
     "grpo": ["algo_name=grpo"],
     # The start behaviour-cloned on lean frames, under lean frames; then also groups of 8 and 12 steps (3x the
