@@ -20,18 +20,16 @@ import torch
 from srpo.config.train import TrainConfig, load_config
 from srpo.run_dir import read_metrics
 from srpo.trainer import Trainer
+from tiny_config import PIXEL_ENCODER, tiny_tabletop
 
-TINY = [
-    "env.tabletop.num_tasks=2", "env.tabletop.max_steps=16", "env.tabletop.image_size=32",
-    "env.tabletop.embed_image_size=32", "policy.image_size=32", "policy.d_model=32", "policy.num_layers=1",
-    "policy.num_heads=2", "policy.ff_dim=64", "policy.chunk_size=4", "encoder.num_frames=4",
-    "encoder.name=pixel", "encoder.pixel_size=4",
+TINY = tiny_tabletop(
+    16, *PIXEL_ENCODER,
     "algo.group_size=4", "algo.num_prompts_per_step=2", "algo.num_minibatches=2", "algo.lr=1e-3",
     # A random policy never succeeds: the entropy bonus makes every update move the weights, so the second step's
     # rollouts depend on the first step's update.
     "algo.entropy_coef=0.05", "num_eval_episodes_per_task=2", "eval_every=0", "num_videos_per_step=0",
     "tensorboard=false", "torch_num_threads=1", "num_steps=3",
-]
+)
 KEYS = ("loss/entropy", "grad/norm", "ppo/approx_kl", "rollout/episode_length_mean")
 # Values of this run at commit time (see the module docstring); regenerate with `python tests/test_determinism.py`.
 PINNED: dict[str, list[float]] = {

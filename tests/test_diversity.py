@@ -27,6 +27,7 @@ from srpo.diversity import (
 from srpo.rollout import RolloutEngine, make_group_requests
 from srpo.types import Trajectory
 from test_rollout import FACTORY, HashPolicy
+from tiny_config import as_sets
 
 UNIT_LOW, UNIT_HIGH = np.zeros(3), np.ones(3)
 
@@ -179,7 +180,7 @@ TINY = ["env.tabletop.num_tasks=1", "env.tabletop.num_init_states=10", "env.tabl
 
 
 def test_srpo_diversity_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sets = [x for item in TINY for x in ("--set", item)]
+    sets = as_sets(TINY)
     for algo in ("srpo", "grpo"):
         rc = cli.main(["train", "--preset", "tabletop", "--algo", algo, "--steps", "1",
                        "--run-dir", str(tmp_path / algo), *sets])

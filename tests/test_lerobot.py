@@ -22,20 +22,9 @@ from srpo.lerobot import (
     write_lerobot_dataset,
 )
 from srpo.record import record_dataset, trajectory_to_episode
+from tiny_config import tiny_tabletop
 
-TINY_RECORD = [
-    "env.tabletop.num_tasks=2",
-    "env.tabletop.max_steps=10",
-    "env.tabletop.image_size=32",
-    "env.tabletop.embed_image_size=32",
-    "policy.image_size=32",
-    "policy.d_model=32",
-    "policy.num_layers=1",
-    "policy.num_heads=2",
-    "policy.ff_dim=64",
-    "policy.chunk_size=4",
-    "tensorboard=false",
-]
+TINY_RECORD = tiny_tabletop(10, "tensorboard=false")
 
 
 def random_episodes(num: int, chunk: bool = True, seed: int = 0) -> list[DatasetEpisode]:

@@ -20,28 +20,18 @@ from srpo.errors import SrpoError
 from srpo.lerobot import DatasetEpisode, write_lerobot_dataset
 from srpo.offline import OfflineTrainer, episode_weights
 from srpo.run_dir import list_checkpoints, read_metrics
+from tiny_config import PIXEL_ENCODER, as_sets, tiny_tabletop
 
-TINY = [
-    "env.tabletop.num_tasks=2",
-    "env.tabletop.max_steps=12",
-    "env.tabletop.image_size=32",
-    "env.tabletop.embed_image_size=32",
-    "policy.image_size=32",
-    "policy.d_model=32",
-    "policy.num_layers=1",
-    "policy.num_heads=2",
-    "policy.ff_dim=64",
-    "policy.chunk_size=4",
+TINY = tiny_tabletop(
+    12,
+    *PIXEL_ENCODER,
     "policy.state_dim=4",
-    "encoder.num_frames=4",
-    "encoder.name=pixel",
-    "encoder.pixel_size=4",
     "algo.lr=1e-3",
     "offline.batch_size=16",
     "num_eval_episodes_per_task=1",
     "eval_every=0",
     "tensorboard=false",
-]
+)
 
 
 def tiny_config(run_dir: Path, dataset: Path, *extra: str) -> TrainConfig:
@@ -203,7 +193,7 @@ def test_openvla_oft_adapter_trains_offline(tabletop_dataset: Path, tmp_path: Pa
 
 
 def test_cli_record_then_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    common = ["--preset", "tabletop", *[x for kv in TINY for x in ("--set", kv)]]
+    common = ["--preset", "tabletop", *as_sets(TINY)]
     assert main(["record", *common, "--out", str(tmp_path / "ds"), "--episodes-per-task", "2",
                  "--batch-episodes", "4"]) == 0
     assert "LeRobot v3 dataset" in capsys.readouterr().out

@@ -21,23 +21,13 @@ from srpo.config.train import TrainConfig, load_config
 from srpo.errors import InputFileError
 from srpo.run_dir import CHECKPOINT_PREFIX, list_checkpoints, read_metrics
 from srpo.trainer import Trainer
+from tiny_config import PIXEL_ENCODER, as_sets, tiny_tabletop
 
 SRPO = str(Path(sys.executable).with_name("srpo"))
 
-TINY = [
-    "env.tabletop.num_tasks=2",
-    "env.tabletop.max_steps=16",
-    "env.tabletop.image_size=32",
-    "env.tabletop.embed_image_size=32",
-    "policy.image_size=32",
-    "policy.d_model=32",
-    "policy.num_layers=1",
-    "policy.num_heads=2",
-    "policy.ff_dim=64",
-    "policy.chunk_size=4",
-    "encoder.num_frames=4",
-    "encoder.name=pixel",
-    "encoder.pixel_size=4",
+TINY = tiny_tabletop(
+    16,
+    *PIXEL_ENCODER,
     "algo.group_size=4",
     "algo.num_prompts_per_step=2",
     "algo.num_minibatches=2",
@@ -46,7 +36,7 @@ TINY = [
     "eval_every=0",
     "num_videos_per_step=1",
     "tensorboard=false",
-]
+)
 
 
 def tiny_config(run_dir: Path, *extra: str) -> TrainConfig:
@@ -140,10 +130,7 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
 
 
 def cli_overrides(*extra: str) -> list[str]:
-    out = []
-    for item in [*TINY, *extra]:
-        out += ["--set", item]
-    return out
+    return as_sets([*TINY, *extra])
 
 
 def test_encoder_construction_does_not_shift_the_sampling_stream(tmp_path: Path):

@@ -20,18 +20,10 @@ from srpo.config.train import TrainConfig, load_config
 from srpo.trainer import Trainer
 from srpo.types import ACTION_DIM, Trajectory
 from srpo.update import ChunkBatch, batched_log_probs
+from tiny_config import tiny_tabletop
 
-TINY = [
-    "env.tabletop.num_tasks=2",
-    "env.tabletop.max_steps=16",
-    "env.tabletop.image_size=32",
-    "env.tabletop.embed_image_size=32",
-    "policy.image_size=32",
-    "policy.d_model=32",
-    "policy.num_layers=1",
-    "policy.num_heads=2",
-    "policy.ff_dim=64",
-    "policy.chunk_size=4",
+TINY = tiny_tabletop(
+    16,
     "algo_name=grpo",
     "algo.entropy_coef=0.0",  # the point of this file: no signal but the advantages
     "algo.kl_coef=0.0",
@@ -42,7 +34,7 @@ TINY = [
     "num_eval_episodes_per_task=0",
     "num_videos_per_step=0",
     "tensorboard=false",
-]
+)
 
 CHUNKS_PER_TRAJECTORY = (1, 2, 3)  # unequal, so advantages broadcast to the wrong chunks are caught
 ADVANTAGES = np.array([1.0, -1.0, 1.0])
