@@ -186,23 +186,19 @@ def initial_success(base: TrainConfig) -> dict[str, float]:
     training temperature (each held-out state twice)."""
     from srpo.build import make_env_factory, make_policy
     from srpo.evaluate import evaluate_policy, init_state_split
-    from srpo.rollout import EpisodeRequest, RolloutEngine
+    from srpo.rollout import RolloutEngine
 
     torch.manual_seed(0)
     policy = make_policy(base)
     factory = make_env_factory(base)
     specs = factory.task_specs()
+    num_held_out = len(init_state_split(base, specs[0].num_init_states, "eval"))  # the same for every tabletop task
     with RolloutEngine(factory, base.rollout) as engine:
         greedy = evaluate_policy(engine, policy, specs, base, base.num_eval_episodes_per_task)
-        requests: list[EpisodeRequest] = []
-        for spec in specs:
-            ids = init_state_split(base, spec.num_init_states, "eval")
-            for k in range(2 * len(ids)):
-                requests.append(EpisodeRequest(spec.task_id, ids[k % len(ids)], len(requests), len(requests)))
-        trajs, _ = engine.collect(policy, requests, base.algo.temperature, greedy=False)
+        sampled = evaluate_policy(engine, policy, specs, base, 2 * num_held_out, base.algo.temperature)
     return {"greedy": greedy.mean, "greedy_episodes": sum(greedy.num_episodes.values()),
-            f"sampled_T{base.algo.temperature:g}": float(np.mean([t.success for t in trajs])),
-            "sampled_episodes": len(trajs)}
+            f"sampled_T{base.algo.temperature:g}": float(np.mean([t.success for t in sampled.trajectories])),
+            "sampled_episodes": len(sampled.trajectories)}
 
 
 def base_config(args: argparse.Namespace, init: Path) -> TrainConfig:

@@ -136,8 +136,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.benchmark is not None:  # robustness benchmarks (srpo.robustness)
         return _eval_robustness(args)
     cfg = _load_train_config(args)
-    result = evaluate_checkpoint(cfg, args.checkpoint, args.episodes, args.videos, args.out)
-    print(result.table())
+    result = evaluate_checkpoint(cfg, args.checkpoint, args.episodes, args.videos, args.out,
+                                 args.sample_temperature)
+    print(f"{result.mode} success on held-out init states:\n{result.table()}")
     return 0
 
 
@@ -500,12 +501,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--report", action="store_true", help="write the HTML report at the end")
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="greedy per-task success on held-out init states, with videos")
+    ev = sub.add_parser("eval", help="per-task success on held-out init states (greedy by default), with videos")
     _add_config_args(ev)
     ev.add_argument("--checkpoint", help="policy checkpoint directory (default: policy.checkpoint of the config)")
     ev.add_argument("--episodes", type=int, default=10, help="episodes per task")
     ev.add_argument("--videos", type=int, default=2, help="videos per task")
     ev.add_argument("--out", default="runs/eval", help="directory for eval.json and videos")
+    ev.add_argument("--sample-temperature", type=float, default=None, metavar="T",
+                    help="sample actions at temperature T (e.g. the training temperature) instead of taking the "
+                         "arg-max bins; seeded by the config's seed (--set seed=N); more --episodes than held-out "
+                         "states then draw new episodes instead of repeating greedy ones")
     _add_robustness_arguments(ev)
     ev.set_defaults(func=_eval)
 

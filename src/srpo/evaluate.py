@@ -1,4 +1,8 @@
-"""Greedy evaluation on held-out initial states: per-task success (`srpo eval`, and the trainer's evaluate phase)."""
+"""Evaluation on held-out initial states: per-task success (`srpo eval`, and the trainer's evaluate phase).
+
+Greedy (arg-max action bins) by default; `srpo eval --sample-temperature T` samples at T instead, the policy the
+trainer rolls out, from the torch RNG seeded by the config's `seed`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from srpo.build import apply_torch_threads, make_env_factory, make_policy
 from srpo.config.train import TrainConfig
@@ -205,12 +210,18 @@ def init_state_split(cfg: TrainConfig, num_init_states: int, split: str) -> list
 
 @dataclass
 class EvalResult:
-    """Per-task greedy success on held-out states."""
+    """Per-task success on held-out states, greedy (`temperature` None) or sampled at `temperature`."""
 
     success_rate: dict[int, float]
     instructions: dict[int, str]
     num_episodes: dict[int, int]
     trajectories: list[Trajectory]
+    temperature: float | None = None
+
+    @property
+    def mode(self) -> str:
+        """"greedy", or "sampled T=<temperature>"."""
+        return "greedy" if self.temperature is None else f"sampled T={self.temperature:g}"
 
     @property
     def mean(self) -> float:
@@ -242,34 +253,61 @@ class EvalResult:
         return "\n".join(lines)
 
 
+def _check_temperature(temperature: float | None, cfg: TrainConfig) -> None:
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise SrpoError(f"temperature={temperature} is invalid for a sampled evaluation: set a float > 0, e.g. the "
+                        f"training temperature {cfg.algo.temperature} (algo.temperature), or leave it out for greedy")
+
+
 def evaluate_policy(
-    engine: RolloutEngine, policy: Policy, specs: list[TaskSpec], cfg: TrainConfig, episodes_per_task: int
+    engine: RolloutEngine,
+    policy: Policy,
+    specs: list[TaskSpec],
+    cfg: TrainConfig,
+    episodes_per_task: int,
+    temperature: float | None = None,
 ) -> EvalResult:
-    """Greedy episodes on each task's held-out init states (cycling through them if more episodes are asked)."""
+    """Episodes on each task's held-out init states (cycling through them if more episodes are asked).
+
+    Greedy (the arg-max bins) when `temperature` is None; otherwise sampled at `temperature` from the global torch
+    RNG, so a caller that seeds it gets a repeatable evaluation. A greedy episode of an init state repeats exactly,
+    a sampled one does not: more sampled episodes than held-out states measure the sampled policy more finely.
+    """
+    _check_temperature(temperature, cfg)
     requests: list[EpisodeRequest] = []
     for spec in specs:
         ids = init_state_split(cfg, spec.num_init_states, "eval")
         for k in range(episodes_per_task):
             requests.append(EpisodeRequest(spec.task_id, ids[k % len(ids)], len(requests), len(requests)))
-    trajs, _ = engine.collect(policy, requests, cfg.algo.temperature, greedy=True)
+    if temperature is None:
+        trajs, _ = engine.collect(policy, requests, cfg.algo.temperature, greedy=True)
+    else:
+        trajs, _ = engine.collect(policy, requests, temperature, greedy=False)
     rates, counts = {}, {}
     for spec in specs:
         s = [t.success for t in trajs if t.task_id == spec.task_id]
         rates[spec.task_id] = float(np.mean(s))
         counts[spec.task_id] = len(s)
-    return EvalResult(rates, {s.task_id: s.instruction for s in specs}, counts, trajs)
+    return EvalResult(rates, {s.task_id: s.instruction for s in specs}, counts, trajs, temperature)
 
 
 def evaluate_checkpoint(
-    cfg: TrainConfig, checkpoint: str | None, episodes_per_task: int, videos_per_task: int, out_dir: str | Path
+    cfg: TrainConfig,
+    checkpoint: str | None,
+    episodes_per_task: int,
+    videos_per_task: int,
+    out_dir: str | Path,
+    temperature: float | None = None,
 ) -> EvalResult:
-    """`srpo eval`: load a policy checkpoint, evaluate it greedily, write eval.json and labelled videos."""
+    """`srpo eval`: load a policy checkpoint, evaluate it (greedy, or sampled at `temperature` with the torch RNG
+    seeded by `cfg.seed`), write eval.json and labelled videos."""
     from srpo.video import write_labelled_video
 
     if episodes_per_task < 1:
         raise SrpoError(f"--episodes={episodes_per_task} is invalid: set it to an int >= 1 (episodes per task)")
     if videos_per_task < 0:
         raise SrpoError(f"--videos={videos_per_task} is invalid: set it to an int >= 0 (videos per task)")
+    _check_temperature(temperature, cfg)
     if checkpoint is not None:
         cfg = replace(cfg, policy=replace(cfg.policy, checkpoint=checkpoint))
     apply_torch_threads(cfg)  # the threads training ran with, so that this evaluation repeats the in-run one
@@ -278,8 +316,10 @@ def evaluate_checkpoint(
     specs = factory.task_specs()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if temperature is not None:
+        torch.manual_seed(cfg.seed)  # after the policy is built: the sampled actions depend on the seed alone
     with RolloutEngine(factory, cfg.rollout) as engine:
-        result = evaluate_policy(engine, policy, specs, cfg, episodes_per_task)
+        result = evaluate_policy(engine, policy, specs, cfg, episodes_per_task, temperature)
     for spec in specs:
         for t in [t for t in result.trajectories if t.task_id == spec.task_id][:videos_per_task]:
             outcome = "success" if t.success else "failure"
@@ -288,6 +328,9 @@ def evaluate_checkpoint(
     num_episodes = sum(result.num_episodes.values())
     (out / "eval.json").write_text(json.dumps({
         "checkpoint": cfg.policy.checkpoint,
+        "mode": "greedy" if temperature is None else "sampled",
+        "temperature": temperature,
+        "seed": None if temperature is None else cfg.seed,
         "success_rate": {str(k): v for k, v in result.success_rate.items()},
         "mean": result.mean,
         "episodes_per_task": episodes_per_task,
