@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import use_headless_gl
+
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_recipes.json"
 
 LEAN_START = ["env.libero.render_quality=lean",
@@ -146,8 +148,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("runs/cpu_recipe"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    use_headless_gl()
 
     existing: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     runs = {(r["recipe"], r["seed"]): r for r in existing["runs"]}

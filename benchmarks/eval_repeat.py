@@ -14,11 +14,11 @@ and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from bench_common import machine_info, use_headless_gl, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "eval_repeat.json"
 
@@ -53,8 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats < 2:
         parser.error(f"--repeats={args.repeats} is invalid: choose 2 or more")
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    use_headless_gl()
     from dataclasses import replace
 
     from srpo.build import apply_torch_threads, make_env_factory, make_policy
@@ -88,10 +87,8 @@ def main() -> None:
     report = {"preset": args.preset, "checkpoint": cfg.policy.checkpoint, "overrides": args.overrides,
               "render_quality": cfg.env.libero.render_quality if cfg.env.kind == "libero" else None,
               "torch_num_threads": cfg.torch_num_threads, "repeats": runs, "against_first": comparisons,
-              "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg_1min": os.getloadavg()[0]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+              **machine_info()}
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
+from bench_common import machine_info, use_headless_gl, write_report
 from srpo.config.libero import RenderQuality
 from srpo.evaluate import paired_success_difference
 
@@ -158,8 +158,7 @@ def main() -> None:
     for quality in args.qualities + (args.baseline_qualities or []):
         quality_overrides(quality, args.eval_states)  # bad values fail before any evaluation runs
     runs = arms(args.qualities, args.baseline_checkpoint, args.baseline_qualities, parse_also(args.also))
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    use_headless_gl()
     from srpo.evaluate import wilson_interval
 
     evals: dict[str, dict[str, Any]] = {}
@@ -195,10 +194,8 @@ def main() -> None:
               "init_states": f"{NUM_INIT_STATES - args.eval_states}-{NUM_INIT_STATES - 1} of each task",
               "tasks": sorted(int(t) for t in evals[reference]["success_rate"]), "reference": reference,
               "baseline_checkpoint": args.baseline_checkpoint, "qualities": rows, "pairs": pairs,
-              "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg_1min": os.getloadavg()[0]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+              **machine_info()}
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,13 @@ simplification adds), and writes a small before/after PNG per task (full | fast 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 
+from bench_common import machine_info, use_headless_gl, write_report
 from srpo.config.libero import RenderQuality
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -102,14 +100,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10, help="renders timed per frame")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    use_headless_gl()
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"size": args.size, "init_state_id": args.init_state, "num_moves": args.moves,
-                              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                                          "mujoco_gl": os.environ.get("MUJOCO_GL"),
-                                          "load_avg_1min": os.getloadavg()[0]},
+                              "machine": machine_info(),
                               "tasks": []}
     print(f"{'task':>4} {'state':>8} {'full ms':>8} {'fast ms':>8} {'lean ms':>8}   full→fast mean|Δ| px|Δ|>10"
           f"   fast→lean mean|Δ| px|Δ|>10")
@@ -135,8 +130,7 @@ def main() -> None:
           + f" (fast {report['speedup']['fast_vs_full']:.2f}x full, lean {report['speedup']['lean_vs_fast']:.2f}x"
           " fast)")
     path = args.out_dir / "render_quality.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_report(path, report)
 
 
 if __name__ == "__main__":

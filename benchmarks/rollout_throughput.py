@@ -33,10 +33,8 @@ Each variant runs in its own process(es) so peak memory (VmHWM) is per process. 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import platform
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -45,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench_common import machine_info, use_headless_gl, write_report
 
 CHUNK_SIZE = 8
 NUM_BINS = 256
@@ -342,8 +342,7 @@ def main() -> None:
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     # Choose the backend before any child imports robosuite; children inherit the environment.
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    use_headless_gl()
     if args.quick:
         work = Workload(args.suite, task_ids=(0,), init_state_ids=(0, 1), num_steps=48)
     else:
@@ -430,9 +429,7 @@ def main() -> None:
                      "init_state_ids": list(work.init_state_ids), "num_steps": work.num_steps,
                      "num_settle_steps": work.num_settle_steps, "num_episodes": work.num_episodes,
                      "chunk_size": CHUNK_SIZE, "policy": "fixed zero-motion action, gripper open"},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg_1min": os.getloadavg()[0],
-                    "cpu_affinity": sorted(os.sched_getaffinity(0))},
+        "machine": {**machine_info(), "cpu_affinity": sorted(os.sched_getaffinity(0))},
         "quick": args.quick,
         "repeats": args.repeats,
         "results": results,
@@ -441,9 +438,7 @@ def main() -> None:
         "ratios_per_repeat": per_repeat,
         "targets": {"srpo_over_peer": 4.0, "srpo_over_floor": 0.8},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":
