@@ -267,6 +267,9 @@ CELLS: dict[str, tuple[Argv, str]] = {
                                             "did you mean"),
     "eval-episodes-zero": (lambda i, w: [*EVAL[:3], "--episodes", "0", "--checkpoint", str(i.checkpoint),
                                          "--out", str(w / "eval"), *sets()], "--episodes=0 is invalid"),
+    "eval-sample-temperature-zero": (lambda i, w: [*EVAL, "--sample-temperature", "0", "--checkpoint",
+                                                   str(i.checkpoint), "--out", str(w / "eval"), *sets()],
+                                     "temperature=0.0 is invalid for a sampled evaluation"),
     # -- sft: demos and the initial checkpoint
     "sft-demos-missing": (sft("--demos", "/nonexistent/demos.hdf5"), "/nonexistent/demos.hdf5 does not exist"),
     "sft-demos-empty-folder": (lambda i, w: sft("--demos", str(_mkdir(w / "empty")))(i, w), "no .hdf5 files found"),
@@ -446,6 +449,20 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(inputs: Inputs, tmp_p
 def test_matrix_has_at_least_40_cells() -> None:
     assert len(CELLS) >= 40
     assert len({cell.split("-")[0] for cell in CELLS}) >= 8  # train, resume, eval, sft, reward-eval, score, ...
+
+
+def test_reliability_doc_lists_every_cell_with_its_message() -> None:
+    """docs/reliability.md's table is generated from CELLS (`python tests/test_bad_inputs.py`); a cell added or a
+    message changed without regenerating it leaves the doc wrong, which this catches without running the cells."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        if line.startswith("| `") and line.count(" | ") >= 4:
+            cell, message = line.split(" | ")[0].strip("| `"), line.split(" | ", 4)[4]
+            rows[cell] = message.replace("\\|", "|")
+    assert sorted(rows) == sorted(CELLS), "regenerate the table: PYTHONPATH=src python tests/test_bad_inputs.py"
+    for cell, (_, expected) in CELLS.items():
+        assert expected in rows[cell], f"{cell}: the doc's message lacks {expected!r}; regenerate the table"
 
 
 def markdown_table() -> str:
