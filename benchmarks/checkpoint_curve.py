@@ -10,7 +10,8 @@ least-squares slope over steps with its interval (`srpo.evaluate.success_slope`)
 stopped. Prints a table, writes JSON and a plot.
 
 Checkpoints are given as STEP=DIR (DIR a policy checkpoint: `<run>/ckpt-000010/policy`, or the SFT start for
-step 0). keep_last_checkpoints deletes a run's older checkpoints, so copy the ones to evaluate while it runs.
+step 0). A run deletes all but its newest `keep_last_checkpoints`; train with `--set keep_checkpoint_every=10` to
+keep every 10th as well.
 
     MUJOCO_GL=egl python benchmarks/checkpoint_curve.py --set env.libero.render_quality=lean \
         --checkpoint 0=checkpoints/compact_libero_spatial_sft_lean/final \

@@ -363,7 +363,8 @@ class OfflineTrainer:
     def save_checkpoint(self) -> Path:
         """Write ckpt-<step>/ atomically; keep the newest keep_last_checkpoints."""
         state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
-        return write_checkpoint(self.run_dir, self.step, self.policy, state, self.cfg.keep_last_checkpoints)
+        return write_checkpoint(self.run_dir, self.step, self.policy, state, self.cfg.keep_last_checkpoints,
+                                self.cfg.keep_checkpoint_every)
 
     def _save_episode_arrays(self, rewards: np.ndarray, advantages: np.ndarray, weights: np.ndarray,
                              success: np.ndarray, task_ids: np.ndarray, distance: np.ndarray) -> None:

@@ -157,17 +157,36 @@ def resumable_checkpoints(run_dir: Path) -> list[Path]:
     return ckpts
 
 
+def checkpoints_to_drop(steps: list[int], keep_last: int, keep_every: int = 0) -> list[int]:
+    """The steps whose checkpoints pruning deletes: all but the newest `keep_last`, except multiples of
+    `keep_every` (0 = no exception).
+
+    Args:
+        steps: Steps of the complete checkpoints on disk, in any order.
+        keep_last: >= 1 newest checkpoints always kept.
+        keep_every: >= 0; checkpoints at steps divisible by it are kept too (a run's history for evaluating
+            after the run, `benchmarks/checkpoint_curve.py`).
+
+    Returns:
+        The steps to delete, ascending.
+    """
+    older = sorted(steps)[:-keep_last] if keep_last < len(steps) else []
+    return [s for s in older if not (keep_every > 0 and s % keep_every == 0)]
+
+
 def write_checkpoint(
-    run_dir: Path, step: int, policy: TrainablePolicy, trainer_state: dict[str, Any], keep_last: int
+    run_dir: Path, step: int, policy: TrainablePolicy, trainer_state: dict[str, Any], keep_last: int,
+    keep_every: int = 0,
 ) -> Path:
-    """Write ckpt-<step>/ atomically (temp dir + rename), then drop all but the newest `keep_last` ones.
+    """Write ckpt-<step>/ atomically (temp dir + rename), then prune older ones (`checkpoints_to_drop`).
 
     Args:
         run_dir: The run directory.
         step: Completed steps; names the checkpoint.
         policy: Saved with `save_pretrained` under policy/.
         trainer_state: Everything else a resume needs (optimizer, RNG, memory bank), saved with torch.save.
-        keep_last: Checkpoints to keep, this one included.
+        keep_last: Newest checkpoints to keep, this one included.
+        keep_every: Also keep checkpoints at multiples of this step (0 = none).
 
     Returns:
         The checkpoint directory.
@@ -184,8 +203,10 @@ def write_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
-    for old in list_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+    drop = set(checkpoints_to_drop([checkpoint_step(c) for c in list_checkpoints(run_dir)], keep_last, keep_every))
+    for old in list_checkpoints(run_dir):
+        if checkpoint_step(old) in drop:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -342,7 +342,8 @@ class Trainer:
             "memory": ({k: torch.from_numpy(v) for k, v in self.memory.state_dict().items()}
                        if self.memory is not None else None),
         }
-        return write_checkpoint(self.run_dir, self.step, self.policy, state, self.cfg.keep_last_checkpoints)
+        return write_checkpoint(self.run_dir, self.step, self.policy, state, self.cfg.keep_last_checkpoints,
+                                self.cfg.keep_checkpoint_every)
 
     # -- outputs ----------------------------------------------------------------------------------------------
 

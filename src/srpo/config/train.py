@@ -171,6 +171,9 @@ class TrainConfig:
     """Write a checkpoint every this many steps (and at the end)."""
     keep_last_checkpoints: int = 2
     """Checkpoints kept on disk; older ones are deleted after a newer one is complete."""
+    keep_checkpoint_every: int = 0
+    """Also keep the checkpoints of steps divisible by this (0 = none), for evaluating a run's history after it
+    (`benchmarks/checkpoint_curve.py`); each costs the policy and the trainer state (~21 MB for the compact VLA)."""
     num_videos_per_step: int = 2
     """Rollout videos (mp4) saved per step, labelled with success and reward (0 = none)."""
     torch_num_threads: int = 0
@@ -204,6 +207,8 @@ class TrainConfig:
                 "an int >= 0")
         require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an int >= 1")
         require(self.keep_last_checkpoints >= 1, "keep_last_checkpoints", self.keep_last_checkpoints, "an int >= 1")
+        require(self.keep_checkpoint_every >= 0, "keep_checkpoint_every", self.keep_checkpoint_every,
+                "0 (keep only the newest keep_last_checkpoints) or a step interval, e.g. 10")
         require(self.num_videos_per_step >= 0, "num_videos_per_step", self.num_videos_per_step, "an int >= 0")
         require(self.torch_num_threads >= 0, "torch_num_threads", self.torch_num_threads,
                 "0 (torch's default) or a positive thread count, e.g. 1")
