@@ -1,7 +1,7 @@
 """Held-out success of a run's checkpoints, evaluated after the run: greedy, or sampled at a temperature.
 
 A run evaluates itself greedily every `eval_every` steps. Greedy and sampled success can differ a lot (the
-compact VLA's lean start: 7/40 greedy on held-out states, ~40 % sampled at T = 0.7 on training states), and
+compact VLA's lean start: 7/40 greedy on held-out states, ~30 % sampled at T = 0.7 on training states), and
 RL trains the sampled policy. This evaluates checkpoints of one run, in step order, with `srpo eval`'s
 evaluation (`srpo.evaluate.evaluate_checkpoint`; sampled episodes draw from the torch RNG seeded by `seed`, the
 same stream for every checkpoint), and reports each one's success with its Wilson 95 % interval, the
@@ -58,7 +58,7 @@ def curve_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     slope = success_slope(steps, ks, ns)
     first, last = points[0], points[-1]
     diff_lo, diff_hi = difference_interval(first["num_successes"], first["num_episodes"],
-                                                    last["num_successes"], last["num_episodes"])
+                                           last["num_successes"], last["num_episodes"])
     return {
         "points": [{**p, "rate": p["num_successes"] / p["num_episodes"],
                     "wilson95": list(wilson_interval(p["num_successes"], p["num_episodes"]))} for p in points],
@@ -68,31 +68,6 @@ def curve_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
         - first["num_successes"] / first["num_episodes"],
         "last_minus_first_ci95": [diff_lo, diff_hi],
     }
-
-
-def plot_curve(summary: dict[str, Any], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = summary["points"]
-    steps = [p["step"] for p in pts]
-    rates = [p["rate"] for p in pts]
-    err = [[p["rate"] - p["wilson95"][0] for p in pts], [p["wilson95"][1] - p["rate"] for p in pts]]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.errorbar(steps, rates, yerr=err, marker="o", capsize=3)
-    lo, hi = summary["slope_per_100_steps_ci95"]
-    ax.set_title(f"{title}\nslope {summary['slope_per_100_steps']:+.3f} / 100 steps [{lo:+.3f}, {hi:+.3f}]",
-                 fontsize=9)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("held-out success (Wilson 95 %)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -119,6 +94,7 @@ def main() -> None:
 
     from srpo.config.train import load_config
     from srpo.evaluate import evaluate_checkpoint
+    from srpo.report import plot_success_curves
 
     cfg = load_config(preset=args.preset, overrides=args.overrides)
     mode = "greedy" if args.sample_temperature is None else "sampled"
@@ -128,7 +104,7 @@ def main() -> None:
         cached = work / "eval.json"
         report = json.loads(cached.read_text()) if cached.exists() else None
         expected = {"checkpoint": ckpt, "mode": mode, "temperature": args.sample_temperature,
-                    "episodes_per_task": args.episodes}
+                    "seed": None if args.sample_temperature is None else cfg.seed, "episodes_per_task": args.episodes}
         if report is None or any(report.get(k) != v for k, v in expected.items()):
             evaluate_checkpoint(cfg, ckpt, args.episodes, 0, work, args.sample_temperature)
             report = json.loads(cached.read_text())
@@ -146,7 +122,11 @@ def main() -> None:
     print(f"slope per 100 steps {summary['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}]; last - first "
           f"{summary['last_minus_first']:+.3f} [{dlo:+.3f}, {dhi:+.3f}]")
     png = args.out.with_suffix(".png")
-    plot_curve(summary, f"held-out success, {label}, {args.episodes} episodes per task", png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    curve_label = f"{label}, slope {summary['slope_per_100_steps']:+.3f} / 100 steps [{lo:+.3f}, {hi:+.3f}]"
+    plot_success_curves({curve_label: [[(p["step"], p["rate"]) for p in summary["points"]]]}, png, None,
+                        ylabel=f"held-out success, {args.episodes} episodes/task",
+                        intervals={curve_label: [[(p["step"], *p["wilson95"]) for p in summary["points"]]]})
     write_report(args.out, {"preset": args.preset, "overrides": args.overrides, "mode": mode,
                             "temperature": args.sample_temperature, "seed": cfg.seed,
                             "episodes_per_task": args.episodes, **summary, "plot": png.name, **machine_info()})

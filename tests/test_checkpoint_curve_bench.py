@@ -68,4 +68,8 @@ def test_main_evaluates_caches_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     bench.main()
     assert calls == []
     assert json.loads((tmp_path / "curve.json").read_text())["points"] == report["points"]
+    # Another sampling seed is another evaluation: the cache does not answer for it.
+    monkeypatch.setattr(sys, "argv", [*argv, "--set", "seed=1"])
+    bench.main()
+    assert len(calls) == 2
     assert "slope per 100 steps" in capsys.readouterr().out

@@ -203,10 +203,9 @@ def write_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
-    drop = set(checkpoints_to_drop([checkpoint_step(c) for c in list_checkpoints(run_dir)], keep_last, keep_every))
-    for old in list_checkpoints(run_dir):
-        if checkpoint_step(old) in drop:
-            shutil.rmtree(old, ignore_errors=True)
+    by_step = {checkpoint_step(c): c for c in list_checkpoints(run_dir)}
+    for old in checkpoints_to_drop(list(by_step), keep_last, keep_every):
+        shutil.rmtree(by_step[old], ignore_errors=True)
     return final
 
 
