@@ -109,6 +109,23 @@ def test_each_chunk_moves_the_way_its_trajectorys_advantage_says(trainer: Traine
                                   err_msg=f"log-prob changes {delta} do not follow the advantages' signs")
 
 
+@pytest.mark.parametrize(("aggregation", "expected"), [
+    ("token-mean", 0.0),  # (1·1 + 1·2 − 1·3) / 6 chunks' tokens: the 3-chunk failure cancels both successes
+    ("traj-mean-token-mean", 1 / 3),  # (1 + 1 − 1) / 3 trajectories
+])
+def test_the_loss_weighs_trajectories_as_its_aggregation_says(trainer: Trainer, aggregation: str, expected: float):
+    """One mini-batch, one epoch: the update's loss is taken at ratio 1, where it is −(aggregated advantage)."""
+    trajs = constructed_trajectories(trainer)
+    advantages = np.array([1.0, 1.0, -1.0])
+    cfg = trainer.cfg
+    trainer.cfg = dataclasses.replace(cfg, algo=dataclasses.replace(cfg.algo, aggregation=aggregation))
+    try:
+        stats = trainer.update(trajs, advantages)
+    finally:
+        trainer.cfg = cfg
+    assert stats["loss/policy"] == pytest.approx(-expected, abs=1e-6)
+
+
 def test_zero_advantages_leave_the_policy_unchanged(trainer: Trainer):
     """The converse: with the entropy bonus and KL off, zero advantages carry no signal at all."""
     trajs = constructed_trajectories(trainer)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from srpo.algo.advantages import dynamic_sampling_mask, referenced_failure_group_mask
+from srpo.algo.advantages import dynamic_sampling_mask, loss_weighted_advantage_mean, referenced_failure_group_mask
 from srpo.build import (
     load_or_make_reference,
     make_env_factory,
@@ -172,6 +172,9 @@ class Trainer:
         with timed(metrics, "update"), self.watchdog.watch("update", self.step + 1):
             metrics.update(self.update(trajs, advantages))
         metrics.update(_rollout_metrics(trajs, stats, rewards, advantages, success))
+        metrics["advantage/loss_weighted_mean"] = loss_weighted_advantage_mean(
+            advantages, np.asarray([t.token_mask.sum() for t in trajs]),
+            np.asarray([t.token_mask.any(axis=-1).sum() for t in trajs]), self.cfg.algo.aggregation)
         # Outputs are named by the step being trained (self.step + 1; self.step counts completed steps).
         write_step_arrays(self.run_dir, self.step + 1, trajs, rewards, advantages, distance)
         with timed(metrics, "videos"):

@@ -20,7 +20,7 @@ DEFAULT_CHUNK_SIZE = 8
 DEFAULT_NUM_BINS = 256
 
 # Choices shared by the config tree and the maths that implements them (one definition each).
-Aggregation = Literal["token-mean", "seq-mean-token-mean"]
+Aggregation = Literal["token-mean", "seq-mean-token-mean", "traj-mean-token-mean"]
 """How token losses become one scalar: mean over all executed tokens, or mean over sequences of per-sequence
 token means."""
 KLEstimator = Literal["k1", "k3"]

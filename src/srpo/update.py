@@ -47,6 +47,9 @@ class ChunkBatch:
         old_log_probs: (M, L) float32 behaviour log-probs (recomputed by the learner, see `prepare_batch`).
         advantages: (M,) float32, the trajectory's advantage broadcast to its chunks.
         ref_log_probs: (M, L) float32 reference-policy log-probs, or None without a KL term.
+        row_weights: (M,) float32 1 / executed tokens of each chunk's trajectory (0 for a trajectory without
+            any), the token weights of the "traj-mean-token-mean" aggregation; None where the batch was built
+            without trajectories (that aggregation then refuses it).
     """
 
     images: np.ndarray
@@ -57,11 +60,14 @@ class ChunkBatch:
     old_log_probs: np.ndarray
     advantages: np.ndarray
     ref_log_probs: np.ndarray | None = None
+    row_weights: np.ndarray | None = None
 
     @classmethod
     def from_trajectories(cls, trajs: Sequence[Trajectory], advantages: np.ndarray) -> ChunkBatch:
         """Flatten N trajectories and their (N,) advantages into chunk rows."""
         counts = [t.num_chunks for t in trajs]
+        executed = np.array([int(t.token_mask.sum()) for t in trajs], dtype=np.float64)
+        per_traj = np.divide(1.0, executed, out=np.zeros_like(executed), where=executed > 0)
         return cls(
             images=np.concatenate([t.policy_images for t in trajs]),
             states=np.concatenate([t.policy_states for t in trajs]).astype(np.float32),
@@ -70,6 +76,7 @@ class ChunkBatch:
             mask=np.concatenate([t.token_mask for t in trajs]),
             old_log_probs=np.concatenate([t.log_probs for t in trajs]).astype(np.float32),
             advantages=np.repeat(advantages.astype(np.float32), counts),
+            row_weights=np.repeat(per_traj, counts).astype(np.float32),
         )
 
     def __len__(self) -> int:
@@ -160,17 +167,18 @@ def ppo_minibatch_loss(
     adv = torch.as_tensor(batch.advantages[idx], device=device)
     log_probs, entropy = policy.token_log_probs(batch.policy_input(idx), tokens, algo.temperature)
     log_probs = log_probs.float()
+    row_w = None if batch.row_weights is None else torch.as_tensor(batch.row_weights[idx], device=device)
     ppo = ppo_clip_loss(log_probs, old, adv, mask, algo.clip_low, algo.clip_high, algo.dual_clip,
-                        aggregation=algo.aggregation)
+                        aggregation=algo.aggregation, row_weights=row_w)
     loss = ppo.loss
     stats = {"loss/policy": ppo.loss.item(), "ppo/clip_fraction": ppo.clip_fraction.item(),
              "ppo/approx_kl": ppo.approx_kl.item(), "ppo/ratio_mean": ppo.ratio_mean.item()}
     if batch.ref_log_probs is not None:
         ref = torch.as_tensor(batch.ref_log_probs[idx], device=device)
-        kl = masked_aggregate(kl_penalty(log_probs, ref, algo.kl_estimator), mask, algo.aggregation)
+        kl = masked_aggregate(kl_penalty(log_probs, ref, algo.kl_estimator), mask, algo.aggregation, row_w)
         loss = loss + algo.kl_coef * kl
         stats["loss/kl"] = kl.item()
-    ent = entropy_bonus(entropy.float(), mask, algo.aggregation)
+    ent = entropy_bonus(entropy.float(), mask, algo.aggregation, row_w)
     stats["loss/entropy"] = ent.item()
     if algo.entropy_coef > 0:
         loss = loss - algo.entropy_coef * ent

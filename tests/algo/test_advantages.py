@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srpo.algo.advantages import dynamic_sampling_mask, group_advantages
+from srpo.algo.advantages import dynamic_sampling_mask, group_advantages, loss_weighted_advantage_mean
 
 
 def test_hand_computed_unbiased_and_biased():
@@ -122,3 +122,19 @@ def test_referenced_failure_groups_edge_cases():
         referenced_failure_group_mask(np.zeros(2), np.zeros(2, bool), np.zeros(2), np.ones(2, bool), -1.0)
     with pytest.raises(ValueError, match="NaN"):
         referenced_failure_group_mask(np.asarray([np.nan, 0.0]), np.zeros(2, bool), np.zeros(2), np.ones(2, bool), 0.1)
+
+
+def test_loss_weighted_advantage_mean_by_aggregation():
+    # A success of 100 tokens in 2 chunks and a failure of 300 tokens in 6 chunks, A = +1 and −1; a third
+    # trajectory executed nothing (weight 0 under every mode).
+    adv, tokens, rows = np.array([1.0, -1.0, 5.0]), np.array([100, 300, 0]), np.array([2, 6, 0])
+    assert loss_weighted_advantage_mean(adv, tokens, rows, "token-mean") == pytest.approx((100 - 300) / 400)
+    assert loss_weighted_advantage_mean(adv, tokens, rows, "seq-mean-token-mean") == pytest.approx((2 - 6) / 8)
+    assert loss_weighted_advantage_mean(adv, tokens, rows, "traj-mean-token-mean") == pytest.approx(0.0)
+    assert loss_weighted_advantage_mean(adv, np.zeros(3), np.zeros(3), "token-mean") == 0.0
+    with pytest.raises(ValueError, match="must all be"):
+        loss_weighted_advantage_mean(adv, tokens[:2], rows, "token-mean")
+    with pytest.raises(ValueError, match=">= 0"):
+        loss_weighted_advantage_mean(adv, -tokens, rows, "token-mean")
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        loss_weighted_advantage_mean(adv, tokens, rows, "sum")  # type: ignore[arg-type]

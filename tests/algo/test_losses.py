@@ -41,6 +41,39 @@ def test_seq_mean_token_mean_aggregation():
         masked_aggregate(values, mask, "sum")  # type: ignore[arg-type]
 
 
+def test_traj_mean_token_mean_weighs_every_trajectory_the_same():
+    # Trajectory A: rows 0 and 1, 3 executed tokens (values 1, 2 | 3), mean 2. Trajectory B: row 2, 1 executed
+    # token (value 9), mean 9. Row 3 belongs to a trajectory with no executed token (weight 0).
+    values = torch.tensor([[1.0, 2.0], [3.0, 100.0], [9.0, 100.0], [100.0, 100.0]])
+    mask = torch.tensor([[True, True], [True, False], [True, False], [False, False]])
+    row_weights = torch.tensor([1 / 3, 1 / 3, 1.0, 0.0])
+    assert masked_aggregate(values, mask, "traj-mean-token-mean", row_weights).item() == pytest.approx((2 + 9) / 2)
+    assert masked_aggregate(values, mask, "token-mean").item() == pytest.approx(15 / 4)  # A's 3 tokens outweigh B
+    assert masked_aggregate(values, torch.zeros_like(mask), "traj-mean-token-mean", row_weights).item() == 0.0
+    with pytest.raises(ValueError, match="needs row_weights"):
+        masked_aggregate(values, mask, "traj-mean-token-mean")
+    with pytest.raises(ValueError, match=r"row_weights \(3,\) must be \(B,\) with B=4"):
+        masked_aggregate(values, mask, "traj-mean-token-mean", row_weights[:3])
+
+
+def test_token_mean_loss_pushes_down_when_failures_are_longer():
+    """At ratio 1 the PPO loss is −(aggregated advantage). A success of 1 token (A = +1) and a failure of 3 tokens
+    (A = −1), centred per trajectory: token-mean sees −0.5 and so pushes the sampled tokens down as a whole;
+    traj-mean-token-mean sees 0."""
+    log_probs = torch.zeros(2, 3, requires_grad=True)
+    mask = torch.tensor([[True, False, False], [True, True, True]])
+    adv = torch.tensor([1.0, -1.0])
+    token = ppo_clip_loss(log_probs, log_probs.detach(), adv, mask, aggregation="token-mean")
+    traj = ppo_clip_loss(log_probs, log_probs.detach(), adv, mask, aggregation="traj-mean-token-mean",
+                         row_weights=torch.tensor([1.0, 1 / 3]))
+    assert token.loss.item() == pytest.approx(0.5)
+    assert traj.loss.item() == pytest.approx(0.0, abs=1e-7)
+    traj.loss.backward()
+    assert log_probs.grad is not None
+    # d loss / d log π = −A · weight / Σ weight: −1/2 on the success's token, +1/6 on each failure token.
+    torch.testing.assert_close(log_probs.grad, torch.tensor([[-0.5, 0.0, 0.0], [1 / 6, 1 / 6, 1 / 6]]))
+
+
 def test_dual_clip_bounds_negative_advantage_loss():
     new = torch.log(torch.tensor([[5.0]]))
     old = torch.zeros(1, 1)

@@ -6,6 +6,7 @@ rewards do not vary, extreme embedding scales, rows without any executed token."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from srpo.algo.advantages import group_advantages
 from srpo.algo.losses import ppo_clip_loss
 from srpo.config.reward import RewardConfig
 from srpo.reward.progress import compute_progress_rewards
+from srpo.types import Aggregation
 
 EMBEDDING_KINDS = ("random", "duplicates", "identical", "huge", "tiny")
 
@@ -84,7 +86,9 @@ def check(batch: Batch, config: RewardConfig, aggregation: str) -> None:
     log_probs = torch.tensor(-rng.exponential(2.0, size=(n, batch.num_tokens)), requires_grad=True)
     old = log_probs.detach() + torch.tensor(rng.normal(0, 0.5, size=(n, batch.num_tokens)))
     mask = torch.tensor(rng.random((n, batch.num_tokens)) < 0.7)
-    ppo = ppo_clip_loss(log_probs, old, torch.as_tensor(adv), mask, aggregation=aggregation)  # type: ignore[arg-type]
+    row_weights = torch.tensor(rng.random(n))  # used by traj-mean-token-mean only
+    ppo = ppo_clip_loss(log_probs, old, torch.as_tensor(adv), mask, aggregation=aggregation,  # type: ignore[arg-type]
+                        row_weights=row_weights)
     for value in ppo:
         assert value.shape == () and torch.isfinite(value)
     ppo.loss.backward()
@@ -95,7 +99,7 @@ def check(batch: Batch, config: RewardConfig, aggregation: str) -> None:
 
 @settings(max_examples=2000, deadline=None, derandomize=True)
 @given(batch=batches(), preset=st.sampled_from(("official", "paper")), scope=st.sampled_from(("task", "group")),
-       centres=st.sampled_from(("nearest", "mean")), aggregation=st.sampled_from(("token-mean", "seq-mean-token-mean")))
+       centres=st.sampled_from(("nearest", "mean")), aggregation=st.sampled_from(get_args(Aggregation)))
 def test_reward_advantage_loss_is_finite_and_keeps_shapes(batch: Batch, preset: str, scope: str, centres: str,
                                                            aggregation: str) -> None:
     """Thousands of batches through the numpy-only centre methods (sub-millisecond each)."""

@@ -228,6 +228,10 @@ def random_batch(policy: Any, num_chunks: int = 12) -> ChunkBatch:
     batch = ChunkBatch(images=images, states=states, instructions=[f"task {i % 3}" for i in range(num_chunks)],
                        tokens=tokens, mask=mask, old_log_probs=np.zeros((num_chunks, length), np.float32),
                        advantages=rng.normal(size=num_chunks).astype(np.float32))
+    # Chunks of trajectories of 1 to 4 chunks, as ChunkBatch.from_trajectories weighs them.
+    traj_of_row = np.sort(rng.integers(0, num_chunks // 2, size=num_chunks))
+    executed = np.bincount(traj_of_row, weights=mask.sum(axis=1))
+    batch.row_weights = (1.0 / np.maximum(executed, 1))[traj_of_row].astype(np.float32)
     old, _ = batched_log_probs(policy, batch, 1.0)
     batch.old_log_probs = old + rng.normal(0, 0.1, size=old.shape).astype(np.float32)  # ratios away from 1
     return batch
@@ -240,6 +244,12 @@ def test_shard_weights_recompose_the_minibatch_loss() -> None:
     assert np.allclose(loss_w, [3 / 6, 3 / 6]) and np.allclose(token_w, loss_w)
     loss_w, _ = shard_weights(mask, shards, "seq-mean-token-mean")
     assert np.allclose(loss_w, [2 / 3, 1 / 3])  # row 2 has no tokens and does not count
+    # Rows 0 and 1 are one trajectory of 3 tokens, row 3 another of 3: each trajectory weighs the same.
+    row_weights = np.array([1 / 3, 1 / 3, 1.0, 1 / 3])
+    loss_w, _ = shard_weights(mask, shards, "traj-mean-token-mean", row_weights)
+    assert np.allclose(loss_w, [1 / 2, 1 / 2])
+    with pytest.raises(ValueError, match="needs the batch's row_weights"):
+        shard_weights(mask, shards, "traj-mean-token-mean")
 
 
 MINIBATCHES = [np.array([0, 3, 5, 6, 9, 10, 11]), np.array([1, 2, 4, 7, 8])]
@@ -273,11 +283,13 @@ def assert_same_update(got: list[dict[str, float]], state: dict[str, torch.Tenso
             assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-6), key
 
 
-def test_two_learners_equal_the_single_process_update() -> None:
+@pytest.mark.parametrize("aggregation", ["token-mean", "traj-mean-token-mean"])
+def test_two_learners_equal_the_single_process_update(aggregation: str) -> None:
     policy = tiny_policy()
     batch = random_batch(policy)
-    want, want_state, _ = single_process_update(policy, batch, MINIBATCHES, ALGO)
-    group = RayLearnerGroup(policy, ALGO, replace(RAY_CONFIG, num_learners=2))
+    algo = replace(ALGO, aggregation=aggregation)
+    want, want_state, _ = single_process_update(policy, batch, MINIBATCHES, algo)
+    group = RayLearnerGroup(policy, algo, replace(RAY_CONFIG, num_learners=2))
     try:
         got = group.update(batch, MINIBATCHES)
         digests = group.param_digests()

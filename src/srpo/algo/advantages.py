@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
-from srpo.types import StdKind
+from srpo.types import Aggregation, StdKind
 
 
 def group_advantages(
@@ -164,3 +166,44 @@ def task_baseline_advantages(rewards: np.ndarray, task_ids: np.ndarray) -> tuple
     _, inverse, counts = np.unique(t, return_inverse=True, return_counts=True)
     baseline = (np.bincount(inverse, weights=r) / counts)[inverse]
     return r - baseline, baseline
+
+
+def loss_weighted_advantage_mean(
+    advantages: np.ndarray, token_counts: np.ndarray, row_counts: np.ndarray, aggregation: Aggregation
+) -> float:
+    """The mean advantage the loss applies, weighting each trajectory as the loss aggregation weighs it.
+
+    At ratio 1 (the first mini-batch of an update over the whole batch) the PPO loss equals −this value. Group
+    advantages have zero mean per trajectory, but under "token-mean" a trajectory weighs its number of tokens:
+    when failures run to the time limit and successes stop early, the weighted mean is negative, and the update
+    as a whole pushes the sampled tokens down, which raises the policy's entropy step after step.
+    "traj-mean-token-mean" weighs every trajectory the same and keeps it at the plain mean.
+
+    Args:
+        advantages: (N,) per-trajectory advantages.
+        token_counts: (N,) executed action tokens of each trajectory.
+        row_counts: (N,) chunks with at least one executed token (the rows "seq-mean-token-mean" averages).
+        aggregation: algo.aggregation.
+
+    Returns:
+        Σ_i w_i A_i / Σ_i w_i with w = token_counts ("token-mean"), row_counts ("seq-mean-token-mean") or
+        1 for every trajectory with a token ("traj-mean-token-mean"); 0.0 when no trajectory has a token.
+    """
+    a = np.asarray(advantages, dtype=np.float64)
+    tokens = np.asarray(token_counts, dtype=np.float64)
+    rows = np.asarray(row_counts, dtype=np.float64)
+    if a.ndim != 1 or tokens.shape != a.shape or rows.shape != a.shape:
+        raise ValueError(f"advantages {a.shape}, token_counts {tokens.shape} and row_counts {rows.shape} must all "
+                         "be (N,)")
+    if (tokens < 0).any() or (rows < 0).any():
+        raise ValueError("token_counts and row_counts must be >= 0")
+    if aggregation == "token-mean":
+        w = tokens
+    elif aggregation == "seq-mean-token-mean":
+        w = rows
+    elif aggregation == "traj-mean-token-mean":
+        w = (tokens > 0).astype(np.float64)
+    else:
+        raise ValueError(f"unknown aggregation {aggregation!r}: choose one of {get_args(Aggregation)}")
+    total = w.sum()
+    return float((w * a).sum() / total) if total > 0 else 0.0

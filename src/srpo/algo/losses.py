@@ -6,7 +6,7 @@ Shapes: B trajectories' chunks (or any batch of sequences), L tokens per sequenc
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import torch
 
@@ -22,14 +22,28 @@ class PPOLossOutput(NamedTuple):
     ratio_mean: torch.Tensor
 
 
-def masked_aggregate(values: torch.Tensor, mask: torch.Tensor, mode: Aggregation = "token-mean") -> torch.Tensor:
+def masked_aggregate(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    mode: Aggregation = "token-mean",
+    row_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Aggregate per-token values over the masked tokens.
+
+    Rows are action chunks in the trainer (srpo.update.ChunkBatch): "seq" below means one chunk, not one episode.
 
     Args:
         values: (B, L) per-token values.
         mask: (B, L) bool or {0, 1}; True for tokens that count.
-        mode: "token-mean": mean over all masked tokens of the batch (official). "seq-mean-token-mean": mean over
-            each sequence's masked tokens, then over sequences that have at least one.
+        mode: "token-mean": mean over all masked tokens of the batch (official); an episode weighs as much as it
+            has tokens, so failures that run to the time limit outweigh shorter successes. "seq-mean-token-mean":
+            mean over each row's masked tokens, then over rows that have at least one (rows are chunks of equal
+            length, so this is nearly token-mean). "traj-mean-token-mean": each token weighted by its row's
+            `row_weights` (1 / executed tokens of the row's episode), normalised over the batch: over a batch of
+            whole episodes, the mean over episodes of each episode's token-mean, so every episode weighs the same
+            whatever its length.
+        row_weights: (B,) non-negative weight of each row's tokens; required by "traj-mean-token-mean", ignored
+            by the other modes.
 
     Returns:
         Scalar tensor; 0 when no token is masked in (gradients still flow, with zero value).
@@ -44,7 +58,16 @@ def masked_aggregate(values: torch.Tensor, mask: torch.Tensor, mode: Aggregation
         per_seq = (values * m).sum(dim=-1) / per_seq_count.clamp(min=1.0)
         has_tokens = (per_seq_count > 0).to(values.dtype)
         return (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
-    raise ValueError(f"unknown aggregation {mode!r}: choose 'token-mean' or 'seq-mean-token-mean'")
+    if mode == "traj-mean-token-mean":
+        if row_weights is None:
+            raise ValueError("aggregation 'traj-mean-token-mean' needs row_weights: (B,) 1 / executed tokens of each "
+                             "row's episode (srpo.update.ChunkBatch.row_weights)")
+        if row_weights.shape != values.shape[:1]:
+            raise ValueError(f"row_weights {tuple(row_weights.shape)} must be (B,) with B={values.shape[0]}")
+        w = m * row_weights.to(values.dtype)[:, None]
+        total = w.sum()
+        return (values * w).sum() / torch.where(total > 0, total, torch.ones_like(total))
+    raise ValueError(f"unknown aggregation {mode!r}: choose one of {', '.join(repr(a) for a in get_args(Aggregation))}")
 
 
 def ppo_clip_loss(
@@ -57,6 +80,7 @@ def ppo_clip_loss(
     dual_clip: float | None = None,
     log_ratio_clamp: float = 20.0,
     aggregation: Aggregation = "token-mean",
+    row_weights: torch.Tensor | None = None,
 ) -> PPOLossOutput:
     """Token-level PPO clipped surrogate with clip-higher (DAPO) and optional dual-clip.
 
@@ -74,6 +98,7 @@ def ppo_clip_loss(
         dual_clip: c > 1 for dual-clip, None to turn it off (the official 10000 is effectively off).
         log_ratio_clamp: Clamp of the log-ratio before exp.
         aggregation: See masked_aggregate.
+        row_weights: (B,) per-row token weights for "traj-mean-token-mean" (see masked_aggregate).
 
     Returns:
         PPOLossOutput(loss, clip_fraction, approx_kl, ratio_mean); the metrics are over masked tokens.
@@ -101,7 +126,7 @@ def ppo_clip_loss(
     per_token = torch.maximum(unclipped, clipped)
     if dual_clip is not None:
         per_token = torch.where(advantages < 0, torch.minimum(per_token, -dual_clip * advantages), per_token)
-    loss = masked_aggregate(per_token, mask, aggregation)
+    loss = masked_aggregate(per_token, mask, aggregation, row_weights)
 
     with torch.no_grad():
         was_clipped = (clipped > unclipped).to(log_probs.dtype)
@@ -138,15 +163,21 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, estimator: 
     raise ValueError(f"unknown KL estimator {estimator!r}: choose 'k1' or 'k3'")
 
 
-def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor, aggregation: Aggregation = "token-mean") -> torch.Tensor:
+def entropy_bonus(
+    entropy: torch.Tensor,
+    mask: torch.Tensor,
+    aggregation: Aggregation = "token-mean",
+    row_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean entropy over masked tokens (subtract coef · this from the loss to encourage exploration).
 
     Args:
         entropy: (B, L) per-token entropies.
         mask: (B, L) bool.
         aggregation: See masked_aggregate.
+        row_weights: (B,) per-row token weights for "traj-mean-token-mean" (see masked_aggregate).
     """
-    return masked_aggregate(entropy, mask, aggregation)
+    return masked_aggregate(entropy, mask, aggregation, row_weights)
 
 
 def awr_weights(advantages: torch.Tensor, beta: float, max_weight: float = 20.0) -> torch.Tensor:

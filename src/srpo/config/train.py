@@ -111,7 +111,9 @@ class AlgoConfig:
     dual_clip: float | None = None
     """Dual-clip constant c > 1, None for off [10000, effectively off]."""
     aggregation: Aggregation = "token-mean"
-    """Loss aggregation over tokens ["token-mean"]."""
+    """Loss aggregation over tokens: "token-mean" (an episode weighs its number of tokens, so time-limit failures
+    outweigh successes), "seq-mean-token-mean" (per chunk, nearly the same), or "traj-mean-token-mean" (every
+    episode weighs the same) ["token-mean"]."""
     kl_coef: float = 0.0
     """β of the KL term to the reference (initial) policy; 0 turns it off and skips the reference pass
     [the code: 0; the paper: KL regularisation]."""

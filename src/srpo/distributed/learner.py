@@ -36,7 +36,7 @@ import hashlib
 import logging
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from torch import nn
 from srpo.config.distributed import DistributedConfig
 from srpo.config.train import AlgoConfig
 from srpo.distributed.cluster import ActorDemand, check_cluster_resources, ensure_ray, wait_ready
+from srpo.types import Aggregation
 from srpo.update import ppo_minibatch_loss
 
 if TYPE_CHECKING:
@@ -75,13 +76,17 @@ def loss_stat_keys(has_reference: bool) -> list[str]:
     return ["loss/policy", *_TOKEN_MEAN_STATS, *(["loss/kl"] if has_reference else []), "loss/entropy"]
 
 
-def shard_weights(mask: np.ndarray, shards: Sequence[np.ndarray], aggregation: str) -> tuple[np.ndarray, np.ndarray]:
+def shard_weights(
+    mask: np.ndarray, shards: Sequence[np.ndarray], aggregation: str, row_weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each shard's share of a mini-batch, for the loss and for token-mean metrics.
 
     Args:
         mask: (M, L) bool executed-token mask of the whole batch.
         shards: Row indices of each shard; together the mini-batch.
-        aggregation: algo.aggregation ("token-mean" or "seq-mean-token-mean").
+        aggregation: algo.aggregation (one of srpo.types.Aggregation).
+        row_weights: (M,) per-row token weights of the whole batch (ChunkBatch.row_weights); required by
+            "traj-mean-token-mean".
 
     Returns:
         (loss_weights, token_weights), each (num_shards,) float64 summing to 1 (or all 0 for an empty
@@ -92,9 +97,15 @@ def shard_weights(mask: np.ndarray, shards: Sequence[np.ndarray], aggregation: s
         counts = tokens
     elif aggregation == "seq-mean-token-mean":
         counts = np.array([(mask[s].sum(axis=-1) > 0).sum() for s in shards], dtype=np.float64)
+    elif aggregation == "traj-mean-token-mean":
+        if row_weights is None:
+            raise ValueError("aggregation 'traj-mean-token-mean' needs the batch's row_weights")
+        counts = np.array([(mask[s].sum(axis=-1) * row_weights[s]).sum() for s in shards], dtype=np.float64)
     else:
-        raise ValueError(f"unknown aggregation {aggregation!r}: choose 'token-mean' or 'seq-mean-token-mean'")
-    return counts / max(counts.sum(), 1.0), tokens / max(tokens.sum(), 1.0)
+        choices = ", ".join(map(repr, get_args(Aggregation)))
+        raise ValueError(f"unknown aggregation {aggregation!r}: choose one of {choices}")
+    total = counts.sum()
+    return counts / (total if total > 0 else 1.0), tokens / max(tokens.sum(), 1.0)
 
 
 def transformer_blocks(module: nn.Module) -> list[nn.Module]:
@@ -223,7 +234,7 @@ class _LearnerActor:
 
         algo = self.algo
         shards = np.array_split(np.asarray(idx), self.world_size)
-        loss_w, token_w = shard_weights(batch.mask, shards, algo.aggregation)
+        loss_w, token_w = shard_weights(batch.mask, shards, algo.aggregation, batch.row_weights)
         mine = shards[self.rank]
         keys = loss_stat_keys(batch.ref_log_probs is not None)
         self.optimizer.zero_grad(set_to_none=True)
