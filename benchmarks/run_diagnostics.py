@@ -1,0 +1,225 @@
+"""Why a run does (not) learn: training success, entropy and the loss's net push, block by block, beside its
+held-out curve; several runs side by side, each against the first.
+
+Reads what every run writes (metrics.jsonl and steps/step_*.npz); runs nothing. Per block of `--block` steps:
+the sampled training successes with their Wilson 95 % interval, the mean policy entropy, the mean PPO policy loss,
+and the token-weighted mean advantage Σ A_i T_i / Σ T_i (T_i the episode's executed env steps, proportional to its
+action tokens). Group advantages are centred per group, so that weighted mean is 0 only when successes and
+failures run equally long; under the "token-mean" aggregation a negative value means the update pushes the
+sampled tokens down as a whole, which raises entropy step after step (see `srpo.algo.advantages.
+loss_weighted_advantage_mean`). Each run's held-out evaluations get their slope and last − first with intervals;
+each later run's blocks and evaluations get their difference to the first run's (Newcombe 95 %). Runs started
+from the same checkpoint and seed are paired by design (their first step's rollouts are identical), but a
+training block's episodes are not independent draws: read block intervals as signs, held-out ones as tests.
+
+    python benchmarks/run_diagnostics.py --run token-mean=runs/lean_b32/srpo/seed0 \
+        --run traj-mean=runs/lean_b32_trajmean/srpo/seed0 --block 10 \
+        --out benchmarks/results/libero_lean_b32_trajmean/diagnostics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench_common import write_report
+from checkpoint_curve import curve_summary
+
+
+def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
+    """["a=runs/x", ...] -> [("a", Path("runs/x")), ...] in the given order; names must be distinct."""
+    out: list[tuple[str, Path]] = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise ValueError(f"--run {item!r} is invalid: write NAME=RUN_DIR, e.g. srpo=runs/x/srpo/seed0")
+        out.append((name.strip(), Path(path)))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--run names must be distinct, got {names}")
+    return out
+
+
+def block_summary(
+    steps: dict[int, dict[str, np.ndarray]], metrics: list[dict[str, Any]], block: int
+) -> list[dict[str, Any]]:
+    """Per block of `block` training steps (1..block, block+1..2·block, ...; the last may be shorter).
+
+    Args:
+        steps: {step: arrays of `srpo.run_dir.write_step_arrays`} (success, advantages, finish_step: (N,)).
+        metrics: The run's metrics.jsonl records; training records carry loss/entropy and loss/policy.
+        block: Steps per block, >= 1.
+
+    Returns:
+        [{"first_step", "last_step", "num_steps", "train_successes", "train_episodes", "train_rate", "wilson95",
+          "entropy_mean", "policy_loss_mean", "token_weighted_advantage_mean"}], blocks with no step left out.
+    """
+    from srpo.evaluate import wilson_interval
+
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    train = {int(r["step"]): r for r in metrics if "loss/policy" in r}
+    out: list[dict[str, Any]] = []
+    last = max([*steps, *train], default=0)
+    for first in range(1, last + 1, block):
+        members = [s for s in range(first, first + block) if s in steps]
+        if not members:
+            continue
+        success = np.concatenate([np.asarray(steps[s]["success"], dtype=bool) for s in members])
+        adv = np.concatenate([np.asarray(steps[s]["advantages"], dtype=np.float64) for s in members])
+        length = np.concatenate([np.asarray(steps[s]["finish_step"], dtype=np.float64) for s in members])
+        k, n = int(success.sum()), int(success.size)
+        recs = [train[s] for s in members if s in train]
+        out.append({
+            "first_step": members[0], "last_step": members[-1], "num_steps": len(members),
+            "train_successes": k, "train_episodes": n, "train_rate": k / n if n else float("nan"),
+            "wilson95": list(wilson_interval(k, n)) if n else [float("nan"), float("nan")],
+            "entropy_mean": float(np.mean([r["loss/entropy"] for r in recs])) if recs else float("nan"),
+            "policy_loss_mean": float(np.mean([r["loss/policy"] for r in recs])) if recs else float("nan"),
+            "token_weighted_advantage_mean": float((adv * length).sum() / length.sum()) if length.sum() > 0
+            else 0.0,
+        })
+    return out
+
+
+def heldout_points(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run's held-out evaluations: [{"step", "num_successes", "num_episodes"}] in step order (the last record
+    of a step wins, as a resumed run may evaluate a step again)."""
+    points: dict[int, dict[str, Any]] = {}
+    for r in metrics:
+        if "eval/num_successes" in r and "eval/num_episodes" in r:
+            points[int(r["step"])] = {"step": int(r["step"]), "num_successes": int(r["eval/num_successes"]),
+                                      "num_episodes": int(r["eval/num_episodes"])}
+    return [points[s] for s in sorted(points)]
+
+
+def paired_differences(base: list[dict[str, Any]], other: list[dict[str, Any]], key: str, k_key: str,
+                       n_key: str) -> list[dict[str, Any]]:
+    """other − base rate at every `key` value both have (blocks: the same first and last step), with its Newcombe
+    95 % interval."""
+    from srpo.evaluate import difference_interval
+
+    by_key = {b[key]: b for b in base}
+    out = []
+    for o in other:
+        b = by_key.get(o[key])
+        if b is None or b[n_key] == 0 or o[n_key] == 0 or b.get("last_step") != o.get("last_step"):
+            continue  # a block still in progress is not compared with a whole one
+        lo, hi = difference_interval(b[k_key], b[n_key], o[k_key], o[n_key])
+        out.append({key: o[key], "difference": o[k_key] / o[n_key] - b[k_key] / b[n_key], "ci95": [lo, hi]})
+    return out
+
+
+def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
+    """Blocks, held-out curve and its summary of each run, and each later run's differences to the first."""
+    from srpo.run_dir import read_metrics, read_step_arrays
+
+    report: dict[str, Any] = {"block": block, "runs": {}}
+    base_name = runs[0][0]
+    for name, run_dir in runs:
+        if not (run_dir / "metrics.jsonl").exists():
+            raise FileNotFoundError(f"{run_dir} has no metrics.jsonl: give a run directory (<out>/<algo>/seed<k>)")
+        metrics = read_metrics(run_dir)
+        points = heldout_points(metrics)
+        entry: dict[str, Any] = {
+            "run_dir": str(run_dir),
+            "blocks": block_summary(read_step_arrays(run_dir), metrics, block),
+            "heldout": curve_summary(points) if len({p["step"] for p in points}) >= 2 else {"points": points},
+            "entropy_per_step": [[int(r["step"]), float(r["loss/entropy"])] for r in metrics if "loss/entropy" in r],
+        }
+        if name != base_name:
+            base = report["runs"][base_name]
+            entry["vs_" + base_name] = {
+                "train_blocks": paired_differences(base["blocks"], entry["blocks"], "first_step",
+                                                   "train_successes", "train_episodes"),
+                "heldout": paired_differences(base["heldout"]["points"], entry["heldout"]["points"], "step",
+                                              "num_successes", "num_episodes"),
+            }
+        report["runs"][name] = entry
+    return report
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Three panels: held-out success (Wilson bars), training success per block (Wilson bars), entropy per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name, run in report["runs"].items():
+        pts = run["heldout"]["points"]
+        if pts:
+            rates = [p["num_successes"] / p["num_episodes"] for p in pts]
+            lows = [r - p.get("wilson95", [r, r])[0] for r, p in zip(rates, pts, strict=True)]
+            highs = [p.get("wilson95", [r, r])[1] - r for r, p in zip(rates, pts, strict=True)]
+            axes[0].errorbar([p["step"] for p in pts], rates, yerr=[lows, highs], marker="o", capsize=3, label=name)
+        blocks = run["blocks"]
+        if blocks:
+            mid = [(b["first_step"] + b["last_step"]) / 2 for b in blocks]
+            rates = [b["train_rate"] for b in blocks]
+            axes[1].errorbar(mid, rates, yerr=[[r - b["wilson95"][0] for r, b in zip(rates, blocks, strict=True)],
+                                               [b["wilson95"][1] - r for r, b in zip(rates, blocks, strict=True)]],
+                             marker="s", capsize=3, label=name)
+        ent = run["entropy_per_step"]
+        if ent:
+            axes[2].plot([s for s, _ in ent], [e for _, e in ent], label=name)
+    for ax, title in zip(axes, ("held-out success (greedy)", f"training success per {report['block']} steps",
+                                "policy entropy (loss/entropy)"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", dest="runs", action="append", required=True, metavar="NAME=RUN_DIR",
+                        help="a run directory (<out>/<algo>/seed<k>) and its label (repeatable; the first is the "
+                             "baseline the others are compared with)")
+    parser.add_argument("--block", type=int, default=10, help="training steps per block [10]")
+    parser.add_argument("--out", type=Path, required=True, help="JSON report; the plot goes beside it (.png)")
+    args = parser.parse_args()
+    try:
+        runs = parse_runs(args.runs)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.block < 1:
+        parser.error(f"--block must be >= 1, got {args.block}")
+    report = diagnose(runs, args.block)
+    for name, run in report["runs"].items():
+        print(f"\n{name} ({run['run_dir']})")
+        print(f"{'steps':>9} {'train success':>15} {'Wilson 95 %':>16} {'entropy':>8} {'loss/policy':>11} "
+              f"{'token-weighted A':>16}")
+        for b in run["blocks"]:
+            print(f"{b['first_step']:>4}-{b['last_step']:<4} {b['train_successes']:>6}/{b['train_episodes']:<8} "
+                  f"[{b['wilson95'][0]:.3f}, {b['wilson95'][1]:.3f}] {b['entropy_mean']:>8.3f} "
+                  f"{b['policy_loss_mean']:>+11.3f} {b['token_weighted_advantage_mean']:>+16.3f}")
+        held = run["heldout"]
+        print("held-out: " + ", ".join(f"{p['step']}: {p['num_successes']}/{p['num_episodes']}"
+                                       for p in held["points"]))
+        if "slope_per_100_steps" in held:
+            lo, hi = held["slope_per_100_steps_ci95"]
+            dlo, dhi = held["last_minus_first_ci95"]
+            print(f"slope per 100 steps {held['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}]; last - first "
+                  f"{held['last_minus_first']:+.3f} [{dlo:+.3f}, {dhi:+.3f}]")
+        for key, diff in run.items():
+            if key.startswith("vs_"):
+                for kind in ("train_blocks", "heldout"):
+                    print(f"{kind} {key}: " + "; ".join(
+                        f"{d.get('first_step', d.get('step'))}: {d['difference']:+.3f} "
+                        f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" for d in diff[kind]))
+    png = args.out.with_suffix(".png")
+    plot(report, png)
+    write_report(args.out, {**report, "plot": png.name})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""benchmarks/run_diagnostics.py: a run's training success, entropy and net loss push by block, beside its held-out
+curve, read from what the trainer writes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark_module import load_benchmark
+from srpo.config.train import load_config
+from srpo.evaluate import difference_interval, wilson_interval
+from srpo.trainer import Trainer
+from tiny_config import tiny_tabletop
+
+bench = load_benchmark("run_diagnostics")
+
+
+def step_arrays(success: list[bool], adv: list[float], length: list[int]) -> dict[str, np.ndarray]:
+    return {"success": np.array(success), "advantages": np.array(adv), "finish_step": np.array(length)}
+
+
+def test_parse_runs_keeps_order_and_refuses_bad_items() -> None:
+    assert bench.parse_runs(["b=x", "a=y"]) == [("b", Path("x")), ("a", Path("y"))]
+    for bad in (["x"], ["=x"], ["a="]):
+        with pytest.raises(ValueError, match="write NAME=RUN_DIR"):
+            bench.parse_runs(bad)
+    with pytest.raises(ValueError, match="distinct"):
+        bench.parse_runs(["a=x", "a=y"])
+
+
+def test_block_summary_hand_computed() -> None:
+    # Steps 1 and 2 form block 1; step 3 (block 2) is the last, shorter block. Successes run 100 env steps with
+    # A = +1, failures 300 with A = -1: the token-weighted mean advantage of block 1 is (200 - 600) / 800 = -0.5.
+    steps = {1: step_arrays([True, False], [1.0, -1.0], [100, 300]),
+             2: step_arrays([True, False], [1.0, -1.0], [100, 300]),
+             3: step_arrays([True, True, False], [0.5, 0.5, -1.0], [100, 100, 100])}
+    metrics = [{"step": 0, "eval/num_successes": 1, "eval/num_episodes": 4},
+               {"step": 1, "loss/policy": 0.4, "loss/entropy": 0.2},
+               {"step": 2, "loss/policy": 0.6, "loss/entropy": 0.4},
+               {"step": 3, "loss/policy": 0.0, "loss/entropy": 0.5}]
+    blocks = bench.block_summary(steps, metrics, block=2)
+    assert [(b["first_step"], b["last_step"], b["num_steps"]) for b in blocks] == [(1, 2, 2), (3, 3, 1)]
+    first = blocks[0]
+    assert (first["train_successes"], first["train_episodes"]) == (2, 4)
+    assert first["wilson95"] == list(wilson_interval(2, 4))
+    assert first["entropy_mean"] == pytest.approx(0.3) and first["policy_loss_mean"] == pytest.approx(0.5)
+    assert first["token_weighted_advantage_mean"] == pytest.approx(-0.5)
+    assert blocks[1]["token_weighted_advantage_mean"] == pytest.approx(0.0)  # equal lengths: the plain mean
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        bench.block_summary(steps, metrics, block=0)
+
+
+def test_heldout_points_and_paired_differences() -> None:
+    metrics = [{"step": 0, "eval/num_successes": 2, "eval/num_episodes": 10},
+               {"step": 10, "eval/num_successes": 1, "eval/num_episodes": 10},
+               {"step": 10, "eval/num_successes": 3, "eval/num_episodes": 10}]  # a resumed run's re-evaluation
+    points = bench.heldout_points(metrics)
+    assert points == [{"step": 0, "num_successes": 2, "num_episodes": 10},
+                      {"step": 10, "num_successes": 3, "num_episodes": 10}]
+    other = [{"step": 10, "num_successes": 6, "num_episodes": 10}, {"step": 20, "num_successes": 1,
+                                                                    "num_episodes": 10}]
+    diff = bench.paired_differences(points, other, "step", "num_successes", "num_episodes")
+    assert diff == [{"step": 10, "difference": pytest.approx(0.3), "ci95": list(difference_interval(3, 10, 6, 10))}]
+    # Blocks compare only when both cover the same steps (a block in progress is left out).
+    base = [{"first_step": 1, "last_step": 10, "train_successes": 3, "train_episodes": 80}]
+    partial = [{"first_step": 1, "last_step": 4, "train_successes": 3, "train_episodes": 32}]
+    assert bench.paired_differences(base, partial, "first_step", "train_successes", "train_episodes") == []
+
+
+def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    cfg = load_config(preset="tabletop", overrides=tiny_tabletop(
+        8, "env.tabletop.num_tasks=1", "env.tabletop.num_init_states=6", "env.tabletop_num_eval_init_states=2",
+        "tensorboard=false", "num_videos_per_step=0", "num_steps=3", "eval_every=3",
+        "algo.aggregation=traj-mean-token-mean", f"run_dir={run_dir}"))
+    torch.manual_seed(0)
+    with Trainer(cfg, show_progress=False) as trainer:
+        trainer.train()
+    run_dirs = [run_dir, run_dir]  # the same run twice: every difference is 0
+    out = tmp_path / "diag" / "d.json"
+    monkeypatch.setattr(sys, "argv", ["run_diagnostics.py", "--run", f"token={run_dirs[0]}",
+                                      "--run", f"traj={run_dirs[1]}", "--block", "2", "--out", str(out)])
+    bench.main()
+    report = json.loads(out.read_text())
+    token, traj = report["runs"]["token"], report["runs"]["traj"]
+    assert [(b["first_step"], b["last_step"]) for b in token["blocks"]] == [(1, 2), (3, 3)]
+    assert [p["step"] for p in token["heldout"]["points"]] == [0, 3]
+    assert "slope_per_100_steps" in token["heldout"]
+    assert [s for s, _ in traj["entropy_per_step"]] == [1, 2, 3]
+    assert [d["first_step"] for d in traj["vs_token"]["train_blocks"]] == [1, 3]
+    assert [d["step"] for d in traj["vs_token"]["heldout"]] == [0, 3]
+    assert all(d["difference"] == 0.0 for d in traj["vs_token"]["heldout"] + traj["vs_token"]["train_blocks"])
+    # The trainer logs the aggregation's net advantage; under traj-mean-token-mean it is the plain mean, 0.
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(abs(r["advantage/loss_weighted_mean"]) < 1e-9 for r in logged if "loss/policy" in r)
+    assert (out.parent / "d.png").stat().st_size > 0
+    assert "token-weighted A" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["run_diagnostics.py", "--run", f"x={tmp_path}", "--out", str(out)])
+    with pytest.raises(FileNotFoundError, match=r"has no metrics\.jsonl"):
+        bench.main()
