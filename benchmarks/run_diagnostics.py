@@ -43,6 +43,13 @@ def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
+def entropy_of(record: dict[str, Any]) -> float:
+    """A training record's policy entropy per token: policy/entropy, or loss/entropy in runs logged before
+    policy/entropy existed (the same value under the default token-mean aggregation; under another aggregation it
+    is weighted as the loss weighs tokens, so it compares with other runs only roughly)."""
+    return float(record.get("policy/entropy", record["loss/entropy"]))
+
+
 def block_summary(
     steps: dict[int, dict[str, np.ndarray]], metrics: list[dict[str, Any]], block: int
 ) -> list[dict[str, Any]]:
@@ -50,7 +57,8 @@ def block_summary(
 
     Args:
         steps: {step: arrays of `srpo.run_dir.write_step_arrays`} (success, advantages, finish_step: (N,)).
-        metrics: The run's metrics.jsonl records; training records carry loss/entropy and loss/policy.
+        metrics: The run's metrics.jsonl records; training records carry loss/policy and the entropy
+            (`entropy_of`).
         block: Steps per block, >= 1.
 
     Returns:
@@ -77,7 +85,7 @@ def block_summary(
             "first_step": members[0], "last_step": members[-1], "num_steps": len(members),
             "train_successes": k, "train_episodes": n, "train_rate": k / n if n else float("nan"),
             "wilson95": list(wilson_interval(k, n)) if n else [float("nan"), float("nan")],
-            "entropy_mean": float(np.mean([r["loss/entropy"] for r in recs])) if recs else float("nan"),
+            "entropy_mean": float(np.mean([entropy_of(r) for r in recs])) if recs else float("nan"),
             "policy_loss_mean": float(np.mean([r["loss/policy"] for r in recs])) if recs else float("nan"),
             "token_weighted_advantage_mean": float((adv * length).sum() / length.sum()) if length.sum() > 0
             else 0.0,
@@ -128,7 +136,7 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
             "run_dir": str(run_dir),
             "blocks": block_summary(read_step_arrays(run_dir), metrics, block),
             "heldout": curve_summary(points) if len({p["step"] for p in points}) >= 2 else {"points": points},
-            "entropy_per_step": [[int(r["step"]), float(r["loss/entropy"])] for r in metrics if "loss/entropy" in r],
+            "entropy_per_step": [[int(r["step"]), entropy_of(r)] for r in metrics if "loss/entropy" in r],
         }
         if name != base_name:
             base = report["runs"][base_name]

@@ -42,7 +42,7 @@ def test_block_summary_hand_computed() -> None:
     metrics = [{"step": 0, "eval/num_successes": 1, "eval/num_episodes": 4},
                {"step": 1, "loss/policy": 0.4, "loss/entropy": 0.2},
                {"step": 2, "loss/policy": 0.6, "loss/entropy": 0.4},
-               {"step": 3, "loss/policy": 0.0, "loss/entropy": 0.5}]
+               {"step": 3, "loss/policy": 0.0, "loss/entropy": 9.0, "policy/entropy": 0.5}]
     blocks = bench.block_summary(steps, metrics, block=2)
     assert [(b["first_step"], b["last_step"], b["num_steps"]) for b in blocks] == [(1, 2, 2), (3, 3, 1)]
     first = blocks[0]
@@ -51,6 +51,7 @@ def test_block_summary_hand_computed() -> None:
     assert first["entropy_mean"] == pytest.approx(0.3) and first["policy_loss_mean"] == pytest.approx(0.5)
     assert first["token_weighted_advantage_mean"] == pytest.approx(-0.5)
     assert blocks[1]["token_weighted_advantage_mean"] == pytest.approx(0.0)  # equal lengths: the plain mean
+    assert blocks[1]["entropy_mean"] == 0.5  # policy/entropy (token-mean) wins over loss/entropy
     with pytest.raises(ValueError, match="block must be >= 1"):
         bench.block_summary(steps, metrics, block=0)
 

@@ -124,6 +124,10 @@ def test_the_loss_weighs_trajectories_as_its_aggregation_says(trainer: Trainer, 
     finally:
         trainer.cfg = cfg
     assert stats["loss/policy"] == pytest.approx(-expected, abs=1e-6)
+    if aggregation == "token-mean":  # policy/entropy is the token-mean entropy under every aggregation
+        assert stats["policy/entropy"] == pytest.approx(stats["loss/entropy"])
+    else:
+        assert stats["policy/entropy"] != pytest.approx(stats["loss/entropy"])
 
 
 def test_zero_advantages_leave_the_policy_unchanged(trainer: Trainer):

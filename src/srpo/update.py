@@ -158,7 +158,8 @@ def ppo_minibatch_loss(
 
     Returns:
         The scalar loss (differentiable) and its stats: loss/policy, ppo/clip_fraction, ppo/approx_kl,
-        ppo/ratio_mean, loss/entropy, and loss/kl with a reference.
+        ppo/ratio_mean, loss/entropy (aggregated as the loss), policy/entropy (token-mean), and loss/kl with a
+        reference.
     """
     device = next(policy.parameters()).device
     tokens = torch.as_tensor(batch.tokens[idx], device=device)
@@ -180,6 +181,8 @@ def ppo_minibatch_loss(
         stats["loss/kl"] = kl.item()
     ent = entropy_bonus(entropy.float(), mask, algo.aggregation, row_w)
     stats["loss/entropy"] = ent.item()
+    # The same entropy weighted per token whatever the aggregation, so runs with different aggregations compare.
+    stats["policy/entropy"] = masked_aggregate(entropy.detach().float(), mask, "token-mean").item()
     if algo.entropy_coef > 0:
         loss = loss - algo.entropy_coef * ent
     return loss, stats

@@ -279,7 +279,8 @@ def assert_same_update(got: list[dict[str, float]], state: dict[str, torch.Tenso
         changed += int(not torch.equal(value, initial[name]))
     assert changed > 0  # the update moved the weights (so equality is not vacuous)
     for w, g in zip(want, got, strict=True):
-        for key in ("loss/policy", "loss/total", "loss/entropy", "ppo/clip_fraction", "ppo/ratio_mean", "grad/norm"):
+        for key in ("loss/policy", "loss/total", "loss/entropy", "policy/entropy", "ppo/clip_fraction",
+                    "ppo/ratio_mean", "grad/norm"):
             assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-6), key
 
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Metrics of ppo_clip_loss are token-means whatever the loss aggregation (srpo.algo.losses).
-_TOKEN_MEAN_STATS = ("ppo/clip_fraction", "ppo/approx_kl", "ppo/ratio_mean")
+_TOKEN_MEAN_STATS = ("ppo/clip_fraction", "ppo/approx_kl", "ppo/ratio_mean", "policy/entropy")
 # A collective waits this long for a peer before failing (a dead learner must not hang the run forever).
 _COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)
 # Words in the RuntimeError a survivor's collective raises when a peer died or timed out: gloo's messages carry
