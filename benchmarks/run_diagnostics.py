@@ -65,6 +65,7 @@ def block_summary(
         [{"first_step", "last_step", "num_steps", "train_successes", "train_episodes", "train_rate", "wilson95",
           "entropy_mean", "policy_loss_mean", "token_weighted_advantage_mean"}], blocks with no step left out.
     """
+    from srpo.algo.advantages import loss_weighted_advantage_mean
     from srpo.evaluate import wilson_interval
 
     if block < 1:
@@ -87,8 +88,8 @@ def block_summary(
             "wilson95": list(wilson_interval(k, n)) if n else [float("nan"), float("nan")],
             "entropy_mean": float(np.mean([entropy_of(r) for r in recs])) if recs else float("nan"),
             "policy_loss_mean": float(np.mean([r["loss/policy"] for r in recs])) if recs else float("nan"),
-            "token_weighted_advantage_mean": float((adv * length).sum() / length.sum()) if length.sum() > 0
-            else 0.0,
+            # Executed env steps are proportional to executed action tokens, all the token-mean weight needs.
+            "token_weighted_advantage_mean": loss_weighted_advantage_mean(adv, length, length, "token-mean"),
         })
     return out
 
@@ -176,7 +177,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         if ent:
             axes[2].plot([s for s, _ in ent], [e for _, e in ent], label=name)
     for ax, title in zip(axes, ("held-out success (greedy)", f"training success per {report['block']} steps",
-                                "policy entropy (loss/entropy)"), strict=True):
+                                "policy entropy per token"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)

@@ -21,8 +21,8 @@ DEFAULT_NUM_BINS = 256
 
 # Choices shared by the config tree and the maths that implements them (one definition each).
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "traj-mean-token-mean"]
-"""How token losses become one scalar: mean over all executed tokens, or mean over sequences of per-sequence
-token means."""
+"""How token losses become one scalar: mean over all executed tokens, mean over rows (chunks) of per-row token
+means, or mean over trajectories of per-trajectory token means (srpo.algo.losses.masked_aggregate)."""
 KLEstimator = Literal["k1", "k3"]
 """Per-token KL estimator against the reference policy (Schulman's k1 or k3)."""
 StdKind = Literal["unbiased", "biased"]
