@@ -1,7 +1,8 @@
 """Why a run does (not) learn: training success, entropy and the loss's net push, block by block, beside its
 held-out curve; several runs side by side, each against the first.
 
-Reads what every run writes (metrics.jsonl and steps/step_*.npz); runs nothing. Per block of `--block` steps:
+Reads what every run writes (metrics.jsonl and steps/step_*.npz; a folder with metrics.jsonl alone, such as a
+results folder, gives everything but the token-weighted advantage); runs nothing. Per block of `--block` steps:
 the sampled training successes with their Wilson 95 % interval, the mean policy entropy, the mean PPO policy loss,
 and the token-weighted mean advantage Σ A_i T_i / Σ T_i (T_i the episode's executed env steps, proportional to its
 action tokens). Group advantages are centred per group, so that weighted mean is 0 only when successes and
@@ -55,6 +56,10 @@ def block_summary(
 ) -> list[dict[str, Any]]:
     """Per block of `block` training steps (1..block, block+1..2·block, ...; the last may be shorter).
 
+    A step without arrays (a results folder that kept only metrics.jsonl) counts through its logged
+    rollout/success_rate × rollout/num_trajectories; the token-weighted advantage needs every episode's advantage
+    and length, so it covers only the block's steps with arrays ("num_steps_with_arrays"; NaN when none).
+
     Args:
         steps: {step: arrays of `srpo.run_dir.write_step_arrays`} (success, advantages, finish_step: (N,)).
         metrics: The run's metrics.jsonl records; training records carry loss/policy and the entropy
@@ -63,7 +68,8 @@ def block_summary(
 
     Returns:
         [{"first_step", "last_step", "num_steps", "train_successes", "train_episodes", "train_rate", "wilson95",
-          "entropy_mean", "policy_loss_mean", "token_weighted_advantage_mean"}], blocks with no step left out.
+          "entropy_mean", "policy_loss_mean", "token_weighted_advantage_mean", "num_steps_with_arrays"}], blocks
+        with no step left out.
     """
     from srpo.algo.advantages import loss_weighted_advantage_mean
     from srpo.evaluate import wilson_interval
@@ -71,16 +77,28 @@ def block_summary(
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     train = {int(r["step"]): r for r in metrics if "loss/policy" in r}
+    counted = {s: r for s, r in train.items() if "rollout/success_rate" in r and "rollout/num_trajectories" in r}
     out: list[dict[str, Any]] = []
     last = max([*steps, *train], default=0)
     for first in range(1, last + 1, block):
-        members = [s for s in range(first, first + block) if s in steps]
+        members = [s for s in range(first, first + block) if s in steps or s in counted]
         if not members:
             continue
-        success = np.concatenate([np.asarray(steps[s]["success"], dtype=bool) for s in members])
-        adv = np.concatenate([np.asarray(steps[s]["advantages"], dtype=np.float64) for s in members])
-        length = np.concatenate([np.asarray(steps[s]["finish_step"], dtype=np.float64) for s in members])
-        k, n = int(success.sum()), int(success.size)
+        arrays = [s for s in members if s in steps]
+        k, n = 0, 0
+        for s in members:
+            if s in steps:
+                success = np.asarray(steps[s]["success"], dtype=bool)
+                k, n = k + int(success.sum()), n + int(success.size)
+            else:  # no step arrays (e.g. a results folder that kept only metrics.jsonl): the logged counts
+                n_s = int(counted[s]["rollout/num_trajectories"])
+                k, n = k + round(float(counted[s]["rollout/success_rate"]) * n_s), n + n_s
+        token_weighted = float("nan")
+        if arrays:  # needs every episode's advantage and length: only steps with arrays count
+            adv = np.concatenate([np.asarray(steps[s]["advantages"], dtype=np.float64) for s in arrays])
+            length = np.concatenate([np.asarray(steps[s]["finish_step"], dtype=np.float64) for s in arrays])
+            # Executed env steps are proportional to executed action tokens, all the token-mean weight needs.
+            token_weighted = loss_weighted_advantage_mean(adv, length, length, "token-mean")
         recs = [train[s] for s in members if s in train]
         out.append({
             "first_step": members[0], "last_step": members[-1], "num_steps": len(members),
@@ -88,8 +106,8 @@ def block_summary(
             "wilson95": list(wilson_interval(k, n)) if n else [float("nan"), float("nan")],
             "entropy_mean": float(np.mean([entropy_of(r) for r in recs])) if recs else float("nan"),
             "policy_loss_mean": float(np.mean([r["loss/policy"] for r in recs])) if recs else float("nan"),
-            # Executed env steps are proportional to executed action tokens, all the token-mean weight needs.
-            "token_weighted_advantage_mean": loss_weighted_advantage_mean(adv, length, length, "token-mean"),
+            "token_weighted_advantage_mean": token_weighted,
+            "num_steps_with_arrays": len(arrays),
         })
     return out
 

@@ -56,6 +56,25 @@ def test_block_summary_hand_computed() -> None:
         bench.block_summary(steps, metrics, block=0)
 
 
+def test_block_summary_counts_steps_without_arrays_from_metrics() -> None:
+    # Step 1 has arrays, step 2 only its metrics record (3 of 4 successes logged as a rate): the block counts
+    # 1 + 3 of 2 + 4 episodes; the token-weighted advantage covers step 1 alone. A block with no arrays at all
+    # keeps its counts and gives NaN for the advantage.
+    steps = {1: step_arrays([True, False], [1.0, -1.0], [100, 300])}
+    metrics = [{"step": 1, "loss/policy": 0.1, "loss/entropy": 0.2},
+               {"step": 2, "loss/policy": 0.3, "loss/entropy": 0.4, "rollout/success_rate": 0.75,
+                "rollout/num_trajectories": 4},
+               {"step": 3, "loss/policy": 0.0, "loss/entropy": 0.5, "rollout/success_rate": 0.0,
+                "rollout/num_trajectories": 4}]
+    first, second = bench.block_summary(steps, metrics, block=2)
+    assert (first["train_successes"], first["train_episodes"], first["num_steps"]) == (4, 6, 2)
+    assert first["num_steps_with_arrays"] == 1
+    assert first["token_weighted_advantage_mean"] == pytest.approx(-0.5)
+    assert first["policy_loss_mean"] == pytest.approx(0.2)
+    assert (second["train_successes"], second["train_episodes"], second["num_steps_with_arrays"]) == (0, 4, 0)
+    assert np.isnan(second["token_weighted_advantage_mean"])
+
+
 def test_heldout_points_and_paired_differences() -> None:
     metrics = [{"step": 0, "eval/num_successes": 2, "eval/num_episodes": 10},
                {"step": 10, "eval/num_successes": 1, "eval/num_episodes": 10},
