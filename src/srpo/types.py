@@ -8,7 +8,7 @@ them without torch, and the trainer moves what it needs to the device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -23,6 +23,13 @@ DEFAULT_NUM_BINS = 256
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "traj-mean-token-mean"]
 """How token losses become one scalar: mean over all executed tokens, mean over rows (chunks) of per-row token
 means, or mean over trajectories of per-trajectory token means (srpo.algo.losses.masked_aggregate)."""
+
+
+def unknown_aggregation(mode: object) -> ValueError:
+    """The error every implementation of `Aggregation` raises for a mode it does not know (one wording)."""
+    return ValueError(f"unknown aggregation {mode!r}: choose one of {', '.join(map(repr, get_args(Aggregation)))}")
+
+
 KLEstimator = Literal["k1", "k3"]
 """Per-token KL estimator against the reference policy (Schulman's k1 or k3)."""
 StdKind = Literal["unbiased", "biased"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,24 @@ def test_awr_weights_clip():
     torch.testing.assert_close(w, torch.tensor([1.0, math.exp(2.0), 20.0, math.exp(-4.0)]))
     with pytest.raises(ValueError, match="beta"):
         awr_weights(torch.zeros(1), beta=0.0)
+
+
+def test_every_aggregation_implementation_refuses_an_unknown_mode_with_one_message() -> None:
+    # The loss, the logged net advantage and the data-parallel shard weights implement `Aggregation` each; a mode
+    # one of them does not know gets the same error, which lists every valid mode.
+    from srpo.algo.advantages import loss_weighted_advantage_mean
+    from srpo.distributed.learner import shard_weights
+    from srpo.types import unknown_aggregation
+
+    expected = str(unknown_aggregation("sum"))
+    assert all(mode in expected for mode in ("'token-mean'", "'seq-mean-token-mean'", "'traj-mean-token-mean'"))
+    mask = np.ones((2, 3), dtype=bool)
+    calls = [
+        lambda: masked_aggregate(torch.ones(2, 3), torch.from_numpy(mask), "sum"),  # type: ignore[arg-type]
+        lambda: loss_weighted_advantage_mean(np.ones(2), np.ones(2), np.ones(2), "sum"),  # type: ignore[arg-type]
+        lambda: shard_weights(mask, [np.array([0]), np.array([1])], "sum"),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == expected

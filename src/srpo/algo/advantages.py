@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
 import numpy as np
 
-from srpo.types import Aggregation, StdKind
+from srpo.types import Aggregation, StdKind, unknown_aggregation
 
 
 def group_advantages(
@@ -204,6 +202,6 @@ def loss_weighted_advantage_mean(
     elif aggregation == "traj-mean-token-mean":
         w = (tokens > 0).astype(np.float64)
     else:
-        raise ValueError(f"unknown aggregation {aggregation!r}: choose one of {get_args(Aggregation)}")
+        raise unknown_aggregation(aggregation)
     total = w.sum()
     return float((w * a).sum() / total) if total > 0 else 0.0

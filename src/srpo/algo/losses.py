@@ -6,11 +6,11 @@ Shapes: B trajectories' chunks (or any batch of sequences), L tokens per sequenc
 
 from __future__ import annotations
 
-from typing import NamedTuple, get_args
+from typing import NamedTuple
 
 import torch
 
-from srpo.types import Aggregation, KLEstimator
+from srpo.types import Aggregation, KLEstimator, unknown_aggregation
 
 
 class PPOLossOutput(NamedTuple):
@@ -67,7 +67,7 @@ def masked_aggregate(
         w = m * row_weights.to(values.dtype)[:, None]
         total = w.sum()
         return (values * w).sum() / torch.where(total > 0, total, torch.ones_like(total))
-    raise ValueError(f"unknown aggregation {mode!r}: choose one of {', '.join(repr(a) for a in get_args(Aggregation))}")
+    raise unknown_aggregation(mode)
 
 
 def ppo_clip_loss(

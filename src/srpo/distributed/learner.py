@@ -36,7 +36,7 @@ import hashlib
 import logging
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from torch import nn
 from srpo.config.distributed import DistributedConfig
 from srpo.config.train import AlgoConfig
 from srpo.distributed.cluster import ActorDemand, check_cluster_resources, ensure_ray, wait_ready
-from srpo.types import Aggregation
+from srpo.types import unknown_aggregation
 from srpo.update import ppo_minibatch_loss
 
 if TYPE_CHECKING:
@@ -102,8 +102,7 @@ def shard_weights(
             raise ValueError("aggregation 'traj-mean-token-mean' needs the batch's row_weights")
         counts = np.array([(mask[s].sum(axis=-1) * row_weights[s]).sum() for s in shards], dtype=np.float64)
     else:
-        choices = ", ".join(map(repr, get_args(Aggregation)))
-        raise ValueError(f"unknown aggregation {aggregation!r}: choose one of {choices}")
+        raise unknown_aggregation(aggregation)
     total = counts.sum()
     return counts / (total if total > 0 else 1.0), tokens / max(tokens.sum(), 1.0)
 
