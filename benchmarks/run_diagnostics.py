@@ -9,7 +9,8 @@ action tokens). Group advantages are centred per group, so that weighted mean is
 failures run equally long; under the "token-mean" aggregation a negative value means the update pushes the
 sampled tokens down as a whole, which raises entropy step after step (see `srpo.algo.advantages.
 loss_weighted_advantage_mean`). Each run's held-out evaluations get their slope and last − first with intervals;
-each later run's blocks and evaluations get their difference to the first run's (Newcombe 95 %). Runs started
+each later run's blocks and evaluations get their difference to the first run's (Newcombe 95 %), and so does
+its held-out success pooled over the evaluations after step 0 (the curve's mean height). Runs started
 from the same checkpoint and seed are paired by design (their first step's rollouts are identical), but a
 training block's episodes are not independent draws: read block intervals as signs, held-out ones as tests.
 
@@ -140,6 +141,33 @@ def paired_differences(base: list[dict[str, Any]], other: list[dict[str, Any]], 
     return out
 
 
+def mean_after_start_difference(base: list[dict[str, Any]], other: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """other − base held-out success pooled over the evaluations both runs made after step 0 (with equal episodes
+    per evaluation, the mean height of the curve after the start: its area under the curve), with the Newcombe 95 %
+    interval of the pooled counts. The pooled episodes repeat the same held-out states at every evaluation, so the
+    interval treats them as independent draws: approximate, and only the difference between two runs evaluated on
+    the same states is meant to be read off it. None when the runs share no evaluation after step 0.
+
+    Args:
+        base, other: `heldout_points` of the two runs ([{"step", "num_successes", "num_episodes"}]).
+    """
+    from srpo.evaluate import difference_interval
+
+    base_by_step = {p["step"]: p for p in base if p["step"] > 0}
+    common = sorted(p["step"] for p in other if p["step"] in base_by_step)
+    if not common:
+        return None
+    other_by_step = {p["step"]: p for p in other}
+    kb = sum(base_by_step[s]["num_successes"] for s in common)
+    nb = sum(base_by_step[s]["num_episodes"] for s in common)
+    ko = sum(other_by_step[s]["num_successes"] for s in common)
+    no = sum(other_by_step[s]["num_episodes"] for s in common)
+    if nb == 0 or no == 0:
+        return None
+    lo, hi = difference_interval(kb, nb, ko, no)
+    return {"steps": common, "base": [kb, nb], "other": [ko, no], "difference": ko / no - kb / nb, "ci95": [lo, hi]}
+
+
 def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
     """Blocks, held-out curve and its summary of each run, and each later run's differences to the first."""
     from srpo.run_dir import read_metrics, read_step_arrays
@@ -164,6 +192,8 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
                                                    "train_successes", "train_episodes"),
                 "heldout": paired_differences(base["heldout"]["points"], entry["heldout"]["points"], "step",
                                               "num_successes", "num_episodes"),
+                "heldout_mean_after_start": mean_after_start_difference(base["heldout"]["points"],
+                                                                        entry["heldout"]["points"]),
             }
         report["runs"][name] = entry
     return report
@@ -243,6 +273,11 @@ def main() -> None:
                     print(f"{kind} {key}: " + "; ".join(
                         f"{d.get('first_step', d.get('step'))}: {d['difference']:+.3f} "
                         f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" for d in diff[kind]))
+                pooled = diff["heldout_mean_after_start"]
+                if pooled is not None:
+                    print(f"held-out pooled over steps {pooled['steps']} {key}: {pooled['other'][0]}/"
+                          f"{pooled['other'][1]} vs {pooled['base'][0]}/{pooled['base'][1]}, "
+                          f"{pooled['difference']:+.3f} [{pooled['ci95'][0]:+.3f}, {pooled['ci95'][1]:+.3f}]")
     png = args.out.with_suffix(".png")
     plot(report, png)
     write_report(args.out, {**report, "plot": png.name})

@@ -92,6 +92,20 @@ def test_heldout_points_and_paired_differences() -> None:
     assert bench.paired_differences(base, partial, "first_step", "train_successes", "train_episodes") == []
 
 
+def test_mean_after_start_difference_pools_the_shared_evaluations_after_step_0() -> None:
+    base = [{"step": 0, "num_successes": 7, "num_episodes": 40}, {"step": 10, "num_successes": 9, "num_episodes": 40},
+            {"step": 20, "num_successes": 11, "num_episodes": 40}]
+    other = [{"step": 0, "num_successes": 7, "num_episodes": 40}, {"step": 10, "num_successes": 11,
+                                                                   "num_episodes": 40},
+             {"step": 20, "num_successes": 15, "num_episodes": 40}, {"step": 30, "num_successes": 40,
+                                                                     "num_episodes": 40}]
+    # Steps 10 and 20 are shared (0 is the start, 30 only the other run's): 26/80 vs 20/80.
+    out = bench.mean_after_start_difference(base, other)
+    assert out == {"steps": [10, 20], "base": [20, 80], "other": [26, 80], "difference": pytest.approx(6 / 80),
+                   "ci95": list(difference_interval(20, 80, 26, 80))}
+    assert bench.mean_after_start_difference(base[:1], other) is None
+
+
 def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
@@ -116,6 +130,8 @@ def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.
     assert [d["first_step"] for d in traj["vs_token"]["train_blocks"]] == [1, 3]
     assert [d["step"] for d in traj["vs_token"]["heldout"]] == [0, 3]
     assert all(d["difference"] == 0.0 for d in traj["vs_token"]["heldout"] + traj["vs_token"]["train_blocks"])
+    assert traj["vs_token"]["heldout_mean_after_start"]["steps"] == [3]
+    assert traj["vs_token"]["heldout_mean_after_start"]["difference"] == 0.0
     # The trainer logs the aggregation's net advantage; under traj-mean-token-mean it is the plain mean, 0.
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(abs(r["advantage/loss_weighted_mean"]) < 1e-9 for r in logged if "loss/policy" in r)
