@@ -10,7 +10,9 @@ failures run equally long; under the "token-mean" aggregation a negative value m
 sampled tokens down as a whole, which raises entropy step after step (see `srpo.algo.advantages.
 loss_weighted_advantage_mean`). Each run's held-out evaluations get their slope and last − first with intervals;
 each later run's blocks and evaluations get their difference to the first run's (Newcombe 95 %), and so does
-its held-out success pooled over the evaluations after step 0 (the curve's mean height). Runs started
+its held-out success pooled over the evaluations after step 0 (the curve's mean height); where both runs saved
+their evaluations' episodes (steps/eval_*.npz), each evaluation is also compared episode by episode (paired
+bootstrap, exact McNemar). Runs started
 from the same checkpoint and seed are paired by design (their first step's rollouts are identical), but a
 training block's episodes are not independent draws: read block intervals as signs, held-out ones as tests.
 
@@ -168,12 +170,49 @@ def mean_after_start_difference(base: list[dict[str, Any]], other: list[dict[str
     return {"steps": common, "base": [kb, nb], "other": [ko, no], "difference": ko / no - kb / nb, "ci95": [lo, hi]}
 
 
+def episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> list[tuple[bool, bool]]:
+    """(base succeeded, other succeeded) for every episode of one evaluation that both runs played on the same task
+    and init state (the k-th episode of a (task, state) in one run pairs with the k-th in the other).
+
+    Args:
+        base, other: `srpo.run_dir.write_eval_arrays` arrays (task_ids, init_state_ids, success: (N,)).
+    """
+    def keyed(arrays: dict[str, np.ndarray]) -> dict[tuple[int, int, int], bool]:
+        seen: dict[tuple[int, int], int] = {}
+        out = {}
+        for task, state, ok in zip(arrays["task_ids"], arrays["init_state_ids"], arrays["success"], strict=True):
+            k = (int(task), int(state))
+            out[(*k, seen.get(k, 0))] = bool(ok)
+            seen[k] = seen.get(k, 0) + 1
+        return out
+
+    b, o = keyed(base), keyed(other)
+    return [(b[k], o[k]) for k in sorted(b) if k in o]
+
+
+def paired_heldout(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
+                   ) -> list[dict[str, Any]]:
+    """other − base held-out success at every step both runs saved episode outcomes for (steps/eval_*.npz),
+    paired by task and init state: the difference with its paired bootstrap 95 % interval, the episodes only one
+    run won, and the exact McNemar p (`srpo.evaluate.paired_success_difference`). Runs made before eval arrays
+    were written give nothing here (their counts are compared unpaired above)."""
+    from srpo.evaluate import paired_success_difference
+
+    out = []
+    for step in sorted(set(base) & set(other)):
+        pairs = episode_pairs(base[step], other[step])
+        if pairs:
+            out.append({"step": step, **paired_success_difference(pairs)})
+    return out
+
+
 def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
     """Blocks, held-out curve and its summary of each run, and each later run's differences to the first."""
-    from srpo.run_dir import read_metrics, read_step_arrays
+    from srpo.run_dir import read_eval_arrays, read_metrics, read_step_arrays
 
     report: dict[str, Any] = {"block": block, "runs": {}}
     base_name = runs[0][0]
+    base_evals = read_eval_arrays(runs[0][1])
     for name, run_dir in runs:
         if not (run_dir / "metrics.jsonl").exists():
             raise FileNotFoundError(f"{run_dir} has no metrics.jsonl: give a run directory (<out>/<algo>/seed<k>)")
@@ -194,6 +233,7 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
                                               "num_successes", "num_episodes"),
                 "heldout_mean_after_start": mean_after_start_difference(base["heldout"]["points"],
                                                                         entry["heldout"]["points"]),
+                "heldout_paired": paired_heldout(base_evals, read_eval_arrays(run_dir)),
             }
         report["runs"][name] = entry
     return report
@@ -273,6 +313,11 @@ def main() -> None:
                     print(f"{kind} {key}: " + "; ".join(
                         f"{d.get('first_step', d.get('step'))}: {d['difference']:+.3f} "
                         f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" for d in diff[kind]))
+                if diff["heldout_paired"]:
+                    print(f"held-out paired by episode {key}: " + "; ".join(
+                        f"{d['step']}: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] "
+                        f"(won only here {d['b_only']}, only there {d['a_only']}, McNemar p {d['mcnemar_p']:.2f})"
+                        for d in diff["heldout_paired"]))
                 pooled = diff["heldout_mean_after_start"]
                 if pooled is not None:
                     print(f"held-out pooled over steps {pooled['steps']} {key}: {pooled['other'][0]}/"

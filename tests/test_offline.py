@@ -19,7 +19,7 @@ from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
 from srpo.errors import SrpoError
 from srpo.lerobot import DatasetEpisode, write_lerobot_dataset
 from srpo.offline import OfflineTrainer, episode_weights
-from srpo.run_dir import list_checkpoints, read_metrics
+from srpo.run_dir import list_checkpoints, read_eval_arrays, read_metrics
 from tiny_config import PIXEL_ENCODER, as_sets, tiny_tabletop
 
 TINY = tiny_tabletop(
@@ -133,6 +133,13 @@ def test_offline_run_changes_parameters(tabletop_dataset: Path, tmp_path: Path) 
     metrics = read_metrics(tmp_path / "run")
     assert metrics[0]["step"] == 0 and "eval/success_rate" in metrics[0] and "eval/success_rate" in metrics[-1]
     assert len(list_checkpoints(tmp_path / "run")) >= 1
+    # Every evaluation's episodes are saved beside the counts, and agree with them.
+    evals = read_eval_arrays(tmp_path / "run")
+    eval_records = {r["step"]: r for r in metrics if "eval/num_successes" in r}
+    assert sorted(evals) == sorted(eval_records) and 0 in evals
+    for step, arrays in evals.items():
+        assert int(arrays["success"].sum()) == eval_records[step]["eval/num_successes"]
+        assert arrays["success"].shape == arrays["init_state_ids"].shape == (eval_records[step]["eval/num_episodes"],)
 
 
 def test_resume_continues_from_the_checkpoint(tabletop_dataset: Path, tmp_path: Path) -> None:

@@ -106,6 +106,23 @@ def test_mean_after_start_difference_pools_the_shared_evaluations_after_step_0()
     assert bench.mean_after_start_difference(base[:1], other) is None
 
 
+def eval_arrays(tasks: list[int], states: list[int], success: list[bool]) -> dict[str, np.ndarray]:
+    return {"task_ids": np.array(tasks), "init_state_ids": np.array(states), "success": np.array(success)}
+
+
+def test_episode_pairs_and_paired_heldout_match_episodes_by_task_and_state() -> None:
+    # Run order differs; state 5 of task 0 is played twice (its k-th episode pairs with the other run's k-th);
+    # task 1 state 9 exists in the base only and is left out.
+    base = eval_arrays([0, 0, 0, 1], [5, 5, 6, 9], [True, False, False, True])
+    other = eval_arrays([0, 0, 0], [6, 5, 5], [True, True, True])
+    assert bench.episode_pairs(base, other) == [(True, True), (False, True), (False, True)]
+    out = bench.paired_heldout({0: base, 10: base}, {10: other, 20: other})
+    assert [d["step"] for d in out] == [10]
+    assert (out[0]["difference"], out[0]["b_only"], out[0]["a_only"]) == (pytest.approx(2 / 3), 2, 0)
+    assert out[0]["mcnemar_p"] == pytest.approx(0.5)  # 2 discordant pairs, both one way: 2 · (1/2)²
+    assert bench.paired_heldout({}, {10: other}) == []
+
+
 def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
@@ -132,6 +149,12 @@ def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.
     assert all(d["difference"] == 0.0 for d in traj["vs_token"]["heldout"] + traj["vs_token"]["train_blocks"])
     assert traj["vs_token"]["heldout_mean_after_start"]["steps"] == [3]
     assert traj["vs_token"]["heldout_mean_after_start"]["difference"] == 0.0
+    # The trainer saved each evaluation's episodes, so the same run against itself pairs every episode.
+    paired = traj["vs_token"]["heldout_paired"]
+    assert [d["step"] for d in paired] == [0, 3]
+    episodes = {p["step"]: p["num_episodes"] for p in token["heldout"]["points"]}
+    assert all(d["difference"] == 0.0 and d["a_only"] == d["b_only"] == 0 and d["num_pairs"] == episodes[d["step"]]
+               for d in paired)
     # The trainer logs the aggregation's net advantage; under traj-mean-token-mean it is the plain mean, 0.
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(abs(r["advantage/loss_weighted_mean"]) < 1e-9 for r in logged if "loss/policy" in r)

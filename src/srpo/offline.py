@@ -44,6 +44,7 @@ from srpo.run_dir import (
     STEPS_DIR,
     timed,
     write_checkpoint,
+    write_eval_arrays,
 )
 from srpo.sft import action_chunks
 
@@ -353,9 +354,11 @@ class OfflineTrainer:
                 "weights/batch_mean": float(weights.mean())}
 
     def evaluate(self) -> dict[str, float]:
-        """Greedy success per task on the env's held-out init states."""
+        """Greedy success per task on the env's held-out init states; the episodes' outcomes go to
+        steps/eval_<step>.npz (`write_eval_arrays`)."""
         self.last_eval = evaluate_policy(self.engine, self.policy, self.specs, self.cfg,
                                          self.cfg.num_eval_episodes_per_task)
+        write_eval_arrays(self.run_dir, self.step, self.last_eval.trajectories)
         return self.last_eval.metrics()
 
     # -- outputs ----------------------------------------------------------------------------------------------

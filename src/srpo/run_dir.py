@@ -6,6 +6,7 @@
         ckpt-000010/           policy/ (save_pretrained) + trainer_state.pt (optimizer, RNG, memory bank, step)
         reference_policy/      the frozen KL reference (only with algo.kl_coef > 0)
         steps/step_000010.npz  per-trajectory rewards, advantages, distances of a step (`srpo report`)
+        steps/eval_000010.npz  per-episode outcomes of the held-out evaluation after that step (paired comparisons)
         videos/                labelled rollout videos
 
 Everything here is file I/O with no knowledge of how a policy or an env is built.
@@ -272,6 +273,32 @@ def write_step_arrays(
         finish_step=np.asarray([t.finish_step for t in trajs]),
         distance=distance,
     )
+
+
+def write_eval_arrays(run_dir: Path, step: int, trajs: Sequence[Trajectory]) -> None:
+    """Per-episode outcomes of the held-out evaluation after `step` (step 0: before training), so that two runs
+    evaluated on the same init states can be compared episode by episode (McNemar, paired bootstrap) rather than
+    by their counts alone: steps/eval_<step>.npz with task_ids, init_state_ids, success, finish_step, all (N,) in
+    run order. A re-evaluation of the step (a resumed run) overwrites it.
+    """
+    out = run_dir / STEPS_DIR
+    out.mkdir(exist_ok=True)
+    np.savez(
+        out / f"eval_{step:06d}.npz",
+        task_ids=np.asarray([t.task_id for t in trajs], dtype=np.int64),
+        init_state_ids=np.asarray([t.init_state_id for t in trajs], dtype=np.int64),
+        success=np.asarray([bool(t.success) for t in trajs], dtype=bool),
+        finish_step=np.asarray([t.finish_step for t in trajs], dtype=np.int64),
+    )
+
+
+def read_eval_arrays(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:
+    """Every evaluation's arrays written by `write_eval_arrays`, keyed by step (empty for runs made before them)."""
+    out = {}
+    for path in sorted((run_dir / STEPS_DIR).glob("eval_*.npz")):
+        with np.load(path) as data:
+            out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
+    return out
 
 
 def read_step_arrays(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:

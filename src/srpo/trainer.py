@@ -35,6 +35,7 @@ from srpo.run_dir import (
     VIDEOS_DIR,
     timed,
     write_checkpoint,
+    write_eval_arrays,
     write_step_arrays,
 )
 from srpo.types import EpisodeStats, Trajectory
@@ -329,9 +330,11 @@ class Trainer:
         return out
 
     def evaluate(self) -> dict[str, float]:
-        """Greedy success rate per task on held-out init states."""
-        return evaluate_policy(self.engine, self.policy, self.specs, self.cfg, self.cfg.num_eval_episodes_per_task
-                               ).metrics()
+        """Greedy success rate per task on held-out init states; the episodes' outcomes go to
+        steps/eval_<step>.npz (`write_eval_arrays`)."""
+        result = evaluate_policy(self.engine, self.policy, self.specs, self.cfg, self.cfg.num_eval_episodes_per_task)
+        write_eval_arrays(self.run_dir, self.step, result.trajectories)
+        return result.metrics()
 
     # -- checkpoints ------------------------------------------------------------------------------------------
 
