@@ -47,15 +47,23 @@ def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
-def entropy_of(record: dict[str, Any]) -> float:
-    """A training record's policy entropy per token: policy/entropy, or loss/entropy in runs logged before
-    policy/entropy existed (the same value under the default token-mean aggregation; under another aggregation it
-    is weighted as the loss weighs tokens, so it compares with other runs only roughly)."""
-    return float(record.get("policy/entropy", record["loss/entropy"]))
+def entropy_key(runs_metrics: list[list[dict[str, Any]]]) -> str:
+    """Which entropy the runs are compared on: "policy/entropy" (token-mean under any aggregation) when every
+    training record of every run logged it, else "loss/entropy" for all of them (runs logged before policy/entropy
+    existed have only that one; it is weighted as the run's loss weighs tokens, so it compares runs with the same
+    aggregation). One key for all runs, so that no plot sets one weighting beside another."""
+    train = [r for metrics in runs_metrics for r in metrics if "loss/policy" in r]
+    return "policy/entropy" if train and all("policy/entropy" in r for r in train) else "loss/entropy"
+
+
+def entropy_of(record: dict[str, Any], key: str = "policy/entropy") -> float:
+    """A training record's entropy under `key` (`entropy_key`), or its loss/entropy where it lacks that key."""
+    return float(record[key] if key in record else record["loss/entropy"])
 
 
 def block_summary(
-    steps: dict[int, dict[str, np.ndarray]], metrics: list[dict[str, Any]], block: int
+    steps: dict[int, dict[str, np.ndarray]], metrics: list[dict[str, Any]], block: int,
+    entropy: str = "policy/entropy",
 ) -> list[dict[str, Any]]:
     """Per block of `block` training steps (1..block, block+1..2·block, ...; the last may be shorter).
 
@@ -68,6 +76,7 @@ def block_summary(
         metrics: The run's metrics.jsonl records; training records carry loss/policy and the entropy
             (`entropy_of`).
         block: Steps per block, >= 1.
+        entropy: The entropy key (`entropy_key`).
 
     Returns:
         [{"first_step", "last_step", "num_steps", "train_successes", "train_episodes", "train_rate", "wilson95",
@@ -107,7 +116,7 @@ def block_summary(
             "first_step": members[0], "last_step": members[-1], "num_steps": len(members),
             "train_successes": k, "train_episodes": n, "train_rate": k / n if n else float("nan"),
             "wilson95": list(wilson_interval(k, n)) if n else [float("nan"), float("nan")],
-            "entropy_mean": float(np.mean([entropy_of(r) for r in recs])) if recs else float("nan"),
+            "entropy_mean": float(np.mean([entropy_of(r, entropy) for r in recs])) if recs else float("nan"),
             "policy_loss_mean": float(np.mean([r["loss/policy"] for r in recs])) if recs else float("nan"),
             "token_weighted_advantage_mean": token_weighted,
             "num_steps_with_arrays": len(arrays),
@@ -210,19 +219,21 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
     """Blocks, held-out curve and its summary of each run, and each later run's differences to the first."""
     from srpo.run_dir import read_eval_arrays, read_metrics, read_step_arrays
 
-    report: dict[str, Any] = {"block": block, "runs": {}}
-    base_name = runs[0][0]
-    base_evals = read_eval_arrays(runs[0][1])
-    for name, run_dir in runs:
+    for _, run_dir in runs:
         if not (run_dir / "metrics.jsonl").exists():
             raise FileNotFoundError(f"{run_dir} has no metrics.jsonl: give a run directory (<out>/<algo>/seed<k>)")
-        metrics = read_metrics(run_dir)
+    all_metrics = [read_metrics(run_dir) for _, run_dir in runs]
+    entropy = entropy_key(all_metrics)
+    report: dict[str, Any] = {"block": block, "entropy_key": entropy, "runs": {}}
+    base_name = runs[0][0]
+    base_evals = read_eval_arrays(runs[0][1])
+    for (name, run_dir), metrics in zip(runs, all_metrics, strict=True):
         points = heldout_points(metrics)
         entry: dict[str, Any] = {
             "run_dir": str(run_dir),
-            "blocks": block_summary(read_step_arrays(run_dir), metrics, block),
+            "blocks": block_summary(read_step_arrays(run_dir), metrics, block, entropy),
             "heldout": curve_summary(points) if len({p["step"] for p in points}) >= 2 else {"points": points},
-            "entropy_per_step": [[int(r["step"]), entropy_of(r)] for r in metrics if "loss/entropy" in r],
+            "entropy_per_step": [[int(r["step"]), entropy_of(r, entropy)] for r in metrics if "loss/entropy" in r],
         }
         if name != base_name:
             base = report["runs"][base_name]
@@ -265,7 +276,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         if ent:
             axes[2].plot([s for s, _ in ent], [e for _, e in ent], label=name)
     for ax, title in zip(axes, ("held-out success (greedy)", f"training success per {report['block']} steps",
-                                "policy entropy per token"), strict=True):
+                                f"entropy per token ({report['entropy_key']})"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
@@ -291,6 +302,7 @@ def main() -> None:
     if args.block < 1:
         parser.error(f"--block must be >= 1, got {args.block}")
     report = diagnose(runs, args.block)
+    print(f"entropy: {report['entropy_key']} (the one every run logged)")
     for name, run in report["runs"].items():
         print(f"\n{name} ({run['run_dir']})")
         print(f"{'steps':>9} {'train success':>15} {'Wilson 95 %':>16} {'entropy':>8} {'loss/policy':>11} "

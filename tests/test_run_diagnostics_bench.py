@@ -75,6 +75,16 @@ def test_block_summary_counts_steps_without_arrays_from_metrics() -> None:
     assert np.isnan(second["token_weighted_advantage_mean"])
 
 
+def test_entropy_key_is_one_for_all_runs() -> None:
+    new_run = [{"step": 0, "eval/num_successes": 1}, {"step": 1, "loss/policy": 0.0, "loss/entropy": 0.9,
+                                                      "policy/entropy": 0.3}]
+    old_run = [{"step": 1, "loss/policy": 0.0, "loss/entropy": 0.4}]
+    assert bench.entropy_key([new_run, new_run]) == "policy/entropy"
+    assert bench.entropy_key([new_run, old_run]) == "loss/entropy"  # the old run has only loss/entropy
+    assert bench.entropy_of(new_run[1], "loss/entropy") == 0.9 and bench.entropy_of(new_run[1]) == 0.3
+    assert bench.entropy_of(old_run[0], "policy/entropy") == 0.4  # a record without the key falls back
+
+
 def test_heldout_points_and_paired_differences() -> None:
     metrics = [{"step": 0, "eval/num_successes": 2, "eval/num_episodes": 10},
                {"step": 10, "eval/num_successes": 1, "eval/num_episodes": 10},
@@ -144,6 +154,7 @@ def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.
     assert [p["step"] for p in token["heldout"]["points"]] == [0, 3]
     assert "slope_per_100_steps" in token["heldout"]
     assert [s for s, _ in traj["entropy_per_step"]] == [1, 2, 3]
+    assert report["entropy_key"] == "policy/entropy"
     assert [d["first_step"] for d in traj["vs_token"]["train_blocks"]] == [1, 3]
     assert [d["step"] for d in traj["vs_token"]["heldout"]] == [0, 3]
     assert all(d["difference"] == 0.0 for d in traj["vs_token"]["heldout"] + traj["vs_token"]["train_blocks"])
