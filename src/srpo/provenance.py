@@ -5,11 +5,17 @@ command, and the settings that change floating-point results (torch intra-op thr
 
 Why the thread count is recorded: a torch reduction split over a different number of threads sums in a
 different order, the last bits of a logit change, and a sampled token can flip; an RL run at temperature 1 then
-follows another trajectory from that step on (see `benchmarks/results/determinism.json`).
+follows another trajectory from that step on (see `benchmarks/results/determinism.json`). The CPU model and the
+instruction set torch dispatches to (AVX2, AVX512, ...) are recorded for the same reason: the same command, config
+and thread count gave 7/40 held-out successes at step 0 in three sessions and 6/40 on a later session's AVX2-only
+AMD EPYC machine. A run is not bit-repeatable across machines, and these fields make such a difference traceable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
+import os
 import platform
 import shlex
 import subprocess
@@ -33,6 +39,19 @@ def git_commit(repo: str | Path | None = None) -> tuple[str | None, bool | None]
     return commit, bool(status.strip())
 
 
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name: the first "model name" line of `cpuinfo` (Linux), else `platform.processor()`, else
+    "unknown"."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def provenance(command: list[str] | None = None) -> dict[str, Any]:
     """A JSON-ready record of the code and command behind a result.
 
@@ -40,7 +59,9 @@ def provenance(command: list[str] | None = None) -> dict[str, Any]:
         command: The command line (default: this process's `sys.argv`, prefixed with the interpreter).
 
     Returns:
-        commit, dirty, command, time (UTC, ISO 8601), python, torch, torch_num_threads, numpy, machine.
+        commit, dirty, command, time (UTC, ISO 8601), python, numpy, machine, cpu (model name), cpu_count,
+        mujoco (where installed), torch, torch_num_threads, torch_cpu_capability (the instruction set torch's CPU
+        kernels dispatch to).
     """
     import numpy as np
 
@@ -54,12 +75,17 @@ def provenance(command: list[str] | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
     }
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        info["mujoco"] = importlib.metadata.version("mujoco")
     try:
         import torch
 
         info["torch"] = torch.__version__
         info["torch_num_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     except ImportError:
         pass
     return info
