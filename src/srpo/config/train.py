@@ -261,7 +261,7 @@ def cpu_preset() -> TrainConfig:
     EfficientNet-lite0 encoder, small groups; ~20 min on 2 cores.
 
     The recipe was chosen by reasoning from one recorded run of the earlier recipe, which made the policy worse;
-    benchmarks/cpu_recipe.py is the measurement that checks it over fresh runs (README "Choosing the cpu
+    benchmarks/cpu_recipe.py is the measurement that checks it over fresh runs (docs/libero_runs.md "Choosing the cpu
     recipe" says what has been measured). The aim is a run that does not make the policy worse on held-out
     states, so small steps (lr 2e-5) held near the SFT policy (KL 0.05), sampling at T = 0.7 (at T = 1.0 the
     SFT policy succeeded in 2 of 32 rollouts against 25 % greedy, so most batches had no success and no
