@@ -479,7 +479,8 @@ def _ci_text(mean: float, ci: Any, fmt: str) -> str:
 
 
 def markdown_table(summaries: dict[str, Any], target: float | None) -> str:
-    """The README table: one row per arm, means over seeds with 95 % bootstrap intervals, paired differences."""
+    """The results table (docs/tabletop_experiments.md): one row per arm, means over seeds with 95 % bootstrap
+    intervals, paired differences."""
     head = ("| arm | seeds | final held-out success | AUC of the success curve | steps to GRPO's final mean "
             "(ratio to GRPO) | AUC − SRPO (paired) | final − SRPO (paired) | AUC − GRPO (paired) | "
             "share of groups with signal |")
