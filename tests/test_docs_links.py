@@ -4,7 +4,9 @@ once, and a broken link there is what a new user meets first."""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,17 +26,22 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+def prose_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a markdown file, code fences and their contents left out."""
+    in_fence = False
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence:
+            yield number, line
+
+
+@functools.cache
 def anchors(path: Path) -> set[str]:
     """The heading ids of a markdown file (repeated headings get GitHub's -1, -2 suffixes)."""
     seen: dict[str, int] = {}
     out: set[str] = set()
-    in_fence = False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if FENCE.match(line):
-            in_fence = not in_fence
-            continue
-        if in_fence or not line.startswith("#"):
-            continue
+    for _, line in prose_lines(path):
         match = re.match(r"^#{1,6}\s+(.*)$", line)
         if match is None:
             continue
@@ -48,13 +55,7 @@ def anchors(path: Path) -> set[str]:
 def links(path: Path) -> list[tuple[int, str]]:
     """(line number, target) of every markdown link and image outside code fences."""
     out = []
-    in_fence = False
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if FENCE.match(line):
-            in_fence = not in_fence
-            continue
-        if in_fence:
-            continue
+    for number, line in prose_lines(path):
         line = re.sub(r"`[^`]*`", "", line)  # inline code is not a link
         for match in LINK.finditer(line):
             out.append((number, match.group(1) or match.group(2)))
