@@ -292,19 +292,23 @@ def write_eval_arrays(run_dir: Path, step: int, trajs: Sequence[Trajectory]) -> 
     )
 
 
+def _read_npz_by_step(run_dir: Path, prefix: str) -> dict[int, dict[str, np.ndarray]]:
+    """The arrays of every steps/<prefix>_<step>.npz, keyed by step; names whose step is not a number are skipped."""
+    out = {}
+    for path in sorted((run_dir / STEPS_DIR).glob(f"{prefix}_*.npz")):
+        step = path.stem[len(prefix) + 1 :]
+        if not step.isdigit():
+            continue
+        with np.load(path) as data:
+            out[int(step)] = {k: data[k] for k in data.files}
+    return out
+
+
 def read_eval_arrays(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:
     """Every evaluation's arrays written by `write_eval_arrays`, keyed by step (empty for runs made before them)."""
-    out = {}
-    for path in sorted((run_dir / STEPS_DIR).glob("eval_*.npz")):
-        with np.load(path) as data:
-            out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
-    return out
+    return _read_npz_by_step(run_dir, "eval")
 
 
 def read_step_arrays(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:
     """Every step's arrays written by `write_step_arrays`, keyed by step."""
-    out = {}
-    for path in sorted((run_dir / STEPS_DIR).glob("step_*.npz")):
-        with np.load(path) as data:
-            out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
-    return out
+    return _read_npz_by_step(run_dir, "step")
