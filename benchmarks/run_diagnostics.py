@@ -12,9 +12,9 @@ loss_weighted_advantage_mean`). Each run's held-out evaluations get their slope 
 each later run's blocks and evaluations get their difference to the first run's (Newcombe 95 %), and so does
 its held-out success pooled over the evaluations after step 0 (the curve's mean height); where both runs saved
 their evaluations' episodes (steps/eval_*.npz), each evaluation is also compared episode by episode (paired
-bootstrap, exact McNemar). Runs started
-from the same checkpoint and seed are paired by design (their first step's rollouts are identical), but a
-training block's episodes are not independent draws: read block intervals as signs, held-out ones as tests.
+bootstrap, exact McNemar), and pooled over the evaluations after step 0 with a bootstrap over init states. Runs
+started from the same checkpoint and seed are paired by design (their first step's rollouts are identical), but
+a training block's episodes are not independent draws: read block intervals as signs, held-out ones as tests.
 
     python benchmarks/run_diagnostics.py --run token-mean=runs/lean_b32/srpo/seed0 \
         --run traj-mean=runs/lean_b32_trajmean/srpo/seed0 --block 10 \
@@ -179,9 +179,11 @@ def mean_after_start_difference(base: list[dict[str, Any]], other: list[dict[str
     return {"steps": common, "base": [kb, nb], "other": [ko, no], "difference": ko / no - kb / nb, "ci95": [lo, hi]}
 
 
-def episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> list[tuple[bool, bool]]:
-    """(base succeeded, other succeeded) for every episode of one evaluation that both runs played on the same task
-    and init state (the k-th episode of a (task, state) in one run pairs with the k-th in the other).
+def keyed_episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]
+                        ) -> list[tuple[tuple[int, int], bool, bool]]:
+    """((task, init state), base succeeded, other succeeded) for every episode of one evaluation that both runs
+    played on the same task and init state (the k-th episode of a (task, state) in one run pairs with the k-th in
+    the other), in (task, state, k) order.
 
     Args:
         base, other: `srpo.run_dir.write_eval_arrays` arrays (task_ids, init_state_ids, success: (N,)).
@@ -196,7 +198,28 @@ def episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> 
         return out
 
     b, o = keyed(base), keyed(other)
-    return [(b[k], o[k]) for k in sorted(b) if k in o]
+    return [((k[0], k[1]), b[k], o[k]) for k in sorted(b) if k in o]
+
+
+def episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> list[tuple[bool, bool]]:
+    """`keyed_episode_pairs` without the keys: (base succeeded, other succeeded) per shared episode."""
+    return [(b, o) for _, b, o in keyed_episode_pairs(base, other)]
+
+
+def paired_heldout_after_start(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
+                               ) -> dict[str, Any] | None:
+    """other − base held-out success pooled over every evaluation after step 0 that both runs saved episodes for,
+    paired by task and init state, with a bootstrap over init states (`srpo.evaluate.clustered_paired_difference`):
+    each state is played again at every evaluation, so its episodes are one cluster, not independent draws. The
+    paired counterpart of `mean_after_start_difference`; None when the runs share no such evaluation."""
+    from srpo.evaluate import clustered_paired_difference
+
+    steps = sorted(s for s in set(base) & set(other) if s > 0)
+    keyed = [(state, b, o) for s in steps for state, b, o in keyed_episode_pairs(base[s], other[s])]
+    if not keyed:
+        return None
+    result = clustered_paired_difference([(b, o) for _, b, o in keyed], [state for state, _, _ in keyed])
+    return {"steps": steps, **result}
 
 
 def paired_heldout(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
@@ -237,6 +260,7 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
         }
         if name != base_name:
             base = report["runs"][base_name]
+            other_evals = read_eval_arrays(run_dir)
             entry["vs_" + base_name] = {
                 "train_blocks": paired_differences(base["blocks"], entry["blocks"], "first_step",
                                                    "train_successes", "train_episodes"),
@@ -244,7 +268,8 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
                                               "num_successes", "num_episodes"),
                 "heldout_mean_after_start": mean_after_start_difference(base["heldout"]["points"],
                                                                         entry["heldout"]["points"]),
-                "heldout_paired": paired_heldout(base_evals, read_eval_arrays(run_dir)),
+                "heldout_paired": paired_heldout(base_evals, other_evals),
+                "heldout_paired_after_start": paired_heldout_after_start(base_evals, other_evals),
             }
         report["runs"][name] = entry
     return report
@@ -330,6 +355,13 @@ def main() -> None:
                         f"{d['step']}: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] "
                         f"(won only here {d['b_only']}, only there {d['a_only']}, McNemar p {d['mcnemar_p']:.2f})"
                         for d in diff["heldout_paired"]))
+                pooled_pairs = diff["heldout_paired_after_start"]
+                if pooled_pairs is not None:
+                    print(f"held-out paired by episode, pooled over steps {pooled_pairs['steps']} {key}: "
+                          f"{pooled_pairs['difference']:+.3f} [{pooled_pairs['ci95'][0]:+.3f}, "
+                          f"{pooled_pairs['ci95'][1]:+.3f}] ({pooled_pairs['num_pairs']} pairs over "
+                          f"{pooled_pairs['num_clusters']} init states; won only here {pooled_pairs['b_only']}, "
+                          f"only there {pooled_pairs['a_only']})")
                 pooled = diff["heldout_mean_after_start"]
                 if pooled is not None:
                     print(f"held-out pooled over steps {pooled['steps']} {key}: {pooled['other'][0]}/"

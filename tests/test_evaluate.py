@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from srpo.evaluate import (
     Z_95,
     before_after_line,
+    clustered_paired_difference,
     difference_interval,
     mcnemar_exact_p,
     paired_success_difference,
@@ -93,6 +94,48 @@ def test_mcnemar_exact_p_hand_computed() -> None:
     assert mcnemar_exact_p(0, 0) == 1.0
     with pytest.raises(ValueError, match=">= 0"):
         mcnemar_exact_p(-1, 2)
+
+
+def test_clustered_paired_difference_hand_computed() -> None:
+    # Cluster A: b wins twice (sum +2 over 2 pairs); cluster B: a wins once (sum -1 over 1). Pooled (2 - 1) / 3.
+    # A resample of 2 clusters is AA (+1, prob 1/4), BB (-1, 1/4) or AB / BA (+1/3, 1/2): 2.5 % and 97.5 %
+    # quantiles are -1 and +1.
+    d = clustered_paired_difference([(0, 1), (0, 1), (1, 0)], ["A", "A", "B"], num_resamples=4000)
+    assert d["difference"] == pytest.approx(1 / 3) and d["num_pairs"] == 3 and d["num_clusters"] == 2
+    assert d["b_only"] == 2 and d["a_only"] == 1
+    assert d["ci95"] == [-1.0, 1.0]
+
+
+def test_clustered_paired_difference_is_the_pair_bootstrap_for_singleton_clusters() -> None:
+    rng = np.random.default_rng(3)
+    pairs = [(int(a), int(b)) for a, b in rng.integers(0, 2, size=(40, 2))]
+    clustered = clustered_paired_difference(pairs, list(range(40)), num_resamples=2000, seed=5)
+    plain = paired_success_difference(pairs, num_resamples=2000, seed=5)
+    assert clustered["difference"] == pytest.approx(plain["difference"])
+    assert clustered["ci95"] == pytest.approx(plain["ci95"])
+
+
+def test_clustered_paired_difference_widens_for_repeated_states() -> None:
+    # 10 states evaluated 6 times each, every state's outcome the same at every evaluation: 10 independent
+    # differences, not 60. The pair bootstrap's interval is ~sqrt(6) too narrow; the cluster one is not.
+    per_state = [(0, 1), (0, 1), (0, 1), (1, 0), (0, 0), (1, 1), (0, 1), (1, 0), (0, 0), (0, 1)]
+    pairs = per_state * 6
+    states = list(range(10)) * 6
+    clustered = clustered_paired_difference(pairs, states, num_resamples=4000)
+    plain = paired_success_difference(pairs, num_resamples=4000)
+    width = clustered["ci95"][1] - clustered["ci95"][0]
+    assert width > 2.0 * (plain["ci95"][1] - plain["ci95"][0])
+    alone = paired_success_difference(per_state, num_resamples=4000)  # the 10 states once each
+    assert width == pytest.approx(alone["ci95"][1] - alone["ci95"][0], abs=0.1)
+
+
+def test_clustered_paired_difference_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="one cluster label per pair"):
+        clustered_paired_difference([(0, 1)], ["A", "B"])
+    with pytest.raises(ValueError, match="at least one pair"):
+        clustered_paired_difference([], [])
+    with pytest.raises(ValueError, match="num_resamples"):
+        clustered_paired_difference([(0, 1)], ["A"], num_resamples=0)
 
 
 def test_paired_success_difference_hand_computed() -> None:

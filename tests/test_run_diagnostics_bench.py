@@ -133,6 +133,20 @@ def test_episode_pairs_and_paired_heldout_match_episodes_by_task_and_state() -> 
     assert bench.paired_heldout({}, {10: other}) == []
 
 
+def test_paired_heldout_after_start_pools_steps_and_clusters_by_state() -> None:
+    # Step 0 is left out; steps 10 and 20 each pair 3 episodes over 2 states of task 0 (state 5 twice).
+    base = eval_arrays([0, 0, 0], [5, 5, 6], [False, False, True])
+    other = eval_arrays([0, 0, 0], [5, 6, 5], [True, True, False])
+    out = bench.paired_heldout_after_start({0: base, 10: base, 20: base}, {0: other, 10: other, 20: other, 30: other})
+    assert out is not None and out["steps"] == [10, 20]
+    # Per step: state 5 pairs (F, T), (F, F); state 6 (T, T): differences +1, 0, 0 -> pooled 2 / 6.
+    assert out["num_pairs"] == 6 and out["num_clusters"] == 2 and out["difference"] == pytest.approx(1 / 3)
+    assert (out["b_only"], out["a_only"]) == (2, 0)
+    # Resamples of the 2 states: (5, 5) gives 2/4, (6, 6) 0, mixed 2/6; the interval spans [0, 0.5].
+    assert out["ci95"] == [0.0, 0.5]
+    assert bench.paired_heldout_after_start({0: base}, {0: other}) is None
+
+
 def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
@@ -166,6 +180,9 @@ def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.
     episodes = {p["step"]: p["num_episodes"] for p in token["heldout"]["points"]}
     assert all(d["difference"] == 0.0 and d["a_only"] == d["b_only"] == 0 and d["num_pairs"] == episodes[d["step"]]
                for d in paired)
+    pooled = traj["vs_token"]["heldout_paired_after_start"]
+    assert pooled["steps"] == [3] and pooled["difference"] == 0.0 and pooled["ci95"] == [0.0, 0.0]
+    assert pooled["num_pairs"] == episodes[3]
     # The trainer logs the aggregation's net advantage; under traj-mean-token-mean it is the plain mean, 0.
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(abs(r["advantage/loss_weighted_mean"]) < 1e-9 for r in logged if "loss/policy" in r)

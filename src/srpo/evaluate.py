@@ -120,6 +120,45 @@ def paired_success_difference(pairs: Sequence[tuple[bool | int, bool | int]], nu
             "b_only": b_only, "a_only": a_only, "mcnemar_p": mcnemar_exact_p(a_only, b_only)}
 
 
+def clustered_paired_difference(pairs: Sequence[tuple[bool | int, bool | int]], clusters: Sequence[Any],
+                                num_resamples: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """Success of b minus success of a over N paired episodes that come in correlated clusters (the same held-out
+    init state played at every evaluation of a run), with a cluster bootstrap interval.
+
+    Pooling a run's evaluations repeats each (task, init state) once per evaluation, and an easy state stays easy:
+    the N pairs are not independent draws, and a bootstrap over pairs would give too narrow an interval. This one
+    resamples the C clusters with replacement and takes the pooled difference of each resample,
+    Σ_c S_c / Σ_c n_c (S_c the summed differences b − a of cluster c, n_c its pairs), then the percentile interval.
+    No McNemar p here: it assumes independent pairs (use `paired_success_difference` within one evaluation).
+
+    Args:
+        pairs: (N,) of (a succeeded, b succeeded), N >= 1.
+        clusters: (N,) hashable label of each pair's cluster, e.g. (task_id, init_state_id).
+        num_resamples: Bootstrap resamples of the clusters.
+        seed: Seed of the resampling.
+
+    Returns:
+        {"difference": mean of the N differences, "ci95": cluster bootstrap interval, "num_pairs": N,
+        "num_clusters": C, "b_only": pairs only b won, "a_only": pairs only a won}.
+    """
+    if not pairs or len(pairs) != len(clusters):
+        raise ValueError(f"clustered_paired_difference needs one cluster label per pair and at least one pair, got "
+                         f"{len(pairs)} pairs and {len(clusters)} labels")
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples={num_resamples} must be >= 1")
+    diffs = np.asarray([int(b) - int(a) for a, b in pairs], dtype=np.float64)
+    labels = {label: i for i, label in enumerate(dict.fromkeys(clusters))}
+    index = np.asarray([labels[c] for c in clusters])
+    sums = np.bincount(index, weights=diffs, minlength=len(labels))
+    counts = np.bincount(index, minlength=len(labels)).astype(np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(labels), size=(num_resamples, len(labels)))
+    pooled = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    return {"difference": float(diffs.mean()),
+            "ci95": [float(np.quantile(pooled, 0.025)), float(np.quantile(pooled, 0.975))],
+            "num_pairs": len(diffs), "num_clusters": len(labels),
+            "b_only": int((diffs > 0).sum()), "a_only": int((diffs < 0).sum())}
+
+
 @dataclass(frozen=True)
 class SlopeEstimate:
     """Least-squares trend of an evaluation curve: success per training step, with a 95 % interval."""
