@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from srpo.compare import curve_statistics, eval_counts, run_compare
+from srpo.compare import CompareResult, curve_statistics, eval_counts, mean_after_start, run_compare
 from srpo.config.train import load_config
 from srpo.evaluate import success_slope, wilson_interval
 from srpo.run_dir import read_metrics
@@ -63,6 +64,51 @@ def test_eval_counts_keep_the_last_record_per_step_in_step_order() -> None:
     assert curve_statistics(records[1:2]) == ([(0, *wilson_interval(1, 40))], None)
 
 
+def result_of(curves: dict[str, dict[int, list[tuple[int, float]]]]) -> CompareResult:
+    """A CompareResult filled as run_compare fills it, from {algo: {seed: curve}}."""
+    result = CompareResult(metric="eval/success_rate", target=0.5)
+    for algo, by_seed in curves.items():
+        for seed, curve in by_seed.items():
+            result.curves.setdefault(algo, []).append(curve)
+            result.final.setdefault(algo, []).append(curve[-1][1])
+            result.mean_after_start.setdefault(algo, []).append(mean_after_start(curve))
+            result.steps_to_target.setdefault(algo, []).append(None)
+            result.runs.setdefault(algo, []).append({"seed": seed, "steps_done": curve[-1][0],
+                                                     "num_steps": curve[-1][0]})
+    return result
+
+
+def test_differences_pair_seeds_and_bootstrap_over_seeds() -> None:
+    result = result_of({
+        "srpo": {0: [(0, 0.2), (10, 0.4), (20, 0.5)], 1: [(0, 0.2), (10, 0.3), (20, 0.3)],
+                 2: [(0, 0.2), (10, 0.1)]},
+        "grpo": {1: [(0, 0.2), (10, 0.2), (20, 0.4)], 0: [(0, 0.2), (10, 0.3), (20, 0.3)]},
+    })
+    assert result.mean_after_start["srpo"] == [pytest.approx(0.45), pytest.approx(0.3), pytest.approx(0.1)]
+    (d,) = result.differences()
+    # Seed 2 has no grpo run: left out. Seed 0: final 0.5 - 0.3, mean after start 0.45 - 0.3; seed 1: 0.3 - 0.4,
+    # 0.3 - 0.3. Two seeds: every bootstrap mean is one of the per-seed values or their average.
+    assert d["difference"] == "srpo - grpo" and d["seeds"] == [0, 1]
+    assert d["final"]["per_seed"] == [pytest.approx(0.2), pytest.approx(-0.1)]
+    assert d["final"]["mean"] == pytest.approx(0.05) and d["final"]["ci95"] == pytest.approx([-0.1, 0.2])
+    assert d["mean_after_start"]["per_seed"] == [pytest.approx(0.15), pytest.approx(0.0)]
+    assert d["mean_after_start"]["ci95"] == pytest.approx([0.0, 0.15])
+    rows = {r["algo"]: r for r in result.summary_rows()}
+    assert rows["srpo"]["mean_after_start_mean"] == pytest.approx(0.85 / 3)
+    low, high = rows["srpo"]["mean_after_start_ci95"]
+    assert 0.1 <= low <= 0.85 / 3 <= high <= 0.45
+    assert rows["grpo"]["final_ci95"] == pytest.approx([0.3, 0.4])
+    assert "srpo - grpo, paired by seed over seeds [0, 1]" in result.table()
+    assert mean_after_start([(0, 0.5)]) is None
+    assert result_of({"srpo": {0: [(0, 0.2)]}, "grpo": {1: [(0, 0.2)]}}).differences() == []
+    # Runs evaluated only at step 0 have a final value but no mean after the start.
+    start_only = result_of({"srpo": {0: [(0, 0.3)]}, "grpo": {0: [(0, 0.1)]}})
+    (d,) = start_only.differences()
+    assert d["final"]["per_seed"] == [pytest.approx(0.2)] and d["final"]["ci95"] == pytest.approx([0.2, 0.2])
+    assert d["mean_after_start"] == {"per_seed": [None], "mean": None, "ci95": None}
+    assert "final +0.200" in start_only.table() and "mean after start" not in start_only.table()
+
+
 def test_run_compare_runs_both_arms_with_intervals_and_resumes(tmp_path: Path) -> None:
     base = load_config(preset="tabletop", overrides=[*TINY, "num_steps=2", "eval_every=1", "tensorboard=false",
                                                      "num_videos_per_step=0"])
@@ -85,6 +131,12 @@ def test_run_compare_runs_both_arms_with_intervals_and_resumes(tmp_path: Path) -
     again = run_compare(base, out, seeds=[0], algos=("srpo",), show_progress=False)
     assert (out / "srpo" / "seed0" / "metrics.jsonl").stat().st_mtime_ns == mtime
     assert again.slopes["srpo"][0] == result.slopes["srpo"][0]
+    # A shorter horizon reads the finished runs up to it: both arms over the same steps, none unfinished.
+    shorter = run_compare(replace(base, num_steps=1), out, seeds=[0], train=False, show_progress=False)
+    assert [s for s, _ in shorter.curves["srpo"][0]] == [0, 1] and shorter.unfinished() == []
+    assert shorter.runs["grpo"] == [{"seed": 0, "steps_done": 1, "num_steps": 1}]
+    assert shorter.final["srpo"] == [result.curves["srpo"][0][1][1]]
+    assert json.loads((out / "compare.json").read_text())["differences"][0]["seeds"] == [0]
 
 
 def test_a_stop_checkpoints_the_run_in_flight_starts_no_other_and_resume_finishes(

@@ -36,6 +36,42 @@ class CompareResult:
     # Per algorithm, per run summarised: its seed, the last step on disk and the steps it is configured for
     # (a run still in progress, or stopped, has steps_done < num_steps).
     runs: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+    # Per algorithm, per seed: the mean of the metric over the evaluations after step 0 (the curve's mean height,
+    # its area under the curve over the run when evaluations are evenly spaced); None without such an evaluation.
+    mean_after_start: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def seeds_of(self, algo: str) -> list[int]:
+        return [r["seed"] for r in self.runs.get(algo, [])]
+
+    def differences(self) -> list[dict[str, Any]]:
+        """The first algorithm minus each other one, paired by seed (seeds both summarised): per seed and as the
+        mean over seeds with a percentile bootstrap 95 % interval that resamples seeds, for the final value and
+        the mean after the start. Seeds vary more than episodes, so this is the interval to quote across seeds;
+        with one seed it is that seed's difference (its episode noise is in the per-run intervals)."""
+        from srpo.diversity import bootstrap_ci
+
+        first, *others = list(self.curves)
+        out = []
+        for other in others:
+            seeds = [s for s in self.seeds_of(first) if s in self.seeds_of(other)]
+            if not seeds:
+                continue
+            row: dict[str, Any] = {"difference": f"{first} - {other}", "seeds": seeds}
+            scalars: dict[str, dict[str, list[float | None]]] = {
+                "final": {k: list(v) for k, v in self.final.items()}, "mean_after_start": self.mean_after_start}
+            for key, values in scalars.items():
+                a = dict(zip(self.seeds_of(first), values[first], strict=True))
+                b = dict(zip(self.seeds_of(other), values[other], strict=True))
+                per_seed: list[float | None] = []
+                for s in seeds:
+                    x, y = a[s], b[s]
+                    per_seed.append(None if x is None or y is None else x - y)
+                known = [d for d in per_seed if d is not None]
+                row[key] = {"per_seed": per_seed,
+                            "mean": float(np.mean(known)) if known else None,
+                            "ci95": list(bootstrap_ci(known)) if known else None}
+            out.append(row)
+        return out
 
     def unfinished(self) -> list[str]:
         """'algo seed<k> at step s/n' for every summarised run that has not reached its last step."""
@@ -43,9 +79,12 @@ class CompareResult:
                 for algo, runs in self.runs.items() for r in runs if r["steps_done"] < r["num_steps"]]
 
     def summary_rows(self) -> list[dict[str, Any]]:
+        from srpo.diversity import bootstrap_ci
+
         rows = []
         for algo, finals in self.final.items():
             reached = [s for s in self.steps_to_target[algo] if s is not None]
+            heights = [h for h in self.mean_after_start.get(algo, []) if h is not None]
             rows.append({
                 "algo": algo,
                 "num_seeds": len(finals),
@@ -53,6 +92,10 @@ class CompareResult:
                 "final_std": float(np.std(finals)),
                 "final_min": float(np.min(finals)),
                 "final_max": float(np.max(finals)),
+                "final_ci95": list(bootstrap_ci(finals)),
+                "mean_after_start": self.mean_after_start.get(algo, []),
+                "mean_after_start_mean": float(np.mean(heights)) if heights else None,
+                "mean_after_start_ci95": list(bootstrap_ci(heights)) if heights else None,
                 "num_reached_target": len(reached),
                 "steps_to_target_mean": float(np.mean(reached)) if reached else None,
                 "steps_to_target": self.steps_to_target[algo],
@@ -79,6 +122,12 @@ class CompareResult:
             for seed, estimate in zip(seeds, estimates, strict=True):
                 if estimate is not None:
                     lines.append(f"{algo} seed{seed}: slope {estimate.text()}")
+        for d in self.differences():
+            parts = [f"{key.replace('_', ' ')} {d[key]['mean']:+.3f} [{d[key]['ci95'][0]:+.3f}, "
+                     f"{d[key]['ci95'][1]:+.3f}]"
+                     for key in ("final", "mean_after_start") if d[key]["mean"] is not None]
+            lines.append(f"{d['difference']}, paired by seed over seeds {d['seeds']} (bootstrap over seeds): "
+                         + "; ".join(parts))
         if self.unfinished():
             lines.append("not finished (re-run the same command to resume): " + ", ".join(self.unfinished()))
         return "\n".join(lines)
@@ -90,6 +139,12 @@ def steps_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
         if value >= target:
             return step
     return None
+
+
+def mean_after_start(curve: list[tuple[int, float]]) -> float | None:
+    """Mean of the curve's values at steps > 0 (None when it has none)."""
+    after = [v for step, v in curve if step > 0]
+    return float(np.mean(after)) if after else None
 
 
 def metric_curve(records: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
@@ -134,7 +189,8 @@ def run_compare(
 
     Args:
         base: Config shared by all runs (same tasks, initial policy checkpoint, hyper-parameters).
-        out_dir: Runs go to out_dir/<algo>/seed<k>; compare.json and compare.png beside them.
+        out_dir: Runs go to out_dir/<algo>/seed<k>; compare.json and compare.png beside them. A run on disk longer
+            than base.num_steps is summarised up to that step (every seed over the same horizon).
         seeds: Training seeds (rollout sampling, prompt order); the initial policy is the same for all.
         algos: Which reward variants to run.
         target: Success level for "steps to target".
@@ -161,7 +217,9 @@ def run_compare(
                 policy = policy_factory() if policy_factory is not None and not resume else None
                 with Trainer(cfg, resume=resume, policy=policy, show_progress=show_progress) as trainer:
                     trainer.train(should_stop=stop)
-            records = read_metrics(run_dir)
+            # The comparison's horizon is num_steps: a longer run on disk (an earlier, longer comparison) is read
+            # up to it, so that every seed is summarised over the same steps.
+            records = [m for m in read_metrics(run_dir) if int(m["step"]) <= cfg.num_steps]
             steps_done = max((int(m["step"]) for m in records), default=0)
             curve = metric_curve(records, metric)
             if not curve:
@@ -174,6 +232,7 @@ def run_compare(
             result.curves.setdefault(algo, []).append(curve)
             result.steps_to_target.setdefault(algo, []).append(steps_to_reach(curve, target))
             result.final.setdefault(algo, []).append(curve[-1][1])
+            result.mean_after_start.setdefault(algo, []).append(mean_after_start(curve))
             intervals, slope = curve_statistics(records) if metric == "eval/success_rate" else ([], None)
             result.intervals.setdefault(algo, []).append(intervals)
             result.slopes.setdefault(algo, []).append(slope)
@@ -187,6 +246,7 @@ def run_compare(
         "target": target,
         "seeds": seeds,
         "rows": result.summary_rows(),
+        "differences": result.differences(),
         "curves": result.curves,
         "intervals": result.intervals,
         "unfinished": result.unfinished(),

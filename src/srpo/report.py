@@ -107,8 +107,9 @@ def plot_phase_times(metrics: Sequence[Mapping[str, Any]], path: Path) -> None:
 def plot_success_curves(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]], path: Path, target: float | None,
                         ylabel: str = "success rate",
                         intervals: Mapping[str, Sequence[Sequence[tuple[int, float, float]]]] | None = None) -> None:
-    """Mean ± min/max band of several seeds per label (e.g. "srpo", "grpo"); a label with one run and
-    `intervals` ((step, low, high) per evaluation, e.g. Wilson 95 %) shows them as error bars instead."""
+    """Mean of several seeds per label (e.g. "srpo", "grpo"), each seed's curve thin behind it in a min/max band;
+    a label with one run and `intervals` ((step, low, high) per evaluation, e.g. Wilson 95 %) shows them as error
+    bars instead."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for label, runs in curves.items():
@@ -130,8 +131,11 @@ def plot_success_curves(curves: Mapping[str, Sequence[Sequence[tuple[int, float]
             if missing:
                 ax.plot([steps[k] for k in missing], mean[missing], "o", color=line[0].get_color())
             continue
-        ax.plot(steps, mean, "o-", label=f"{label} (mean of {len(runs)})")
-        ax.fill_between(steps, np.nanmin(table, axis=0), np.nanmax(table, axis=0), alpha=0.2)
+        line = ax.plot(steps, mean, "o-", label=f"{label} (mean of {len(runs)}; thin: each run)")
+        for row in table:  # every seed thinly behind the mean
+            ax.plot(steps, row, "-", lw=0.8, alpha=0.45, color=line[0].get_color())
+        ax.fill_between(steps, np.nanmin(table, axis=0), np.nanmax(table, axis=0), alpha=0.12,
+                        color=line[0].get_color())
     if target is not None:
         ax.axhline(target, ls="--", c="grey", lw=1, label=f"target {target:g}")
     ax.set(xlabel="step", ylabel=ylabel, ylim=(-0.02, 1.02))
