@@ -51,14 +51,14 @@ class CompareResult:
         from srpo.diversity import bootstrap_ci
 
         first, *others = list(self.curves)
+        scalars: dict[str, dict[str, list[float | None]]] = {
+            "final": {k: list(v) for k, v in self.final.items()}, "mean_after_start": self.mean_after_start}
         out = []
         for other in others:
             seeds = [s for s in self.seeds_of(first) if s in self.seeds_of(other)]
             if not seeds:
                 continue
             row: dict[str, Any] = {"difference": f"{first} - {other}", "seeds": seeds}
-            scalars: dict[str, dict[str, list[float | None]]] = {
-                "final": {k: list(v) for k, v in self.final.items()}, "mean_after_start": self.mean_after_start}
             for key, values in scalars.items():
                 a = dict(zip(self.seeds_of(first), values[first], strict=True))
                 b = dict(zip(self.seeds_of(other), values[other], strict=True))
