@@ -241,3 +241,59 @@ def test_evaluate_checkpoint_runs_with_the_threads_training_ran_with(tmp_path: P
         assert torch.get_num_threads() == 2  # 0 keeps torch's default
     finally:
         torch.set_num_threads(before)
+
+
+def test_learner_threads_apply_to_embed_reward_and_update_only(tmp_path: Path):
+    """torch_learner_threads holds during the embed, reward and update phases; rollout and evaluation run with
+    torch_num_threads (a greedy evaluation must repeat the in-run one), and the count is restored after each phase."""
+    cfg = tiny_config(tmp_path / "run", "num_steps=2", "torch_num_threads=1", "torch_learner_threads=2",
+                      "num_eval_episodes_per_task=1", "num_videos_per_step=0")
+    seen: dict[str, list[int]] = {}
+    before = torch.get_num_threads()
+    try:
+        with Trainer(cfg, show_progress=False) as trainer:
+            for name in ("embed", "reward", "update", "evaluate"):
+                method = getattr(trainer, name)
+
+                def spy(*args, _method=method, _name=name, **kwargs):
+                    seen.setdefault(_name, []).append(torch.get_num_threads())
+                    return _method(*args, **kwargs)
+
+                setattr(trainer, name, spy)
+            collect = trainer.engine.collect
+
+            def spy_collect(*args, **kwargs):
+                seen.setdefault("rollout", []).append(torch.get_num_threads())
+                return collect(*args, **kwargs)
+
+            trainer.engine.collect = spy_collect  # type: ignore[method-assign]
+            trainer.train()
+            after_train = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen["embed"] == seen["reward"] == seen["update"] == [2, 2]
+    assert set(seen["rollout"]) == {1} and len(seen["rollout"]) >= 2
+    assert seen["evaluate"] == [1, 1]  # before step 1 and after the last step
+    assert after_train == 1
+
+
+def test_learner_threads_zero_keeps_the_rollout_count_and_negative_is_refused(tmp_path: Path):
+    from srpo.build import learner_threads
+    from srpo.config.base import ConfigError
+
+    cfg = tiny_config(tmp_path / "run", "torch_num_threads=1")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with learner_threads(cfg):
+            assert torch.get_num_threads() == 1
+        with learner_threads(replace(cfg, torch_learner_threads=2)):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+        with pytest.raises(RuntimeError), learner_threads(replace(cfg, torch_learner_threads=2)):
+            raise RuntimeError("a failing phase")
+        assert torch.get_num_threads() == 1  # restored on the way out of a failing phase too
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="torch_learner_threads"):
+        tiny_config(tmp_path / "run", "torch_learner_threads=-1")

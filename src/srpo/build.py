@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,6 +248,21 @@ def apply_torch_threads(cfg: TrainConfig) -> None:
     """
     if cfg.torch_num_threads > 0:
         torch.set_num_threads(cfg.torch_num_threads)
+
+
+@contextmanager
+def learner_threads(cfg: TrainConfig) -> Iterator[None]:
+    """Run the block with `cfg.torch_learner_threads` intra-op threads (0: unchanged), then restore the count it
+    found. The trainer's embed, reward and update phases run inside it; rollout and evaluation outside."""
+    if cfg.torch_learner_threads <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.torch_learner_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def start_run(cfg: TrainConfig, resume: bool, policy: TrainablePolicy | None) -> RunStart:

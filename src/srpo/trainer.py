@@ -17,6 +17,7 @@ import torch
 
 from srpo.algo.advantages import dynamic_sampling_mask, loss_weighted_advantage_mean, referenced_failure_group_mask
 from srpo.build import (
+    learner_threads,
     load_or_make_reference,
     make_env_factory,
     make_external_reference,
@@ -155,9 +156,10 @@ class Trainer:
         success = np.asarray([t.success for t in trajs], dtype=bool)
         task_ids = np.asarray([t.task_id for t in trajs], dtype=np.int64)
         group_ids = np.asarray([t.group_id for t in trajs], dtype=np.int64)
-        with timed(metrics, "embed"), self.watchdog.watch("embed", self.step + 1):
+        # The env workers wait from here to the next rollout: the learner may use their cores (torch_learner_threads).
+        with learner_threads(self.cfg), timed(metrics, "embed"), self.watchdog.watch("embed", self.step + 1):
             embeddings = self.embed(trajs)
-        with timed(metrics, "reward"):
+        with learner_threads(self.cfg), timed(metrics, "reward"):
             scored = self.reward(embeddings, success, task_ids, group_ids, metrics)
         rewards, advantages, distance = scored.rewards, scored.advantages, scored.distance
         if self.cfg.algo.keep_referenced_failure_groups:  # all-failure groups SRPO can rank
@@ -170,7 +172,7 @@ class Trainer:
         metrics["advantage/num_groups_with_signal"] = len(np.unique(group_ids[np.abs(advantages) > 0]))
         metrics["advantage/share_groups_with_signal"] = (metrics["advantage/num_groups_with_signal"]
                                                          / max(metrics["rollout/num_groups_sampled"], 1))
-        with timed(metrics, "update"), self.watchdog.watch("update", self.step + 1):
+        with learner_threads(self.cfg), timed(metrics, "update"), self.watchdog.watch("update", self.step + 1):
             metrics.update(self.update(trajs, advantages))
         metrics.update(_rollout_metrics(trajs, stats, rewards, advantages, success))
         metrics["advantage/loss_weighted_mean"] = loss_weighted_advantage_mean(

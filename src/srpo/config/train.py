@@ -181,6 +181,13 @@ class TrainConfig:
     torch_num_threads: int = 0
     """Intra-op threads of torch in the driver (0 = torch's default). On a small CPU shared with env worker
     processes, 1 avoids spinning threads competing with the simulators."""
+    torch_learner_threads: int = 0
+    """Intra-op threads of torch in the driver during the embed, reward and update phases (0 = torch_num_threads).
+    The env worker processes wait during those phases, so the cores they use while rolling out are free then: on
+    a 2-core machine with env workers, 2 here and torch_num_threads=1 uses both cores for the encoder and the PPO
+    update. Rollout and every evaluation keep torch_num_threads (a greedy evaluation must repeat the in-run one);
+    the learner's log-probs then differ from the rollout's by float round-off (~1e-5, logged as
+    `ppo/rollout_learner_logprob_gap`). A run's numbers depend on both counts, not on the machine's cores."""
     tensorboard: bool = True
     """Also write TensorBoard event files (needs the `logging` extra; skipped with a warning if absent)."""
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -214,6 +221,8 @@ class TrainConfig:
         require(self.num_videos_per_step >= 0, "num_videos_per_step", self.num_videos_per_step, "an int >= 0")
         require(self.torch_num_threads >= 0, "torch_num_threads", self.torch_num_threads,
                 "0 (torch's default) or a positive thread count, e.g. 1")
+        require(self.torch_learner_threads >= 0, "torch_learner_threads", self.torch_learner_threads,
+                "0 (the same as torch_num_threads) or a positive thread count, e.g. 2")
         if self.policy.kind == "openvla_oft" and self.env.kind == "tabletop":
             raise ConfigError(
                 "policy.kind='openvla_oft' with env.kind='tabletop' is invalid: the OpenVLA-OFT checkpoints are "
