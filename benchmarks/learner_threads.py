@@ -52,10 +52,12 @@ def synthetic_batch(policy: TrainablePolicy, cfg: TrainConfig, num_episodes: int
     rng = np.random.default_rng(seed)
     size = cfg.policy.image_size
     embed_size = cfg.env.libero.embed_image_size if cfg.env.kind == "libero" else cfg.env.tabletop.embed_image_size
+    # A checkpoint's own policy config wins over cfg.policy (the LIBERO starts read 8 proprioception dims).
+    state_dim = getattr(getattr(policy, "config", cfg.policy), "state_dim", cfg.policy.state_dim)
     trajs = []
     for i in range(num_episodes):
         images = rng.integers(0, 256, size=(num_chunks, size, size, 3), dtype=np.uint8)
-        states = rng.normal(size=(num_chunks, cfg.policy.state_dim)).astype(np.float32)
+        states = rng.normal(size=(num_chunks, state_dim)).astype(np.float32)
         with torch.no_grad():
             sample = policy.sample(PolicyInput(images, states, [INSTRUCTION] * num_chunks), cfg.algo.temperature)
         steps = num_chunks * policy.chunk_size
