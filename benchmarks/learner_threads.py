@@ -130,10 +130,10 @@ def measure(cfg: TrainConfig, num_episodes: int, num_chunks: int, thread_counts:
                                                                     - outputs[n]["learner_log_probs"]).max()))
             outputs.setdefault(n, out)
     base = thread_counts[0]
+    base_embed, base_update = (statistics.median(times[base][k]) for k in ("embed_s", "update_s"))
     rows = []
     for n in thread_counts:
         embed, update = statistics.median(times[n]["embed_s"]), statistics.median(times[n]["update_s"])
-        base_embed, base_update = (statistics.median(times[base][k]) for k in ("embed_s", "update_s"))
         mask = outputs[n]["mask"]
         rows.append({
             "threads": n, "embed_s_median": embed, "update_s_median": update, "embed_plus_update_s": embed + update,
