@@ -222,6 +222,21 @@ def paired_heldout_after_start(base: dict[int, dict[str, np.ndarray]], other: di
     return {"steps": steps, **result}
 
 
+def gain_over_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:
+    """A run against its own start: held-out success pooled over its evaluations after step 0 minus its step-0
+    evaluation, paired by task and init state (each later evaluation's episode against the same state's step-0
+    episode), with a bootstrap over init states (`paired_heldout_after_start` with the step-0 episodes as the base
+    at every later step). Did this run learn, beyond the episode noise of its held-out states; None without a
+    step-0 evaluation and a later one on disk.
+
+    Args:
+        evals: {step: `srpo.run_dir.write_eval_arrays` arrays} of one run (`srpo.run_dir.read_eval_arrays`).
+    """
+    if 0 not in evals:
+        return None
+    return paired_heldout_after_start({step: evals[0] for step in evals}, evals)
+
+
 def paired_heldout(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
                    ) -> list[dict[str, Any]]:
     """other − base held-out success at every step both runs saved episode outcomes for (steps/eval_*.npz),
@@ -252,15 +267,17 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
     base_evals = read_eval_arrays(runs[0][1])
     for (name, run_dir), metrics in zip(runs, all_metrics, strict=True):
         points = heldout_points(metrics)
+        own_evals = base_evals if name == base_name else read_eval_arrays(run_dir)
         entry: dict[str, Any] = {
             "run_dir": str(run_dir),
             "blocks": block_summary(read_step_arrays(run_dir), metrics, block, entropy),
             "heldout": curve_summary(points) if len({p["step"] for p in points}) >= 2 else {"points": points},
             "entropy_per_step": [[int(r["step"]), entropy_of(r, entropy)] for r in metrics if "loss/entropy" in r],
+            "gain_over_start_paired": gain_over_start_paired(own_evals),
         }
         if name != base_name:
             base = report["runs"][base_name]
-            other_evals = read_eval_arrays(run_dir)
+            other_evals = own_evals
             entry["vs_" + base_name] = {
                 "train_blocks": paired_differences(base["blocks"], entry["blocks"], "first_step",
                                                    "train_successes", "train_episodes"),
@@ -344,6 +361,12 @@ def main() -> None:
             dlo, dhi = held["last_minus_first_ci95"]
             print(f"slope per 100 steps {held['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}]; last - first "
                   f"{held['last_minus_first']:+.3f} [{dlo:+.3f}, {dhi:+.3f}]")
+        gain = run["gain_over_start_paired"]
+        if gain is not None:
+            print(f"held-out after step 0 (steps {gain['steps']}) - step 0, paired by init state: "
+                  f"{gain['difference']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}] (bootstrap over "
+                  f"{gain['num_clusters']} init states; won only after {gain['b_only']}, only at step 0 "
+                  f"{gain['a_only']})")
         for key, diff in run.items():
             if key.startswith("vs_"):
                 for kind in ("train_blocks", "heldout"):

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from srpo.compare import CompareResult, curve_statistics, eval_counts, mean_after_start, run_compare
+from srpo.compare import (
+    CompareResult,
+    curve_statistics,
+    eval_counts,
+    gain_over_start,
+    mean_after_start,
+    run_compare,
+)
 from srpo.config.train import load_config
 from srpo.evaluate import success_slope, wilson_interval
 from srpo.run_dir import read_metrics
@@ -107,6 +114,27 @@ def test_differences_pair_seeds_and_bootstrap_over_seeds() -> None:
     assert d["final"]["per_seed"] == [pytest.approx(0.2)] and d["final"]["ci95"] == pytest.approx([0.2, 0.2])
     assert d["mean_after_start"] == {"per_seed": [None], "mean": None, "ci95": None}
     assert "final +0.200" in start_only.table() and "mean after start" not in start_only.table()
+
+
+def test_gain_over_start_per_seed_and_across_seeds() -> None:
+    # Hand-computed: seed 0 rises 0.2 -> mean(0.4, 0.5) = 0.45, gain +0.25; seed 1 0.2 -> 0.3, +0.1;
+    # seed 2 starts at 0.3 and falls to 0.1, -0.2. A resumed run's second step-0 record is the one used.
+    assert gain_over_start([(0, 0.2), (10, 0.4), (20, 0.5)]) == pytest.approx(0.25)
+    assert gain_over_start([(0, 0.1), (0, 0.3), (10, 0.1)]) == pytest.approx(-0.2)
+    assert gain_over_start([(0, 0.2)]) is None  # nothing after the start
+    assert gain_over_start([(10, 0.2), (20, 0.4)]) is None  # no step-0 evaluation
+    result = result_of({"srpo": {0: [(0, 0.2), (10, 0.4), (20, 0.5)], 1: [(0, 0.2), (10, 0.3), (20, 0.3)],
+                                 2: [(0, 0.3), (10, 0.1)]},
+                        "grpo": {0: [(0, 0.2)]}})
+    rows = {r["algo"]: r for r in result.summary_rows()}
+    assert rows["srpo"]["gain_over_start"] == [pytest.approx(0.25), pytest.approx(0.1), pytest.approx(-0.2)]
+    assert rows["srpo"]["gain_over_start_mean"] == pytest.approx(0.05)
+    low, high = rows["srpo"]["gain_over_start_ci95"]
+    assert -0.2 <= low < 0.05 < high <= 0.25  # a bootstrap mean lies between the smallest and largest seed
+    assert rows["grpo"]["gain_over_start"] == [None] and rows["grpo"]["gain_over_start_ci95"] is None
+    table = result.table()
+    assert "srpo: mean after start − step 0, per seed +0.250, +0.100, -0.200; mean +0.050" in table
+    assert "grpo: mean after start" not in table
 
 
 def test_run_compare_runs_both_arms_with_intervals_and_resumes(tmp_path: Path) -> None:

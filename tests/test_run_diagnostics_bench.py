@@ -147,6 +147,20 @@ def test_paired_heldout_after_start_pools_steps_and_clusters_by_state() -> None:
     assert bench.paired_heldout_after_start({0: base}, {0: other}) is None
 
 
+def test_gain_over_start_pairs_each_later_evaluation_with_step_0() -> None:
+    # Step 0: state 5 lost, state 6 won. Step 10 wins both; step 20 wins 5 and loses 6. Differences against step 0:
+    # state 5 +1, +1; state 6 0, -1 -> pooled 1/4. Resamples of the 2 states: (5, 5) 1, (6, 6) -1/2, mixed 1/4.
+    start = eval_arrays([0, 0], [5, 6], [False, True])
+    evals = {0: start, 10: eval_arrays([0, 0], [6, 5], [True, True]), 20: eval_arrays([0, 0], [5, 6], [True, False])}
+    out = bench.gain_over_start_paired(evals)
+    assert out is not None and out["steps"] == [10, 20]
+    assert out["difference"] == pytest.approx(0.25) and out["num_pairs"] == 4 and out["num_clusters"] == 2
+    assert (out["b_only"], out["a_only"]) == (2, 1)
+    assert out["ci95"] == [-0.5, 1.0]
+    assert bench.gain_over_start_paired({10: start, 20: start}) is None  # no step-0 evaluation
+    assert bench.gain_over_start_paired({0: start}) is None  # nothing after it
+
+
 def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
@@ -183,11 +197,19 @@ def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.
     pooled = traj["vs_token"]["heldout_paired_after_start"]
     assert pooled["steps"] == [3] and pooled["difference"] == 0.0 and pooled["ci95"] == [0.0, 0.0]
     assert pooled["num_pairs"] == episodes[3]
+    # Each run against its own step 0: the step-3 evaluation paired with the step-0 one, state by state.
+    for run in (token, traj):
+        gain = run["gain_over_start_paired"]
+        assert gain["steps"] == [3] and gain["num_pairs"] == episodes[3]
+        points = {p["step"]: p["num_successes"] for p in token["heldout"]["points"]}
+        assert gain["difference"] == pytest.approx((points[3] - points[0]) / episodes[3])
     # The trainer logs the aggregation's net advantage; under traj-mean-token-mean it is the plain mean, 0.
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(abs(r["advantage/loss_weighted_mean"]) < 1e-9 for r in logged if "loss/policy" in r)
     assert (out.parent / "d.png").stat().st_size > 0
-    assert "token-weighted A" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "token-weighted A" in printed
+    assert "held-out after step 0 (steps [3]) - step 0, paired by init state" in printed
     monkeypatch.setattr(sys, "argv", ["run_diagnostics.py", "--run", f"x={tmp_path}", "--out", str(out)])
     with pytest.raises(FileNotFoundError, match=r"has no metrics\.jsonl"):
         bench.main()

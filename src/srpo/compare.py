@@ -1,6 +1,7 @@
 """`srpo compare`: SRPO and GRPO from the same initial policy, seeds and tasks; success against step for both
 (with Wilson intervals where the evaluations logged their counts), the number of steps each needs to reach a
-target success, and each run's trend (least-squares slope of held-out success per step, with its interval)."""
+target success, each run's trend (least-squares slope of held-out success per step, with its interval), and each
+arm's gain over its start across seeds (did it learn at all), beside the arms' differences paired by seed."""
 
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ class CompareResult:
         for algo, finals in self.final.items():
             reached = [s for s in self.steps_to_target[algo] if s is not None]
             heights = [h for h in self.mean_after_start.get(algo, []) if h is not None]
+            gains = [gain_over_start(c) for c in self.curves[algo]]
+            known_gains = [g for g in gains if g is not None]
             rows.append({
                 "algo": algo,
                 "num_seeds": len(finals),
@@ -96,6 +99,9 @@ class CompareResult:
                 "mean_after_start": self.mean_after_start.get(algo, []),
                 "mean_after_start_mean": float(np.mean(heights)) if heights else None,
                 "mean_after_start_ci95": list(bootstrap_ci(heights)) if heights else None,
+                "gain_over_start": gains,
+                "gain_over_start_mean": float(np.mean(known_gains)) if known_gains else None,
+                "gain_over_start_ci95": list(bootstrap_ci(known_gains)) if known_gains else None,
                 "num_reached_target": len(reached),
                 "steps_to_target_mean": float(np.mean(reached)) if reached else None,
                 "steps_to_target": self.steps_to_target[algo],
@@ -110,7 +116,8 @@ class CompareResult:
         lines = [f"metric {self.metric}, target {self.target:g}",
                  f"{'algo':<6} {'seeds':>5} {'final mean ± std':>18} {'[min, max]':>14} {'reached':>8} "
                  f"{'steps to target (per seed)':>28}"]
-        for r in self.summary_rows():
+        rows = self.summary_rows()
+        for r in rows:
             steps = ", ".join("–" if s is None else str(s) for s in r["steps_to_target"])
             lines.append(
                 f"{r['algo']:<6} {r['num_seeds']:>5} {r['final_mean']:>10.3f} ± {r['final_std']:.3f} "
@@ -122,6 +129,12 @@ class CompareResult:
             for seed, estimate in zip(seeds, estimates, strict=True):
                 if estimate is not None:
                     lines.append(f"{algo} seed{seed}: slope {estimate.text()}")
+        for r in rows:
+            if r["gain_over_start_mean"] is not None:
+                per_seed = ", ".join("–" if g is None else f"{g:+.3f}" for g in r["gain_over_start"])
+                low, high = r["gain_over_start_ci95"]
+                lines.append(f"{r['algo']}: mean after start − step 0, per seed {per_seed}; mean "
+                             f"{r['gain_over_start_mean']:+.3f} [{low:+.3f}, {high:+.3f}] (bootstrap over seeds)")
         for d in self.differences():
             parts = [f"{key.replace('_', ' ')} {d[key]['mean']:+.3f} [{d[key]['ci95'][0]:+.3f}, "
                      f"{d[key]['ci95'][1]:+.3f}]"
@@ -145,6 +158,15 @@ def mean_after_start(curve: list[tuple[int, float]]) -> float | None:
     """Mean of the curve's values at steps > 0 (None when it has none)."""
     after = [v for step, v in curve if step > 0]
     return float(np.mean(after)) if after else None
+
+
+def gain_over_start(curve: list[tuple[int, float]]) -> float | None:
+    """How far a run rose above its start: `mean_after_start` minus the value at step 0 (the last one logged at
+    step 0), or None when the curve lacks either. Across seeds this answers whether an arm learns at all, beside
+    the arms' difference (`CompareResult.differences`)."""
+    after = mean_after_start(curve)
+    start = [v for step, v in curve if step == 0]
+    return None if after is None or not start else after - start[-1]
 
 
 def metric_curve(records: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
