@@ -31,7 +31,7 @@ from srpo.config.train import TrainConfig, load_config
 from srpo.policies.base import PolicyInput, TrainablePolicy
 from srpo.reward.encoders.base import VideoEncoder
 from srpo.types import Trajectory
-from srpo.update import make_minibatches, minibatch_step, prepare_batch
+from srpo.update import local_update, make_minibatches, prepare_batch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The fourth LIBERO run's recipe (docs/libero_runs.md): what a step of the recorded runs updates.
@@ -90,10 +90,8 @@ def time_phases(policy: TrainablePolicy, reference: TrainablePolicy | None, enco
         start = time.perf_counter()
         batch, _ = prepare_batch(policy, reference, trajs, advantages, cfg.algo.temperature)
         learner_lp = batch.old_log_probs.copy()
-        policy.train(True)
-        for idx in make_minibatches(len(batch), cfg.algo, np.random.default_rng(seed)):
-            minibatch_step(policy, optimizer, batch, idx, cfg.algo, 0)
-        policy.train(False)
+        local_update(policy, optimizer, batch, make_minibatches(len(batch), cfg.algo, np.random.default_rng(seed)),
+                     cfg.algo, 0)
         update_s = time.perf_counter() - start
     finally:
         torch.set_num_threads(before)

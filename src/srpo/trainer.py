@@ -40,7 +40,7 @@ from srpo.run_dir import (
     write_step_arrays,
 )
 from srpo.types import EpisodeStats, Trajectory
-from srpo.update import make_minibatches, mean_stats, minibatch_step, ppo_minibatch_loss, prepare_batch
+from srpo.update import local_update, make_minibatches, mean_stats, ppo_minibatch_loss, prepare_batch
 from srpo.watchdog import PhaseWatchdog
 
 if TYPE_CHECKING:
@@ -308,7 +308,6 @@ class Trainer:
                          for idx in minibatches[:len(minibatches) // algo.ppo_epochs]]
             return {**mean_stats(stats), "ppo/num_updates": 0, "ppo/num_chunks": len(batch),
                     "ppo/rollout_learner_logprob_gap": logprob_gap, "ppo/skipped_no_signal": 1.0}
-        self.policy.train(True)
         learner_restarts: int | None = None
         if self.learners is not None:
             # Data-parallel over the learner group: the same mini-batches and steps, gradients all-reduced (or
@@ -319,9 +318,7 @@ class Trainer:
             self.policy.load_state_dict(self.learners.state_dict())
             self.optimizer.load_state_dict(self.learners.optimizer_state_dict())
         else:
-            all_stats = [minibatch_step(self.policy, self.optimizer, batch, idx, algo, self.step)
-                         for idx in minibatches]
-        self.policy.train(False)
+            all_stats = local_update(self.policy, self.optimizer, batch, minibatches, algo, self.step)
         out = mean_stats(all_stats)
         out["ppo/num_updates"] = len(all_stats)
         out["ppo/num_chunks"] = len(batch)

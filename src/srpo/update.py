@@ -226,6 +226,35 @@ def minibatch_step(
     return stats
 
 
+def local_update(
+    policy: TrainablePolicy,
+    optimizer: torch.optim.Optimizer,
+    batch: ChunkBatch,
+    minibatches: Sequence[np.ndarray],
+    algo: AlgoConfig,
+    step: int,
+) -> list[dict[str, float]]:
+    """The single-process update: one `minibatch_step` per mini-batch in order, with the policy in training mode
+    throughout and back in eval mode after (also when a step raises).
+
+    Args:
+        policy: The policy (updated in place).
+        optimizer: Its optimiser.
+        batch: The step's chunks (`prepare_batch`).
+        minibatches: Row indices of every mini-batch (`make_minibatches`).
+        algo: Loss settings.
+        step: The training step (named in the error of a non-finite loss).
+
+    Returns:
+        Each mini-batch's stats (`minibatch_step`), in order.
+    """
+    policy.train(True)
+    try:
+        return [minibatch_step(policy, optimizer, batch, idx, algo, step) for idx in minibatches]
+    finally:
+        policy.train(False)
+
+
 def mean_stats(all_stats: Sequence[dict[str, float]]) -> dict[str, float]:
     """Each stat summed over the mini-batches and divided by their number (all report the same keys)."""
     sums: dict[str, float] = {}
