@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark_module import load_benchmark
 from srpo.build import make_policy
 from srpo.config.train import TrainConfig, load_config
-from srpo.policies.base import PolicyInput, TrainablePolicy
+from srpo.policies.base import TrainablePolicy
 from srpo.types import Trajectory
 from srpo.update import local_update, make_minibatches, minibatch_step, prepare_batch
 from tiny_config import tiny_tabletop
 
-INSTRUCTION = "put the red block in the bowl"
+# LIBERO-shaped synthetic trajectories whose tokens the policy sampled itself (the learner_threads benchmark's).
+synthetic_batch = load_benchmark("learner_threads").synthetic_batch
 
 
 def tiny_setup(num_episodes: int = 4, num_chunks: int = 3) -> tuple[TrainConfig, TrainablePolicy, list[Trajectory]]:
@@ -21,22 +23,7 @@ def tiny_setup(num_episodes: int = 4, num_chunks: int = 3) -> tuple[TrainConfig,
     cfg = load_config(preset="tabletop", overrides=tiny_tabletop(8, "algo.ppo_epochs=2", "algo.num_minibatches=2"))
     torch.manual_seed(0)
     policy = make_policy(cfg)
-    rng = np.random.default_rng(0)
-    size, state_dim = cfg.policy.image_size, cfg.policy.state_dim
-    trajs = []
-    for i in range(num_episodes):
-        images = rng.integers(0, 256, size=(num_chunks, size, size, 3), dtype=np.uint8)
-        states = rng.normal(size=(num_chunks, state_dim)).astype(np.float32)
-        with torch.no_grad():
-            sample = policy.sample(PolicyInput(images, states, [INSTRUCTION] * num_chunks), cfg.algo.temperature)
-        steps = num_chunks * policy.chunk_size
-        trajs.append(Trajectory(
-            task_id=0, instruction=INSTRUCTION, init_state_id=0, group_id=0, rollout_id=i,
-            frames=np.zeros((num_chunks + 1, 8, 8, 3), dtype=np.uint8), policy_images=images,
-            policy_states=states, action_tokens=sample.tokens, log_probs=sample.log_probs,
-            token_mask=np.ones_like(sample.tokens, dtype=bool),
-            actions=sample.actions.reshape(steps, -1).astype(np.float32), success=i == 0, finish_step=steps))
-    return cfg, policy, trajs
+    return cfg, policy, synthetic_batch(policy, cfg, num_episodes, num_chunks, seed=0)
 
 
 def optimizer_of(policy: TrainablePolicy, cfg: TrainConfig) -> torch.optim.AdamW:
