@@ -187,7 +187,9 @@ class TrainConfig:
     a 2-core machine with env workers, 2 here and torch_num_threads=1 uses both cores for the encoder and the PPO
     update. Rollout and every evaluation keep torch_num_threads (a greedy evaluation must repeat the in-run one);
     the learner's log-probs then differ from the rollout's by float round-off (~1e-5, logged as
-    `ppo/rollout_learner_logprob_gap`). A run's numbers depend on both counts, not on the machine's cores."""
+    `ppo/rollout_learner_logprob_gap`). A run's numbers depend on both counts, not on the machine's cores. Use
+    it on a machine the run has to itself: with 2 threads on 2 cores, any other busy process stalls torch's
+    parallel regions (a LIBERO step's update took 101 s beside a niced test run, 21-31 s alone)."""
     tensorboard: bool = True
     """Also write TensorBoard event files (needs the `logging` extra; skipped with a warning if absent)."""
     env: EnvConfig = field(default_factory=EnvConfig)
