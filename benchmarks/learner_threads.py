@@ -31,7 +31,7 @@ from srpo.config.train import TrainConfig, load_config
 from srpo.policies.base import PolicyInput, TrainablePolicy
 from srpo.reward.encoders.base import VideoEncoder
 from srpo.types import Trajectory
-from srpo.update import local_update, make_minibatches, prepare_batch
+from srpo.update import local_update, make_minibatches, make_optimizer, prepare_batch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The fourth LIBERO run's recipe (docs/libero_runs.md): what a step of the recorded runs updates.
@@ -85,8 +85,7 @@ def time_phases(policy: TrainablePolicy, reference: TrainablePolicy | None, enco
         embeddings = (np.asarray(encoder.encode([t.frames for t in trajs]), dtype=np.float32)
                       if encoder is not None else np.zeros((len(trajs), 0), dtype=np.float32))
         embed_s = time.perf_counter() - start
-        optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.algo.lr,
-                                      weight_decay=cfg.algo.weight_decay)
+        optimizer = make_optimizer([p for p in policy.parameters() if p.requires_grad], cfg.algo)
         start = time.perf_counter()
         batch, _ = prepare_batch(policy, reference, trajs, advantages, cfg.algo.temperature)
         learner_lp = batch.old_log_probs.copy()

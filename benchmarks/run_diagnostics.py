@@ -277,7 +277,6 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
         }
         if name != base_name:
             base = report["runs"][base_name]
-            other_evals = own_evals
             entry["vs_" + base_name] = {
                 "train_blocks": paired_differences(base["blocks"], entry["blocks"], "first_step",
                                                    "train_successes", "train_episodes"),
@@ -285,8 +284,8 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
                                               "num_successes", "num_episodes"),
                 "heldout_mean_after_start": mean_after_start_difference(base["heldout"]["points"],
                                                                         entry["heldout"]["points"]),
-                "heldout_paired": paired_heldout(base_evals, other_evals),
-                "heldout_paired_after_start": paired_heldout_after_start(base_evals, other_evals),
+                "heldout_paired": paired_heldout(base_evals, own_evals),
+                "heldout_paired_after_start": paired_heldout_after_start(base_evals, own_evals),
             }
         report["runs"][name] = entry
     return report

@@ -11,7 +11,7 @@ from srpo.build import make_policy
 from srpo.config.train import TrainConfig, load_config
 from srpo.policies.base import TrainablePolicy
 from srpo.types import Trajectory
-from srpo.update import local_update, make_minibatches, minibatch_step, prepare_batch
+from srpo.update import local_update, make_minibatches, make_optimizer, minibatch_step, prepare_batch
 from tiny_config import tiny_tabletop
 
 # LIBERO-shaped synthetic trajectories whose tokens the policy sampled itself (the learner_threads benchmark's).
@@ -27,8 +27,7 @@ def tiny_setup(num_episodes: int = 4, num_chunks: int = 3) -> tuple[TrainConfig,
 
 
 def optimizer_of(policy: TrainablePolicy, cfg: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.algo.lr,
-                             weight_decay=cfg.algo.weight_decay)
+    return make_optimizer([p for p in policy.parameters() if p.requires_grad], cfg.algo)
 
 
 def test_local_update_steps_every_minibatch_like_minibatch_step_and_ends_in_eval_mode() -> None:

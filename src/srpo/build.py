@@ -37,6 +37,7 @@ from srpo.run_dir import (
     resumable_checkpoints,
     save_run_config,
 )
+from srpo.update import make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def start_run(cfg: TrainConfig, resume: bool, policy: TrainablePolicy | None) ->
     if not params:
         raise SrpoError("the policy has no trainable parameters: unfreeze some (e.g. policy.freeze_vision=false "
                         "for a checkpoint whose only weights are its vision encoder)")
-    optimizer = torch.optim.AdamW(params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
+    optimizer = make_optimizer(params, cfg.algo)
     metrics_log = MetricsLog(run_dir, cfg.tensorboard)
     step = 0
     if state is not None:

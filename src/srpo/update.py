@@ -226,6 +226,11 @@ def minibatch_step(
     return stats
 
 
+def make_optimizer(params: Sequence[torch.nn.Parameter], algo: AlgoConfig) -> torch.optim.AdamW:
+    """The RL update's optimiser: AdamW over `params` (the trainable ones) at algo.lr and algo.weight_decay."""
+    return torch.optim.AdamW(params, lr=algo.lr, weight_decay=algo.weight_decay)
+
+
 def local_update(
     policy: TrainablePolicy,
     optimizer: torch.optim.Optimizer,

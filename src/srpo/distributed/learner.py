@@ -46,7 +46,7 @@ from srpo.config.distributed import DistributedConfig
 from srpo.config.train import AlgoConfig
 from srpo.distributed.cluster import ActorDemand, check_cluster_resources, ensure_ray, wait_ready
 from srpo.types import unknown_aggregation
-from srpo.update import ppo_minibatch_loss
+from srpo.update import make_optimizer, ppo_minibatch_loss
 
 if TYPE_CHECKING:
     from srpo.policies.base import PolicyInput, TrainablePolicy
@@ -175,7 +175,7 @@ class _LearnerActor:
 
     def _build_optimizer(self) -> None:
         self.params = [p for p in self.module.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.algo.lr, weight_decay=self.algo.weight_decay)
+        self.optimizer = make_optimizer(self.params, self.algo)
 
     def ready(self) -> tuple[str, int]:
         """(host name, pid) once the actor is placed and constructed."""
