@@ -42,6 +42,12 @@ RECIPES: dict[str, list[str]] = {
     # episodes, still < 20 min).
     "lean_start": LEAN_START,
     "lean_start_g8x12": [*LEAN_START, "algo.group_size=8", "num_steps=12"],
+    # The long runs' recipe (docs/libero_runs.md, "fourth run"; all four seeds rose by step 10) cut to the steps
+    # that fit the main job's ~20 min: 32 episodes a step, 4 epochs x 4 mini-batches at lr 5e-5, each
+    # trajectory weighted equally in the loss.
+    "b32_trajmean_s4": [*LEAN_START, "algo.group_size=8", "algo.num_prompts_per_step=4", "algo.num_minibatches=4",
+                        "algo.lr=5e-5", "algo.ppo_epochs=4", "algo.aggregation=traj-mean-token-mean",
+                        "num_steps=4"],
 }
 
 
