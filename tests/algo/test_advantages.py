@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from srpo.algo.advantages import dynamic_sampling_mask, group_advantages, loss_weighted_advantage_mean
+from srpo.algo.advantages import (
+    dynamic_sampling_mask,
+    group_advantages,
+    loss_weighted_advantage_mean,
+    referenced_failure_group_mask,
+    task_baseline_advantages,
+)
 
 
 def test_hand_computed_unbiased_and_biased():
@@ -138,3 +144,15 @@ def test_loss_weighted_advantage_mean_by_aggregation():
         loss_weighted_advantage_mean(adv, -tokens, rows, "token-mean")
     with pytest.raises(ValueError, match="unknown aggregation"):
         loss_weighted_advantage_mean(adv, tokens, rows, "sum")  # type: ignore[arg-type]
+
+
+def test_bad_inputs_of_the_masks_and_the_offline_baseline() -> None:
+    with pytest.raises(ValueError, match=r"success \(3,\) and group_ids \(2,\) must both be \(N,\)"):
+        dynamic_sampling_mask(np.zeros(3, dtype=bool), np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match="choose 'unbiased' or 'biased'"):
+        referenced_failure_group_mask(np.zeros(2), np.zeros(2, dtype=bool), np.zeros(2, dtype=int),
+                                      np.ones(2, dtype=bool), 0.0, std="sample")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"rewards \(3,\) and task_ids \(2,\) must both be \(N,\)"):
+        task_baseline_advantages(np.zeros(3), np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match=r"NaN or inf at rows \[2\]"):
+        task_baseline_advantages(np.array([0.0, 1.0, np.inf]), np.zeros(3, dtype=int))

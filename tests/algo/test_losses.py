@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from srpo.algo.losses import awr_weights, entropy_bonus, kl_penalty, masked_aggregate, ppo_clip_loss
+from srpo.algo.losses import (
+    awr_weights,
+    entropy_bonus,
+    kl_penalty,
+    masked_aggregate,
+    ppo_clip_loss,
+    weighted_nll_loss,
+)
 
 
 def test_ppo_three_trajectories_by_hand():
@@ -108,6 +115,29 @@ def test_shape_errors():
         ppo_clip_loss(torch.zeros(2, 3), torch.zeros(2, 2), torch.zeros(2), torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="advantages"):
         ppo_clip_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3, dtype=torch.bool))
+    # Per-token advantages of the wrong (B, L) shape name both shapes.
+    with pytest.raises(ValueError, match=r"advantages \(2, 2\) must be \(B,\) or \(B, L\) = \(2, 3\)"):
+        ppo_clip_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 2), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"values \(2, 3\) and mask \(3, 2\)"):
+        masked_aggregate(torch.zeros(2, 3), torch.ones(3, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"log_probs \(2, 3\) and ref_log_probs \(2, 4\) differ"):
+        kl_penalty(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("clip_low, clip_high", [(-0.1, 0.28), (0.2, -0.01)])
+def test_negative_clip_range_is_refused(clip_low: float, clip_high: float) -> None:
+    # A negative clip range would flip the clip interval and silently reverse which ratios get clipped.
+    with pytest.raises(ValueError, match=f"clip_low={clip_low}, clip_high={clip_high}"):
+        ppo_clip_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1), torch.ones(1, 2, dtype=torch.bool),
+                      clip_low=clip_low, clip_high=clip_high)
+
+
+def test_zero_clip_range_is_allowed_and_clips_every_moved_ratio() -> None:
+    # ε = 0 is the edge of the valid range: any ratio away from 1 on the advantage's side is clipped.
+    out = ppo_clip_loss(torch.full((1, 2), 0.1), torch.zeros(1, 2), torch.ones(1), torch.ones(1, 2, dtype=torch.bool),
+                        clip_low=0.0, clip_high=0.0)
+    assert out.loss.item() == pytest.approx(-1.0)
+    assert out.clip_fraction.item() == pytest.approx(1.0)
 
 
 def test_kl_estimators_by_hand():
@@ -145,6 +175,20 @@ def test_awr_weights_clip():
     torch.testing.assert_close(w, torch.tensor([1.0, math.exp(2.0), 20.0, math.exp(-4.0)]))
     with pytest.raises(ValueError, match="beta"):
         awr_weights(torch.zeros(1), beta=0.0)
+    with pytest.raises(ValueError, match=r"max_weight must be > 0, got 0\.0"):
+        awr_weights(torch.zeros(1), beta=1.0, max_weight=0.0)
+
+
+def test_weighted_nll_refuses_misaligned_or_bad_weights() -> None:
+    log_probs, mask = torch.zeros(3, 2), torch.ones(3, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"log_probs \(3, 2\) and mask \(2, 2\)"):
+        weighted_nll_loss(log_probs, mask[:2], torch.ones(3))
+    with pytest.raises(ValueError, match=r"weights \(2,\) must be \(B,\) with B=3"):
+        weighted_nll_loss(log_probs, mask, torch.ones(2))
+    for bad in (torch.tensor([1.0, -0.5, 1.0]), torch.tensor([1.0, float("nan"), 1.0]),
+                torch.tensor([1.0, float("inf"), 1.0])):
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            weighted_nll_loss(log_probs, mask, bad)
 
 
 def test_every_aggregation_implementation_refuses_an_unknown_mode_with_one_message() -> None:

@@ -9,9 +9,13 @@ import torch
 from srpo.reward.frames import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    batches,
+    check_video,
     encode_skipping_empty,
+    prefix_frame_rows,
     preprocess_frames,
     resize_size_for_crop,
+    resolve_device,
     sample_frame_indices,
     sample_frames,
     sample_videos,
@@ -65,6 +69,42 @@ def test_malformed_videos_are_rejected() -> None:
         sample_videos([np.zeros((2, 4, 4), dtype=np.uint8)])
     with pytest.raises(ValueError, match="no videos"):
         sample_videos([])
+    with pytest.raises(ValueError, match="video 2 must be a numpy array, got list"):
+        check_video([[0, 0, 0]], index=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"video 0 has empty frames of shape \(0, 4, 3\)"):
+        sample_frames(np.zeros((2, 0, 4, 3), dtype=np.uint8))
+    check_video(np.zeros((0, 0, 0, 3), dtype=np.uint8))  # a video with no frames is well-formed (skippable)
+
+
+def test_frame_sampling_refuses_impossible_counts() -> None:
+    with pytest.raises(ValueError, match="a video with 0 frames"):
+        sample_frame_indices(0, 4)
+    with pytest.raises(ValueError, match="num_samples must be >= 1, got 0"):
+        sample_frame_indices(4, 0)
+    video = np.zeros((5, 2, 2, 3), dtype=np.uint8)
+    for length in (0, 6):
+        with pytest.raises(ValueError, match=rf"prefix length {length} is outside \[1, 5\]"):
+            prefix_frame_rows(video, [3, length], 4)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        batches(3, 0)
+    assert batches(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+
+
+def test_preprocess_refuses_bad_frames_and_sizes() -> None:
+    frames = torch.zeros((2, 8, 8, 3), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"frames must be \(N, H, W, 3\), got \(2, 8, 8\)"):
+        preprocess_frames(frames[..., 0], crop_size=4)
+    with pytest.raises(ValueError, match=r"frames must be uint8, got torch\.float32"):
+        preprocess_frames(frames.float(), crop_size=4)
+    with pytest.raises(ValueError, match="resize_size=4 is smaller than crop_size=6"):
+        preprocess_frames(frames, crop_size=6, resize_size=4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_device_without_cuda_names_the_fix() -> None:
+    with pytest.raises(RuntimeError, match=r"set encoder\.device='cpu'"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
 
 
 class _MeanEncoder:

@@ -207,6 +207,54 @@ def test_bad_input_raises_naming_the_problem(kwargs, pattern):
         compute_progress_rewards(config=OFFICIAL, **args)
 
 
+def test_non_numeric_embeddings_are_refused():
+    with pytest.raises(ValueError, match="embeddings must be numeric, got dtype <U1"):
+        compute_progress_rewards(np.full((2, 3), "a"), np.zeros(2, bool), np.zeros(2, np.int64),
+                                 np.zeros(2, np.int64), OFFICIAL)
+
+
+@pytest.mark.parametrize("source", ["external", "memory"])
+@pytest.mark.parametrize(
+    ("reference", "pattern"),
+    [(np.zeros((2, 2)), r"has shape \(2, 2\); expected \(M, 1\)"), (np.zeros(2), r"has shape \(2,\)"),
+     (np.asarray([[0.0], [np.nan]]), "contains NaN or inf")],
+)
+def test_malformed_reference_sets_are_refused(source, reference, pattern):
+    # A reference from outside the batch (an external set or the memory bank) must match the batch's D and be
+    # finite, or every failure of the task would get a distance to garbage.
+    batch = _batch([[1.0], [3.0]], [False, False])
+    if source == "external":
+        cfg = RewardConfig.preset("official", reference_source="external")
+        kwargs = {"external": {0: reference}}
+        where = "external reference of task 0"
+    else:
+        cfg = RewardConfig.preset("official", memory_size=2)
+        kwargs = {"memory": {0: reference}}
+        where = "memory bank of task 0"
+    with pytest.raises(ValueError, match=f"{where} {pattern}"):
+        compute_progress_rewards(*batch, cfg, **kwargs)
+
+
+def test_centres_need_a_success_and_a_known_method():
+    with pytest.raises(ValueError, match="at least one success"):
+        compute_centres(np.zeros((0, 2)), OFFICIAL)
+    with pytest.raises(ValueError, match="max_per_task must be > 0, got 0"):
+        SuccessMemory(max_per_task=0)
+
+
+@pytest.mark.parametrize(("field", "value", "pattern"),
+                         [("centres", "kmeans", "unknown centres method 'kmeans'"),
+                          ("normalization", "l2", "unknown normalization 'l2'")])
+def test_unvalidated_config_value_still_fails_loudly(field, value, pattern):
+    # RewardConfig refuses these values; a config object changed after validation must not fall through to a
+    # default branch either.
+    cfg = RewardConfig.preset("official")
+    object.__setattr__(cfg, field, value)
+    batch = _batch([[0.0], [1.0], [3.0]], [True, False, False])
+    with pytest.raises(ValueError, match=pattern):
+        compute_progress_rewards(*batch, cfg)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_embeddings_name_rows(bad):
     emb = np.zeros((5, 3))
