@@ -10,7 +10,7 @@ import os
 import signal
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -267,8 +267,10 @@ def test_make_group_requests_repeats_each_prompt_as_one_group():
         EpisodeRequest(3, 7, 0, 10), EpisodeRequest(3, 7, 0, 11), EpisodeRequest(3, 7, 0, 12),
         EpisodeRequest(1, 2, 1, 13), EpisodeRequest(1, 2, 1, 14), EpisodeRequest(1, 2, 1, 15),
     ]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="2 task_ids but 1 init_state_ids"):
         make_group_requests([0, 1], [0], group_size=2)
+    with pytest.raises(ValueError, match="group_size=0 must be >= 1"):
+        make_group_requests([0], [0], group_size=0)
 
 
 def test_collect_returns_replayable_trajectories_in_request_order():
@@ -507,6 +509,62 @@ def test_collect_rejects_bad_requests():
             engine.collect(liar, [EpisodeRequest(0, 0, 0, 0)], 1.0)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="after close"):
         engine.collect(HashPolicy(), [EpisodeRequest(0, 0, 0, 0)], 1.0)
+
+
+def test_policy_with_other_action_dimension_is_refused_before_any_env_step():
+    wrong = HashPolicy()
+    wrong.action_dim = ACTION_DIM + 1  # type: ignore[misc]
+    message = rf"policy.action_dim={ACTION_DIM + 1}, but envs take {ACTION_DIM}-D"
+    with RolloutEngine(FACTORY, RolloutConfig()) as engine, pytest.raises(ValueError, match=message):
+        engine.collect(wrong, [EpisodeRequest(0, 0, 0, 0)], 1.0)
+
+
+@dataclass(frozen=True)
+class BlindTabletopFactory:
+    """Tabletop envs that do not return the policy image: at reset ("reset") or when asked to render ("step")."""
+
+    config: TabletopConfig
+    where: str
+
+    def task_specs(self) -> list[Any]:
+        return TabletopEnvFactory(self.config).task_specs()
+
+    def make(self, task_id: int) -> BlindEnv:
+        return BlindEnv(TabletopEnv(self.config, task_id), self.where)
+
+
+class BlindEnv(PlainEnv):
+    def __init__(self, env: TabletopEnv, where: str) -> None:
+        super().__init__(env)
+        self.where = where
+
+    def reset(self, init_state_id: int) -> Observation:
+        obs = self.env.reset(init_state_id)
+        return replace(obs, image=None) if self.where == "reset" else obs
+
+    def step(self, action: np.ndarray, render_policy: bool, render_embed: bool) -> Observation:
+        obs = self.env.step(action, render_policy, render_embed)
+        return replace(obs, image=None) if self.where == "step" else obs
+
+
+@pytest.mark.parametrize(("where", "message"), [("reset", "reset must render both the policy image"),
+                                                 ("step", r"step\(render_policy=True\) returned no policy image")])
+def test_env_that_returns_no_policy_image_is_a_fault_naming_the_task(where: str, message: str):
+    # The policy would otherwise see a stale or missing image; the engine treats it as an env fault, retries,
+    # and then gives up with the cause in the error.
+    engine = RolloutEngine(BlindTabletopFactory(CONFIG, where), RolloutConfig(max_episode_retries=1))
+    with engine, pytest.raises(RolloutError, match=rf"faulted 2 times(.|\n)*task 2: {message}"):
+        engine.collect(HashPolicy(), [EpisodeRequest(2, 0, 0, 0)], 1.0)
+
+
+def test_gives_up_after_max_worker_restarts_with_a_clear_error():
+    # A worker that dies every time (a native crash in the simulator, say) is restarted at most
+    # max_worker_restarts times per collect, however many retries each episode still has.
+    factory = FaultyTabletopFactory(CONFIG, "exit", task_id=2, init_state_id=5, step=2)  # fires every time
+    config = RolloutConfig(num_workers=1, max_worker_restarts=1, max_episode_retries=10)
+    message = r"2 worker restarts in one collect exceed rollout.max_worker_restarts=1"
+    with RolloutEngine(factory, config) as engine, pytest.raises(RolloutError, match=message):
+        engine.collect(HashPolicy(), [EpisodeRequest(2, 5, 0, 0)], 1.0)
 
 
 def test_rollout_config_rejects_invalid_values_naming_the_field():
