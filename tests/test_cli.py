@@ -26,6 +26,8 @@ def test_a_partial_yaml_starts_from_the_field_defaults_not_a_preset(tmp_path: Pa
 def test_unknown_reward_preset_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="'official', 'paper'"):
         RewardConfig.preset("bogus")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="preset='gpu' is invalid: choose one of 'cpu', 'tabletop', 'paper'"):
+        TrainConfig.preset("gpu")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("flags", [["--algo", "grpo"], ["--preset", "tabletop"], ["--config", "x.yaml"],
