@@ -16,6 +16,7 @@ from srpo.policies.compact import (
     CompactVLA,
     KeypointImageEncoder,
     categorical_log_probs,
+    sample_tokens,
 )
 from srpo.policies.tokenizer import ActionTokenizer
 
@@ -256,3 +257,38 @@ def test_conv_keypoints_policy_trains_freezes_and_round_trips(tmp_path: Path) ->
     loaded = CompactVLA.from_pretrained(policy.save_pretrained(tmp_path / "ckpt"))
     assert loaded.vision_frozen and loaded.config.vision_encoder == "conv_keypoints"
     torch.testing.assert_close(loaded.action_logits(batch), policy.action_logits(batch))
+
+
+@pytest.mark.parametrize(("edit", "pattern"), [
+    (lambda d: d.update(q01=d["q99"], q99=d["q01"]), "q99 must be >= q01"),  # valid JSON, impossible stats
+    (lambda d: d.pop("q01"), "'q01'"),
+])
+def test_hand_edited_tokenizer_is_a_checkpoint_error(tiny_policy: CompactVLA, tmp_path: Path, edit, pattern) -> None:
+    import json
+
+    tiny_policy.tokenizer = ActionTokenizer(q01=np.linspace(-0.5, -0.1, 7), q99=np.linspace(0.1, 0.9, 7))
+    out = tiny_policy.save_pretrained(tmp_path / "ckpt")
+    d = json.loads((out / "action_tokenizer.json").read_text())
+    edit(d)
+    (out / "action_tokenizer.json").write_text(json.dumps(d))
+    (out / "manifest.json").unlink()  # hand-edited: the tokenizer's own checks, not the manifest, must catch it
+    with pytest.raises(CheckpointError, match=rf"holds a config or tokenizer this srpo cannot read: .*{pattern}"):
+        CompactVLA.from_pretrained(out)
+
+
+def test_bad_policy_inputs_name_the_problem(tiny_policy: CompactVLA) -> None:
+    batch = make_batch(2)
+    for temperature in (0.0, -1.0):  # the greedy path has its own flag; T <= 0 would give NaN log-probs
+        with pytest.raises(ValueError, match=rf"temperature={temperature} must be > 0 \(use greedy=True"):
+            categorical_log_probs(torch.zeros(1, 2, 4), torch.zeros(1, 2, dtype=torch.long), temperature)
+        with pytest.raises(ValueError, match=rf"temperature={temperature} must be > 0 \(use greedy=True"):
+            sample_tokens(torch.zeros(1, 2, 4), temperature, greedy=True)
+    with pytest.raises(ValueError, match=r"images must be \(B, H, W, 3\) uint8, got \(2, 8, 8\)"):
+        tiny_policy.preprocess_images(np.zeros((2, 8, 8), dtype=np.uint8))
+    batch.states = np.zeros((2, tiny_policy.config.state_dim + 1), dtype=np.float32)
+    with pytest.raises(ValueError, match=rf"states have {tiny_policy.config.state_dim + 1} dims"):
+        tiny_policy.action_logits(batch)
+    with pytest.raises(ValueError, match=rf"tokens must be \(B=2, L={tiny_policy.num_action_tokens}\), got \(2, 1\)"):
+        tiny_policy.token_log_probs(make_batch(2), torch.zeros(2, 1, dtype=torch.long), 1.0)
+    with pytest.raises(ValueError, match=r"tokenizer \(6 dims × 256 bins\) does not match policy \(7 dims"):
+        CompactVLA(tiny_policy.config, ActionTokenizer(q01=-np.ones(6), q99=np.ones(6), gripper_dim=5))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -121,3 +123,47 @@ def test_chunk_layout_is_step_major() -> None:
     assert tokens.shape == (1, 56)
     assert tokens[0, 7 * 3 + 2] == tok.encode(chunk[0, 3:4])[0, 2]
     np.testing.assert_allclose(tok.decode_tokens(tokens, 8)[0, :, :6], chunk[0, :, :6], atol=1 / 255)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"q01": np.zeros(7), "q99": np.ones(6)}, r"q01 \(7,\) and q99 \(6,\) must have the same shape"),
+        ({"q01": np.full(7, np.nan), "q99": np.ones(7)}, "q01/q99 must be finite"),
+        ({"q01": np.zeros(7), "q99": np.full(7, np.inf)}, "q01/q99 must be finite"),
+        ({"q01": np.ones(7), "q99": np.zeros(7)}, "q99 must be >= q01 in every dimension"),
+        ({"q01": -np.ones(7), "q99": np.ones(7), "num_bins": 1}, "num_bins=1 is invalid: use at least 2"),
+        ({"q01": -np.ones(7), "q99": np.ones(7), "gripper_dim": 7}, r"gripper_dim=7 outside 0\.\.6"),
+        ({"q01": -np.ones(7), "q99": np.ones(7), "gripper_convention": "ros"}, "gripper_convention='ros'"),
+    ],
+)
+def test_invalid_stats_are_refused_naming_the_value(kwargs: dict[str, object], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        ActionTokenizer(**kwargs)  # type: ignore[arg-type]
+
+
+def test_damaged_tokenizer_file_is_refused_on_load(tmp_path) -> None:
+    # A checkpoint's action_tokenizer.json with swapped stats must not load as a tokenizer that maps every
+    # action to the wrong bin.
+    path = tmp_path / "action_tokenizer.json"
+    _tok().save(path)
+    d = json.loads(path.read_text())
+    d["q01"], d["q99"] = d["q99"], d["q01"]
+    path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="q99 must be >= q01"):
+        ActionTokenizer.load(path)
+
+
+def test_fit_and_codecs_refuse_wrong_shapes() -> None:
+    with pytest.raises(ValueError, match="zero demonstrations"):
+        ActionTokenizer.fit([])
+    for actions in (np.zeros(7), np.zeros((0, 7))):
+        with pytest.raises(ValueError, match=r"expected \(N, action_dim\) actions with N > 0"):
+            ActionTokenizer.fit(actions)
+    tok = _tok()
+    with pytest.raises(ValueError, match="actions have 6 dimensions, tokenizer has 7"):
+        tok.encode(np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="bins have 6 dimensions, tokenizer has 7"):
+        tok.decode(np.zeros((2, 6), dtype=np.int64))
+    with pytest.raises(ValueError, match="expected 2 × 7 = 14 tokens, got 13"):
+        tok.decode_tokens(np.zeros(13, dtype=np.int64), chunk_size=2)

@@ -563,7 +563,9 @@ class CompactVLA(TrainablePolicy):
                 fields["device"] = device
             config = PolicyConfig(**fields)
             tokenizer = ActionTokenizer.load(directory / TOKENIZER_FILE)
-        except (TypeError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (TypeError, KeyError, ValueError) as err:
+            # ValueError covers undecodable text and JSON and the config's and the tokenizer's own checks (a
+            # hand-edited file with, say, q99 < q01 is as unreadable as a truncated one).
             raise CheckpointError(f"{directory} holds a config or tokenizer this srpo cannot read: {err}") from err
         model = cls(config, tokenizer, pretrained_vision=False)
         try:
