@@ -18,7 +18,8 @@ from srpo.config.train import TrainConfig, load_config
 from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
 from srpo.errors import SrpoError
 from srpo.lerobot import DatasetEpisode, write_lerobot_dataset
-from srpo.offline import OfflineTrainer, episode_weights
+from srpo.offline import OfflineTrainer, build_samples, episode_weights
+from srpo.policies.tokenizer import ActionTokenizer
 from srpo.run_dir import list_checkpoints, read_eval_arrays, read_metrics
 from tiny_config import PIXEL_ENCODER, as_sets, tiny_tabletop
 
@@ -180,6 +181,65 @@ def test_task_without_success(tabletop_dataset: Path, tmp_path: Path) -> None:
     with OfflineTrainer(cfg, show_progress=False) as trainer:
         trainer.prepare()
         assert trainer.row_weights[trainer.samples.episode == 3].sum() == 0  # failures of task 1: excluded
+
+
+def _episode(index: int, actions: np.ndarray, state_dim: int = 4) -> DatasetEpisode:
+    t = actions.shape[0]
+    return DatasetEpisode(index, 0, "pick", np.zeros((t, 8, 8, 3), np.uint8), np.zeros((t, state_dim), np.float32),
+                          actions.astype(np.float32), True)
+
+
+def test_build_samples_refuses_episodes_the_policy_cannot_learn_from() -> None:
+    tok = ActionTokenizer.identity()
+    with pytest.raises(SrpoError, match=r"episode 3 stores chunks of 2 actions per row but the policy decodes 4: "
+                                        r"set policy\.chunk_size <= 2"):
+        build_samples([_episode(3, np.zeros((5, 2, 7)))], tok, chunk_size=4)
+    with pytest.raises(SrpoError, match="episode 1: actions have 6 dimensions but the policy decodes 7"):
+        build_samples([_episode(1, np.zeros((5, 6)))], tok, chunk_size=4)
+    with pytest.raises(SrpoError, match="the dataset holds no episodes"):
+        build_samples([], tok, chunk_size=4)
+    with pytest.raises(SrpoError, match=r"episodes disagree in state size \[3, 4\]"):
+        build_samples([_episode(0, np.zeros((5, 7))), _episode(1, np.zeros((5, 7)), state_dim=3)], tok, chunk_size=4)
+    # Longer stored chunks are cut to the policy's: 8 stored, 4 decoded.
+    assert build_samples([_episode(0, np.zeros((5, 8, 7)))], tok, chunk_size=4).tokens.shape == (5, 28)
+
+
+def test_offline_run_needs_a_dataset_and_a_complete_external_reference(tabletop_dataset: Path, tmp_path: Path) -> None:
+    from srpo.lerobot import read_dataset
+
+    no_dataset = load_config(preset="tabletop", overrides=[*TINY, f"run_dir={tmp_path / 'run0'}"])
+    with pytest.raises(SrpoError, match=r"offline\.dataset is empty: pass --dataset DIR"):
+        OfflineTrainer(no_dataset, show_progress=False)
+    external = ("offline.arm=awr_srpo", "reward.reference_source=external", "num_eval_episodes_per_task=0")
+    cfg = tiny_config(tmp_path / "run1", tabletop_dataset, *external)
+    with OfflineTrainer(cfg, show_progress=False) as trainer, pytest.raises(
+            SrpoError, match=r"reference_source='external' needs offline\.reference_dataset"):
+        trainer.prepare()
+    # A reference set with successes of task 0 only cannot reference task 1's episodes.
+    ref = write_lerobot_dataset(tmp_path / "ref", [e for e in read_dataset(tabletop_dataset) if e.task_index == 0])
+    cfg = tiny_config(tmp_path / "run2", tabletop_dataset, *external, f"offline.reference_dataset={ref}")
+    with OfflineTrainer(cfg, show_progress=False) as trainer, pytest.raises(
+            SrpoError, match=r"offline\.reference_dataset has no successful episode for task\(s\) \[1\]"):
+        trainer.prepare()
+
+
+def test_non_finite_loss_stops_before_the_weights_change(tabletop_dataset: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tiny_config(tmp_path / "run", tabletop_dataset, "offline.arm=bc", "num_eval_episodes_per_task=0")
+    with OfflineTrainer(cfg, show_progress=False) as trainer:
+        trainer.prepare()
+        before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+        real = trainer.policy.token_log_probs
+
+        def nan_log_probs(*args, **kwargs):
+            log_probs, entropy = real(*args, **kwargs)
+            return log_probs * float("nan"), entropy
+
+        monkeypatch.setattr(trainer.policy, "token_log_probs", nan_log_probs)
+        with pytest.raises(FloatingPointError, match=r"non-finite loss nan at step 0; lower algo\.lr"):
+            trainer.update()
+        for k, v in trainer.policy.state_dict().items():
+            torch.testing.assert_close(v, before[k])
 
 
 def test_openvla_oft_adapter_trains_offline(tabletop_dataset: Path, tmp_path: Path) -> None:
