@@ -117,6 +117,13 @@ def test_original_key_mapping_round_trips(tiny: tuple[transformers.VJEPA2Model, 
         (lambda s: s.pop("module.backbone.blocks.1.mlp.fc2.bias"), r"1 missing \['encoder.layer.1.mlp.fc2.bias'\]"),
         (lambda s: s.__setitem__("module.backbone.pos_embed", torch.zeros(1)), r"1 unexpected \['pos_embed'\]"),
         (lambda s: s.__setitem__("module.backbone.blocks.0.norm1.bias", torch.zeros(31)), "1 mis-shaped"),
+        (lambda s: s.__setitem__("backbone.module.norm.bias", torch.zeros(32)),
+         r"'backbone\.module\.norm\.bias' and another collapse to 'norm\.bias'"),
+        (lambda s: s.__setitem__("module.backbone.blocks.0.attn.qkv.bias", torch.zeros(95)),
+         r"blocks\.0\.attn\.qkv\.bias has shape \(95,\); its first dim must be 3"),
+        (lambda s: s.pop("module.backbone.patch_embed.proj.weight"),
+         r"not a vjepa2 encoder state dict: 'patch_embed\.proj\.weight' is missing"),
+        (lambda s: [s.pop(k) for k in list(s) if ".blocks." in k], r"no transformer blocks \('blocks\.<i>\.\*' keys\)"),
     ],
 )
 def test_original_checkpoint_key_errors_are_reported(
