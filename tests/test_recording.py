@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from srpo.envs.tabletop import TabletopEnvFactory, tabletop_expert_action
-from srpo.recording import record_labelled_set, run_scripted_episode, tabletop_probe
+from srpo.recording import (
+    libero_failure_policy,
+    record_labelled_set,
+    run_scripted_episode,
+    scripted_expert,
+    tabletop_failure_policy,
+    tabletop_probe,
+)
 
 
 def _expert(env, step, noise, rng):  # type: ignore[no-untyped-def]
@@ -46,3 +55,53 @@ def test_folder_recording_resumes(tmp_path: Path) -> None:
     # Asking for what is already there records nothing.
     third = record_labelled_set(factory, _expert, [0], 2, 2, seed=0, probe=tabletop_probe, directory=tmp_path)
     assert len(third.videos) == 4
+
+
+class _Wrapped:
+    """A tabletop env without `render` (and, with blind=True, without the world-model camera at reset)."""
+
+    def __init__(self, env, blind: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self.env, self.spec, self.blind = env, env.spec, blind
+
+    def reset(self, init_state_id: int):  # type: ignore[no-untyped-def]
+        obs = self.env.reset(init_state_id)
+        return replace(obs, embed_frame=None) if self.blind else obs
+
+    def step(self, action, render_policy, render_embed):  # type: ignore[no-untyped-def]
+        return self.env.step(action, render_policy, render_embed)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        if name == "render":
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+
+def test_recorder_refuses_envs_it_cannot_film() -> None:
+    env = TabletopEnvFactory().make(0)
+    rng = np.random.default_rng(0)
+    with pytest.raises(RuntimeError, match=r"env\.reset returned no embed_frame"):
+        run_scripted_episode(_Wrapped(env, blind=True), 3, lambda e, s: _expert(e, s, 0.0, rng), 8)
+    with pytest.raises(ValueError, match="frame_stride=4 needs an env with render"):
+        run_scripted_episode(_Wrapped(env), 3, lambda e, s: _expert(e, s, 0.0, rng), 8, frame_stride=4)
+    assert run_scripted_episode(_Wrapped(env), 3, lambda e, s: _expert(e, s, 0.0, rng), 8).frames.shape[0] == 9
+
+
+def test_unknown_failure_kinds_and_env_kinds_are_refused(tmp_path: Path) -> None:
+    factory = TabletopEnvFactory()
+    with pytest.raises(ValueError, match="failure kind 'drop' needs a failure_policy"):
+        record_labelled_set(factory, _expert, [0], 0, 1, seed=0, failure_kinds=["drop"])
+    env = factory.make(0)
+    with pytest.raises(ValueError, match="tabletop failure kind 'bogus': choose one of"):
+        tabletop_failure_policy("bogus", env, 0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="LIBERO failure kind 'bogus': choose one of"):
+        libero_failure_policy("bogus", env, 0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="env kind 'robomimic' has no scripted expert"):
+        scripted_expert("robomimic")
+
+
+def test_recording_into_a_folder_of_another_layout_is_refused(tmp_path: Path) -> None:
+    # Appending rows of other columns would leave a labels.csv no reader can parse.
+    (tmp_path / "labels.csv").write_text("path,success\ntraj_00000.npz,1\n")
+    with pytest.raises(ValueError, match=r"columns \['path', 'success'\] differ from .*record into an empty folder"):
+        record_labelled_set(TabletopEnvFactory(), _expert, [0], 1, 0, seed=0, directory=tmp_path)
+    assert (tmp_path / "labels.csv").read_text() == "path,success\ntraj_00000.npz,1\n"
