@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,16 @@ import pytest
 from srpo.config.train import load_config
 from srpo.errors import InputFileError, SrpoError
 from srpo.lerobot import (
+    DATA_PATH,
     EPISODES_PATH,
+    IMAGE_KEY,
     INFO_PATH,
+    TASKS_PATH,
+    VIDEO_PATH,
     DatasetEpisode,
     LeRobotWriter,
     read_dataset,
+    read_hdf5_episodes,
     read_lerobot_dataset,
     write_lerobot_dataset,
 )
@@ -174,6 +181,166 @@ def test_success_from_flags_or_named_field(dataset: Path) -> None:
         read_lerobot_dataset(dataset)
 
 
+@pytest.mark.parametrize(("images", "states", "actions", "match"), [
+    pytest.param((0, 16, 16, 3), (0, 5), (0, 4, 7), r"episode 4 has no frames: drop it from the dataset",
+                 id="no-frames"),
+    pytest.param((2, 16, 16, 3), (3, 5), (3, 4, 7),
+                 r"episode 4: 2 images, 3 states and 3 actions; every row needs one of each", id="fewer-images"),
+    pytest.param((3, 16, 16, 3), (4, 5), (3, 4, 7),
+                 r"episode 4: 3 images, 4 states and 3 actions; every row needs one of each", id="more-states"),
+    pytest.param((3, 16, 16), (3, 5), (3, 7),
+                 r"episode 4: images must be \(T, H, W, 3\), got \(3, 16, 16\)", id="gray-images"),
+    pytest.param((3, 16, 16, 4), (3, 5), (3, 7),
+                 r"episode 4: images must be \(T, H, W, 3\), got \(3, 16, 16, 4\)", id="rgba-images"),
+    pytest.param((3, 16, 16, 3), (3, 5), (3,),
+                 r"episode 4: actions must be \(T, A\) or \(T, K, A\) chunks, got \(3,\)", id="flat-actions"),
+])
+def test_episode_record_refuses_bad_arrays(
+    images: tuple[int, ...], states: tuple[int, ...], actions: tuple[int, ...], match: str,
+) -> None:
+    with pytest.raises(SrpoError, match=match):
+        DatasetEpisode(4, 0, "x", np.zeros(images, np.uint8), np.zeros(states, np.float32),
+                       np.zeros(actions, np.float32), success=False)
+
+
+def test_writer_refuses_another_fps_or_an_existing_dataset(dataset: Path) -> None:
+    with pytest.raises(SrpoError, match=r"ds was recorded at fps=10, not 20: use another folder"):
+        LeRobotWriter(dataset, fps=20)
+    with pytest.raises(SrpoError, match=r"ds already holds a dataset: choose a new folder or append with "
+                                        r"LeRobotWriter"):
+        write_lerobot_dataset(dataset, random_episodes(1))
+    assert len(read_lerobot_dataset(dataset)) == 3
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    pytest.param(lambda ep: (ep.images[:, :8, :8], ep.states, ep.actions),
+                 r"observation\.images\.image has shape \[8, 8, 3\] but the dataset .*ds stores \[16, 16, 3\]",
+                 id="image"),
+    pytest.param(lambda ep: (ep.images, np.zeros((ep.num_rows, 6), np.float32), ep.actions),
+                 r"observation\.state has shape \[6\] but the dataset .*ds stores \[5\]", id="state"),
+    pytest.param(lambda ep: (ep.images, ep.states, ep.actions[:, :2]),
+                 r"action has shape \[2, 7\] but the dataset .*ds stores \[4, 7\]", id="action-chunk"),
+])
+def test_writer_refuses_episodes_of_another_shape(
+    dataset: Path, make: Callable[[DatasetEpisode], tuple[np.ndarray, ...]], match: str,
+) -> None:
+    ep = random_episodes(1, seed=1)[0]
+    odd = DatasetEpisode(0, 0, "odd one", *make(ep), success=True)
+    with pytest.raises(SrpoError, match=r"episode of task 'odd one': " + match):
+        LeRobotWriter(dataset).add([ep, odd])
+    # The check runs before any file is written: the dataset still reads as its 3 episodes.
+    assert json.loads((dataset / INFO_PATH).read_text())["total_episodes"] == 3
+    assert len(read_lerobot_dataset(dataset)) == 3
+
+
+# Each damage turns the valid `dataset` fixture into one a user could hand the reader.
+
+DATA_FILE = DATA_PATH.format(chunk_index=0, file_index=0)
+EPISODES_FILE = EPISODES_PATH.format(chunk_index=0, file_index=0)
+VIDEO_FILE = VIDEO_PATH.format(video_key=IMAGE_KEY, chunk_index=0, file_index=0)
+
+
+def _edit_info(root: Path, edit: Callable[[dict], object]) -> None:
+    info = json.loads((root / INFO_PATH).read_text())
+    edit(info)
+    (root / INFO_PATH).write_text(json.dumps(info))
+
+
+def _drop_column(root: Path, file: str, column: str) -> None:
+    table = pq.read_table(root / file)
+    pq.write_table(table.drop_columns([column]), root / file)
+
+
+def _write_tasks(root: Path, **columns: list[object]) -> None:
+    pq.write_table(pa.table(columns), root / TASKS_PATH)
+
+
+def _images_as_dtype_image(root: Path) -> None:
+    """Declare the camera an `image` feature (pixels in the data files) instead of a video."""
+    _edit_info(root, lambda info: info["features"][IMAGE_KEY].update(dtype="image"))
+
+
+def _image_cells_without_bytes(root: Path) -> None:
+    _images_as_dtype_image(root)
+    table = pq.read_table(root / DATA_FILE)
+    cells = pa.array([{"bytes": None, "path": f"frames/{i}.png"} for i in range(table.num_rows)],
+                     pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    pq.write_table(table.append_column(IMAGE_KEY, cells), root / DATA_FILE)
+
+
+@pytest.mark.parametrize(("damage", "error", "match"), [
+    pytest.param(lambda root: (root / INFO_PATH).unlink(), InputFileError,
+                 r"ds/meta/info\.json is missing: .*ds is not a LeRobot dataset folder", id="info-missing"),
+    pytest.param(lambda root: (root / INFO_PATH).write_text('{"fps": 10,'), InputFileError,
+                 r"ds/meta/info\.json is not valid JSON: Expecting", id="info-not-json"),
+    pytest.param(lambda root: _edit_info(root, lambda info: info["features"].pop(IMAGE_KEY)), SrpoError,
+                 r"ds: no camera feature \(dtype video or image\) in meta/info\.json features \['action', ",
+                 id="no-camera"),
+    pytest.param(lambda root: (root / TASKS_PATH).unlink(), InputFileError,
+                 r"ds/meta/tasks\.parquet is missing: a LeRobot v3 dataset lists its tasks there", id="tasks-missing"),
+    pytest.param(lambda root: _write_tasks(root, task=["task 0", "task 1"]), InputFileError,
+                 r"ds/meta/tasks\.parquet: expected a task_index column .* found columns \['task'\]",
+                 id="tasks-without-task-index"),
+    pytest.param(lambda root: _write_tasks(root, name=["task 0", "task 1"], task_index=[0, 1]), InputFileError,
+                 r"ds/meta/tasks\.parquet: expected .*task strings .* found columns \['name', 'task_index'\]",
+                 id="tasks-without-text"),
+    pytest.param(lambda root: _write_tasks(root, task=["task 0"], task_index=[0]), SrpoError,
+                 r"ds: episode 1 names task_index 1, which meta/tasks\.parquet does not list \(\[0\]\)",
+                 id="unknown-task-index"),
+    pytest.param(lambda root: (root / DATA_FILE).unlink(), InputFileError,
+                 r"ds: no data files \(data/chunk-\*/file-\*\.parquet\); is this a LeRobot v3 dataset\?",
+                 id="no-data-files"),
+    pytest.param(lambda root: (root / EPISODES_FILE).unlink(), InputFileError,
+                 r"ds: no episodes metadata files \(meta/episodes/chunk-\*/file-\*\.parquet\)",
+                 id="no-episodes-files"),
+    pytest.param(lambda root: (root / DATA_FILE).write_bytes(b"PAR1 cut short"), InputFileError,
+                 r"ds/data/chunk-000/file-000\.parquet is not a readable parquet file: ", id="data-damaged"),
+    pytest.param(lambda root: (root / EPISODES_FILE).write_bytes(b"\0" * 64), InputFileError,
+                 r"ds/meta/episodes/chunk-000/file-000\.parquet is not a readable parquet file: ",
+                 id="episodes-damaged"),
+    pytest.param(lambda root: _drop_column(root, DATA_FILE, "episode_index"), SrpoError,
+                 r"ds: data column 'episode_index' is missing; data columns: \['action', ", id="data-episode-index"),
+    pytest.param(lambda root: _drop_column(root, DATA_FILE, "task_index"), SrpoError,
+                 r"ds: data column 'task_index' is missing", id="data-task-index"),
+    pytest.param(lambda root: _drop_column(root, DATA_FILE, "action"), SrpoError,
+                 r"ds: data column 'action' is missing", id="data-action"),
+    pytest.param(lambda root: _drop_column(root, EPISODES_FILE, "episode_index"), SrpoError,
+                 r"ds: episodes metadata lacks 'episode_index'; fields: \['data/chunk_index', ",
+                 id="episodes-episode-index"),
+    pytest.param(lambda root: _drop_column(root, EPISODES_FILE, "length"), SrpoError,
+                 r"ds: episodes metadata lacks 'length'", id="episodes-length"),
+    pytest.param(lambda root: _drop_column(root, EPISODES_FILE, f"videos/{IMAGE_KEY}/from_timestamp"), SrpoError,
+                 r"ds: episodes metadata lacks \['videos/observation\.images\.image/from_timestamp'\] for video "
+                 r"feature 'observation\.images\.image'", id="episodes-video-timestamp"),
+    pytest.param(lambda root: (root / VIDEO_FILE).unlink(), InputFileError,
+                 r"video .*ds/videos/observation\.images\.image/chunk-000/file-000\.mp4 is missing",
+                 id="video-missing"),
+    pytest.param(_images_as_dtype_image, SrpoError,
+                 r"ds: image column 'observation\.images\.image' is missing from the data files",
+                 id="image-column-missing"),
+    pytest.param(_image_cells_without_bytes, InputFileError,
+                 r"ds episode 0: image cell holds no bytes \(path 'frames/0\.png' only\)", id="image-cell-path-only"),
+])
+def test_damaged_dataset_is_refused(
+    dataset: Path, damage: Callable[[Path], object], error: type[SrpoError], match: str,
+) -> None:
+    damage(dataset)
+    with pytest.raises(error, match=match) as err:
+        read_lerobot_dataset(dataset)
+    assert str(dataset) in str(err.value)
+
+
+def test_video_that_decodes_to_no_frames(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # imageio-ffmpeg fails on a real mp4 with no frames ("Could not load meta information", which the reader
+    # reports as "cannot be decoded"); another decoder backend may yield nothing instead: stand one in.
+    import imageio.v2 as imageio
+
+    monkeypatch.setattr(imageio, "get_reader", lambda path: contextlib.nullcontext([]))
+    with pytest.raises(InputFileError, match=r"video .*ds/videos/observation\.images\.image/chunk-000/file-000\.mp4 "
+                                             r"holds no frames"):
+        read_lerobot_dataset(dataset)
+
+
 def test_hdf5_demos_are_read(tmp_path: Path) -> None:
     pytest.importorskip("h5py")
     from srpo.demos import write_demos
@@ -188,3 +355,68 @@ def test_hdf5_demos_are_read(tmp_path: Path) -> None:
     assert [e.success for e in eps] == [True, False]
     assert eps[0].instruction == "open the drawer" and eps[0].actions.shape == (4, 7)
     np.testing.assert_array_equal(eps[1].images, demos[1].images)
+
+
+def test_hdf5_file_missing(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match=r"nowhere\.hdf5 does not exist"):
+        read_hdf5_episodes([tmp_path / "nowhere.hdf5"])
+
+
+def _write_one_demo(path: Path) -> None:
+    from srpo.demos import write_demos
+    from srpo.types import Demo
+
+    write_demos(path, [Demo(images=np.zeros((2, 8, 8, 3), np.uint8), states=np.zeros((2, 8), np.float32),
+                            actions=np.zeros((2, 7), np.float32), instruction="open the drawer", task_id=0,
+                            suite="s", success=True)])
+
+
+@pytest.mark.parametrize(("damage", "match"), [
+    # The key's name comes inside h5py's own KeyError text, whose wording varies between h5py versions.
+    pytest.param(lambda f: f.pop("data"), "'data'", id="no-data-group"),
+    pytest.param(lambda f: f["data"].attrs.pop("problem_info"), "'problem_info'", id="no-problem-info"),
+    pytest.param(lambda f: f["data/demo_0/obs"].pop("gripper_states"), "'gripper_states'", id="no-gripper-states"),
+])
+def test_hdf5_file_lacking_a_key(tmp_path: Path, damage: Callable[[object], object], match: str) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "task0.hdf5"
+    _write_one_demo(path)
+    assert len(read_hdf5_episodes([path])) == 1
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    with pytest.raises(SrpoError, match=r"task0\.hdf5: missing HDF5 key .*" + match + r".*; expected the LIBERO "
+                                        r"layout \(see srpo\.demos\)"):
+        read_hdf5_episodes([path])
+
+
+@pytest.mark.parametrize(("damage", "match"), [
+    pytest.param(lambda root: (root / INFO_PATH).write_bytes(b"\xff\xfe{"), r"info\.json is not valid JSON",
+                 id="info-not-text"),
+    pytest.param(lambda root: (root / INFO_PATH).write_text("[1, 2]"),
+                 r"info\.json must hold a JSON object of dataset fields, got list", id="info-a-list"),
+    pytest.param(lambda root: (root / TASKS_PATH).write_bytes(b"PAR1 cut short"),
+                 r"ds/meta/tasks\.parquet is not a readable parquet file: ", id="tasks-damaged"),
+])
+def test_damaged_metadata_is_refused_by_reader_and_writer(dataset: Path, damage: Callable[[Path], object],
+                                                          match: str) -> None:
+    # Appending to a dataset reads the same metadata as reading it: both must name the damaged file.
+    damage(dataset)
+    with pytest.raises(InputFileError, match=match):
+        read_lerobot_dataset(dataset)
+    with pytest.raises(InputFileError, match=match):
+        LeRobotWriter(dataset)
+
+
+def test_hdf5_file_that_is_not_hdf5_or_holds_bad_arrays(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    fake = tmp_path / "task0.hdf5"
+    fake.write_text("not an HDF5 file")
+    with pytest.raises(InputFileError, match=r"task0\.hdf5 is not a readable HDF5 file"):
+        read_hdf5_episodes([fake])
+    path = tmp_path / "task1.hdf5"
+    _write_one_demo(path)
+    with h5py.File(path, "r+") as f:
+        del f["data/demo_0/actions"]
+        f["data/demo_0/actions"] = np.zeros((2, 6), np.float32)
+    with pytest.raises(SrpoError, match=r"task1\.hdf5/demo_0: actions must be \(T, 7\), got \(2, 6\)"):
+        read_hdf5_episodes([path])

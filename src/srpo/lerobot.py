@@ -161,7 +161,7 @@ class LeRobotWriter:
         self.num_frames = 0
         self.video_seconds = 0.0
         if (self.root / INFO_PATH).exists():
-            self.info = json.loads((self.root / INFO_PATH).read_text())
+            self.info = _read_info(self.root / INFO_PATH)
             if int(self.info.get("fps", fps)) != fps:
                 raise SrpoError(f"{self.root} was recorded at fps={self.info['fps']}, not {fps}: use another folder")
             self.tasks = dict(_read_tasks(self.root))
@@ -323,12 +323,26 @@ def write_lerobot_dataset(root: str | Path, episodes: Sequence[DatasetEpisode], 
 # Reading.
 
 
+def _read_info(path: Path) -> dict[str, Any]:
+    """meta/info.json as a dict; an undecodable file or one that is not a JSON object is an InputFileError."""
+    try:
+        info = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputFileError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(info, dict):
+        raise InputFileError(f"{path} must hold a JSON object of dataset fields, got {type(info).__name__}")
+    return info
+
+
 def _read_tasks(root: Path) -> dict[str, int]:
     _, pq = _import_pyarrow()
     path = root / TASKS_PATH
     if not path.exists():
         raise InputFileError(f"{path} is missing: a LeRobot v3 dataset lists its tasks there")
-    table = pq.read_table(path).to_pydict()
+    try:
+        table = pq.read_table(path).to_pydict()
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise InputFileError(f"{path} is not a readable parquet file: {err}") from err
     text_column = next((c for c in ("task", "__index_level_0__", "tasks") if c in table), None)
     if text_column is None or "task_index" not in table:
         raise InputFileError(f"{path}: expected a task_index column and the task strings (index or `task` column), "
@@ -439,10 +453,7 @@ def read_lerobot_dataset(
     info_path = root / INFO_PATH
     if not info_path.exists():
         raise InputFileError(f"{info_path} is missing: {root} is not a LeRobot dataset folder")
-    try:
-        info = json.loads(info_path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputFileError(f"{info_path} is not valid JSON: {err}") from err
+    info = _read_info(info_path)
     version = str(info.get("codebase_version", "?"))
     if not version.startswith("v3"):
         raise InputFileError(f"{root} is a LeRobot {version} dataset; srpo reads v3 (convert it with LeRobot's "
@@ -552,6 +563,10 @@ def read_hdf5_episodes(paths: Sequence[str | Path]) -> list[DatasetEpisode]:
             demos = read_demos(path)
         except KeyError as err:
             raise SrpoError(f"{path}: missing HDF5 key {err}; expected the LIBERO layout (see srpo.demos)") from err
+        except OSError as err:  # h5py: not an HDF5 file, or a truncated one
+            raise InputFileError(f"{path} is not a readable HDF5 file: {err}") from err
+        except ValueError as err:  # srpo.demos: arrays of the wrong shape or an unknown image convention
+            raise SrpoError(str(err) if str(path) in str(err) else f"{path}: {err}") from err
         for demo in demos:
             episodes.append(DatasetEpisode(len(episodes), task_index, demo.instruction, demo.images, demo.states,
                                            demo.actions, demo.success))
