@@ -126,6 +126,72 @@ def test_path_diversity_averages_per_state_metrics() -> None:
         path_diversity({0: state0[:1]}, UNIT_LOW, UNIT_HIGH, 2)
 
 
+@pytest.mark.parametrize("num_cells", [0, -2])
+def test_coverage_grid_needs_at_least_one_cell(num_cells: int) -> None:
+    path = p((0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match=rf"num_cells={num_cells} must be >= 1"):
+        occupied_cells([path], UNIT_LOW, UNIT_HIGH, num_cells)
+    with pytest.raises(ValueError, match=rf"num_cells={num_cells} must be >= 1"):
+        workspace_coverage([path], UNIT_LOW, UNIT_HIGH, num_cells)
+    # The edge just inside: one cell, the whole box.
+    assert occupied_cells([path], UNIT_LOW, UNIT_HIGH, 1) == {(0, 0, 0)}
+
+
+def test_spread_and_path_diversity_refuse_no_paths() -> None:
+    with pytest.raises(ValueError, match=r"spread_at_fractions needs at least one path"):
+        spread_at_fractions([], [0.5])
+    with pytest.raises(ValueError, match=r"path_diversity needs paths of at least one initial state"):
+        path_diversity({}, UNIT_LOW, UNIT_HIGH, 2)
+
+
+@pytest.mark.parametrize(
+    ("level", "num_resamples", "message"),
+    [
+        (0.0, 100, r"level=0\.0 must lie in \(0, 1\)"),
+        (1.0, 100, r"level=1\.0 must lie in \(0, 1\)"),
+        (-0.5, 100, r"level=-0\.5 must lie"),
+        (1.5, 100, r"level=1\.5 must lie"),
+        (0.95, 0, r"num_resamples=0 be >= 1"),
+        (0.95, -3, r"num_resamples=-3 be >= 1"),
+    ],
+)
+def test_bootstrap_intervals_refuse_bad_level_or_resamples(level: float, num_resamples: int, message: str) -> None:
+    # bootstrap_ci checks before its one-value shortcut, so a single value is refused too.
+    for values in ([0.3], [0.0, 1.0]):
+        with pytest.raises(ValueError, match=message):
+            bootstrap_ci(values, num_resamples=num_resamples, level=level)
+    with pytest.raises(ValueError, match=message):
+        bootstrap_difference_ci([0.0, 1.0], [0.5], num_resamples=num_resamples, level=level)
+
+
+def test_bootstrap_intervals_accept_the_edges_inside_the_limits() -> None:
+    # One resample of a constant group is that constant; a level near 1 or 0 still gives an ordered interval.
+    assert bootstrap_ci([2.0, 2.0], num_resamples=1) == (2.0, 2.0)
+    assert bootstrap_difference_ci([2.0], [0.5], num_resamples=1) == (1.5, 1.5)
+    lo, hi = bootstrap_ci([0.0, 1.0], num_resamples=500, level=0.999)
+    assert 0.0 <= lo <= hi <= 1.0
+    lo, hi = bootstrap_difference_ci([0.0, 1.0], [0.0, 1.0], num_resamples=500, level=1e-6)
+    assert -1.0 <= lo <= hi <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("values_a", "values_b", "message"),
+    [
+        ([], [1.0], r"got \[\], \[1\.0\]"),
+        ([1.0], [], r"got \[1\.0\], \[\]"),
+        ([[1.0, 2.0]], [1.0], r"got \[\[1\.0, 2\.0\]\]"),
+        ([1.0], np.ones((2, 2)), r"got \[1\.0\], \[\[1\. 1\.\]"),
+        ([1.0, math.nan], [1.0], r"got \[1\.0, nan\]"),
+        ([1.0], [math.inf, 2.0], r"got \[1\.0\], \[inf, 2\.0\]"),
+    ],
+)
+def test_bootstrap_difference_ci_refuses_empty_2d_or_non_finite_groups(
+    values_a: object, values_b: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=r"bootstrap_difference_ci needs non-empty 1-D finite arrays, " + message):
+        bootstrap_difference_ci(values_a, values_b)  # type: ignore[arg-type]
+
+
 def test_diversity_config_names_the_bad_field() -> None:
     with pytest.raises(ConfigError, match=r"diversity\.episodes_per_state"):
         DiversityConfig(episodes_per_state=1)

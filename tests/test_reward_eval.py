@@ -179,6 +179,57 @@ def test_folder_round_trip_and_label_errors(tmp_path: Path) -> None:
         load_folder(tmp_path / "bad")
 
 
+def _aligned_fields() -> dict[str, object]:
+    """Every field of a two-trajectory LabelledSet, aligned: "a" has 3 frames, "b" has 2."""
+    videos = [np.zeros((3, 2, 2, 3), np.uint8), np.zeros((2, 2, 2, 3), np.uint8)]
+    return {
+        "videos": videos, "success": np.array([True, False]), "task_ids": np.zeros(2, dtype=np.int64),
+        "names": ["a", "b"], "kinds": ["success", "stall"], "stages": np.array([4, 1]),
+        "frame_stages": [np.array([0, 2, 4]), np.array([0, 1])],
+        "gripper_pos": [np.zeros((3, 3), np.float32), np.zeros((2, 3), np.float32)],
+        "object_pos": [np.zeros((3, 3), np.float32), np.zeros((2, 3), np.float32)],
+    }
+
+
+def test_aligned_labelled_set_is_accepted() -> None:
+    data = LabelledSet(**_aligned_fields())  # type: ignore[arg-type]
+    first = data.head(1)
+    assert first.names == ["a"] and first.kinds == ["success"]
+    assert first.stages is not None and first.stages.tolist() == [4]
+    assert first.frame_stages is not None and first.frame_stages[0].tolist() == [0, 2, 4]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    # The per-trajectory arrays must each hold one entry per video.
+    ("success", np.array([True, False, True]), r"2 videos but success \(3,\), task_ids \(2,\), 2 names"),
+    ("success", np.array([[True], [False]]), r"2 videos but success \(2, 1\)"),
+    ("task_ids", np.zeros(1, dtype=np.int64), r"2 videos but success \(2,\), task_ids \(1,\), 2 names"),
+    ("names", ["a", "b", "c"], r"task_ids \(2,\), 3 names"),
+    ("kinds", ["success"], r"labelled set: 2 videos but 1 kinds"),
+    ("kinds", ["success", "stall", "drop"], r"labelled set: 2 videos but 3 kinds"),
+    ("stages", np.array([4, 1, 0]), r"labelled set: 2 videos but stages of shape \(3,\)"),
+    ("stages", np.array([[4], [1]]), r"labelled set: 2 videos but stages of shape \(2, 1\)"),
+    # A list of per-frame arrays must hold one array per video ...
+    ("frame_stages", [np.array([0, 2, 4])], r"labelled set: 2 videos but 1 frame_stages arrays"),
+    ("gripper_pos", [np.zeros((3, 3))] * 3, r"labelled set: 2 videos but 3 gripper_pos arrays"),
+    ("object_pos", [], r"labelled set: 2 videos but 0 object_pos arrays"),
+    # ... and each array one row per frame of its video.
+    ("frame_stages", [np.array([0, 2]), np.array([0, 1])],
+     r"a: frame_stages must have shape \(3,\) \(one row per frame\), got \(2,\)"),
+    ("frame_stages", [np.array([0, 2, 4]), np.zeros((2, 1))],
+     r"b: frame_stages must have shape \(2,\) \(one row per frame\), got \(2, 1\)"),
+    ("gripper_pos", [np.zeros((3, 3)), np.zeros((2, 2))],
+     r"b: gripper_pos must have shape \(2, 3\) \(one row per frame\), got \(2, 2\)"),
+    ("object_pos", [np.zeros(3), np.zeros((2, 3))],
+     r"a: object_pos must have shape \(3, 3\) \(one row per frame\), got \(3,\)"),
+])
+def test_misaligned_labelled_set_names_the_bad_field(field: str, value: object, message: str) -> None:
+    fields = _aligned_fields()
+    fields[field] = value
+    with pytest.raises(ValueError, match=message):
+        LabelledSet(**fields)  # type: ignore[arg-type]
+
+
 def test_reward_eval_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _synthetic_set()
     save_folder(data, tmp_path / "set")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from srpo.reward.quality import (
     js_divergence,
     mmd_rbf,
     monotonicity,
+    prefix_lengths,
     spearman,
     spearman_vs_time,
     stage_at_cuts,
@@ -117,3 +119,80 @@ def test_failure_curve_progress_hand_computed():
     assert math.isnan(failure_curve_progress(np.asarray([0.1, 0.2]), np.asarray([0, 1]))[2])
     with pytest.raises(ValueError, match="non-decreasing"):
         failure_curve_progress(np.asarray([0.1, 0.2]), np.asarray([1, 0]))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda bad: spearman_vs_time(bad), r"curve must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: monotonicity(bad), r"curve must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: mmd_rbf(bad, np.ones(2)), r"x must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: mmd_rbf(np.ones(2), bad), r"y must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: js_divergence(np.ones(2), bad), r"y must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: standardized_mean_difference(bad, np.ones(2)), r"x must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: auroc(bad, np.ones(2)), r"positive must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: auroc(np.ones(2), bad), r"negative must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: spearman(np.ones(4), bad), r"y must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: failure_curve_progress(bad, np.ones(4)), r"curve must be 1-D, got shape \(2, 2\)"),
+        (lambda bad: failure_curve_progress(np.ones(4), bad), r"stages must be 1-D, got shape \(2, 2\)"),
+    ],
+)
+def test_metrics_refuse_an_argument_that_is_not_1d(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(np.ones((2, 2)))
+
+
+def test_a_scalar_is_not_1d_either():
+    with pytest.raises(ValueError, match=r"x must be 1-D, got shape \(\)"):
+        mmd_rbf(np.float64(0.5), np.ones(2))
+
+
+@pytest.mark.parametrize("bandwidth", [0.0, -1.5])
+def test_mmd_refuses_a_non_positive_bandwidth(bandwidth):
+    with pytest.raises(ValueError, match=r"bandwidth must be > 0, got " + re.escape(str(bandwidth))):
+        mmd_rbf(np.asarray([0.0]), np.asarray([1.0]), bandwidth=bandwidth)
+    # Just above 0 the kernel between 0 and 1 vanishes: MMD² = 1 + 1 − 0.
+    assert mmd_rbf(np.asarray([0.0]), np.asarray([1.0]), bandwidth=1e-3) == pytest.approx(math.sqrt(2.0))
+
+
+@pytest.mark.parametrize("num_bins", [0, -4])
+def test_js_refuses_fewer_than_one_bin(num_bins):
+    with pytest.raises(ValueError, match=rf"num_bins must be >= 1, got {num_bins}"):
+        js_divergence(np.asarray([0.0]), np.asarray([1.0]), num_bins=num_bins)
+    # One bin is allowed: every value falls in it, the histograms agree, JS = 0.
+    assert js_divergence(np.asarray([0.0]), np.asarray([1.0]), num_bins=1) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("frame_stages", "message"),
+    [
+        (np.asarray([], dtype=np.int64), r"frame_stages must be a non-empty 1-D array, got shape \(0,\)"),
+        (np.zeros((2, 3), dtype=np.int64), r"frame_stages must be a non-empty 1-D array, got shape \(2, 3\)"),
+        (np.int64(2), r"frame_stages must be a non-empty 1-D array, got shape \(\)"),
+    ],
+)
+def test_stage_at_cuts_refuses_empty_or_non_1d_stages(frame_stages, message):
+    with pytest.raises(ValueError, match=message):
+        stage_at_cuts(frame_stages, np.asarray([1]))
+    # A single frame is enough.
+    assert stage_at_cuts(np.asarray([2]), np.asarray([1])).tolist() == [2]
+
+
+@pytest.mark.parametrize(
+    ("curve", "stages", "message"),
+    [
+        ([0.1, 0.2, 0.3], [0, 1], r"got shapes \(3,\) and \(2,\)"),
+        ([0.1, 0.2], [0, 1, 1], r"got shapes \(2,\) and \(3,\)"),
+    ],
+)
+def test_failure_curve_progress_refuses_unpaired_curve_and_stages(curve, stages, message):
+    with pytest.raises(ValueError, match=r"curve and stages must pair up, " + message):
+        failure_curve_progress(np.asarray(curve), np.asarray(stages))
+
+
+@pytest.mark.parametrize(("num_frames", "num_cuts"), [(0, 3), (5, 0), (-1, 2), (0, 0)])
+def test_prefix_lengths_refuses_no_frames_or_no_cuts(num_frames, num_cuts):
+    with pytest.raises(ValueError, match=rf"num_cuts >= 1, got {num_frames}, {num_cuts}"):
+        prefix_lengths(num_frames, num_cuts)
+    # The smallest valid call: one frame, one cut.
+    assert prefix_lengths(1, 1).tolist() == [1]
