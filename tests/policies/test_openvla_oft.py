@@ -11,6 +11,7 @@ import torch
 from policy_helpers import make_batch
 from torch import nn
 
+from srpo.config.base import ConfigError
 from srpo.errors import InputFileError
 from srpo.policies.base import PolicyInput
 from srpo.policies.openvla_oft import (
@@ -135,8 +136,27 @@ def test_norm_stats_unnormalise_and_invert_the_gripper(tmp_path: Path) -> None:
     assert a[0] == pytest.approx(0.5 * (centre0 + 1) * 1.0 - 0.5, abs=1e-6)
     assert a[1] == pytest.approx(0.5 * (1 - 1 / 255 + 1) * 0.8 - 0.4, abs=1e-6)
     assert a[6] == -1.0  # model value ≈ 1 (open in OpenVLA's data) → env −1 (open)
-    with pytest.raises(KeyError, match="libero_spatial_no_noops"):
+    with pytest.raises(ConfigError, match=r"unnorm_key='bridge_orig' is not in .*\['libero_spatial_no_noops'\]"):
         load_norm_stats(tmp_path, "bridge_orig")
+
+
+@pytest.mark.parametrize(("stats", "error", "pattern"), [
+    ({"a": {"action": {"q01": [0.0] * 7, "q99": [1.0] * 7}}, "b": {}}, "config",
+     r"holds several datasets \['a', 'b'\]: set policy\.unnorm_key"),
+    ("[1, 2]", "file", r"must map dataset names to their statistics"),
+    ("{\"a\": ", "file", r"is not valid JSON"),
+    ({"a": {"action": {"q01": [0.0] * 7}}}, "file", r"\['a'\] needs action\.q01 and action\.q99 .*KeyError: 'q99'"),
+    ({"a": {"actions": {}}}, "file", r"KeyError: 'action'"),
+    ({"a": {"action": {"q01": [0.0] * 7, "q99": [1.0] * 7, "mask": [True] * 5 + [False] * 2}}}, "file",
+     r"more than one un-normalised dimension \[5, 6\]"),
+    ({"a": {"action": {"q01": [1.0] * 7, "q99": [0.0] * 7}}}, "file", r"\['a'\]: q99 must be >= q01"),
+])
+def test_damaged_norm_stats_name_the_file_and_the_fix(tmp_path: Path, stats: object, error: str,
+                                                       pattern: str) -> None:
+    text = stats if isinstance(stats, str) else json.dumps(stats)
+    (tmp_path / "dataset_statistics.json").write_text(text)
+    with pytest.raises(ConfigError if error == "config" else InputFileError, match=pattern):
+        load_norm_stats(tmp_path, None)
 
 
 def test_center_crop_keeps_shape_and_zooms_in() -> None:

@@ -99,28 +99,42 @@ def load_norm_stats(checkpoint_dir: str | Path, unnorm_key: str | None) -> Actio
     """Action tokenizer from the checkpoint's dataset_statistics.json (q01/q99, mask → gripper dim).
 
     Raises:
-        FileNotFoundError / KeyError: The file or the key is missing; the message lists the available keys.
+        InputFileError: The file is missing, not JSON, or its entry lacks or mangles the action stats.
+        ConfigError: `unnorm_key` is not in the file, or is None and the file holds several datasets; the
+            message lists the available keys.
     """
     path = Path(checkpoint_dir) / "dataset_statistics.json"
     if not path.is_file():
         raise InputFileError(f"{path} is missing: OpenVLA checkpoints carry their action norm stats there")
-    stats = json.loads(path.read_text())
+    try:
+        stats = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputFileError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(stats, dict) or not stats:
+        raise InputFileError(f"{path} must map dataset names to their statistics, got {stats!r:.80}")
     if unnorm_key is None:
         if len(stats) != 1:
-            raise KeyError(f"{path} holds several datasets {sorted(stats)}: set policy.unnorm_key to one of them")
+            raise ConfigError(f"{path} holds several datasets {sorted(stats)}: set policy.unnorm_key to one of them")
         unnorm_key = next(iter(stats))
     if unnorm_key not in stats:
-        raise KeyError(f"policy.unnorm_key={unnorm_key!r} not in {path}: choose one of {sorted(stats)}")
-    action = stats[unnorm_key]["action"]
-    q01 = np.asarray(action["q01"], dtype=np.float64)
-    q99 = np.asarray(action["q99"], dtype=np.float64)
-    mask = np.asarray(action.get("mask", [True] * (len(q01) - 1) + [False]), dtype=bool)
+        raise ConfigError(f"policy.unnorm_key={unnorm_key!r} is not in {path}: choose one of {sorted(stats)}")
+    try:
+        action = stats[unnorm_key]["action"]
+        q01 = np.asarray(action["q01"], dtype=np.float64)
+        q99 = np.asarray(action["q99"], dtype=np.float64)
+        mask = np.asarray(action.get("mask", [True] * (len(q01) - 1) + [False]), dtype=bool)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputFileError(f"{path}[{unnorm_key!r}] needs action.q01 and action.q99 lists of numbers: "
+                             f"{type(err).__name__}: {err}") from err
     unmasked = np.flatnonzero(~mask)
     if len(unmasked) > 1:
-        raise ValueError(f"{path}[{unnorm_key}]: more than one un-normalised dimension {unmasked.tolist()}")
+        raise InputFileError(f"{path}[{unnorm_key!r}]: more than one un-normalised dimension {unmasked.tolist()}")
     gripper = int(unmasked[0]) if len(unmasked) else None
-    return ActionTokenizer(q01=q01, q99=q99, num_bins=DEFAULT_NUM_BINS, gripper_dim=gripper,
-                           gripper_convention="openvla")
+    try:
+        return ActionTokenizer(q01=q01, q99=q99, num_bins=DEFAULT_NUM_BINS, gripper_dim=gripper,
+                               gripper_convention="openvla")
+    except ValueError as err:
+        raise InputFileError(f"{path}[{unnorm_key!r}]: {err}") from err
 
 
 class OpenVLAOFTPolicy(TrainablePolicy):
