@@ -288,3 +288,16 @@ def test_srpo_diversity_rejects_a_directory_without_checkpoints(
 ) -> None:
     assert cli.main(["diversity", str(tmp_path)]) == 2
     assert "not an srpo run directory" in capsys.readouterr().err
+
+
+def test_srpo_diversity_needs_a_trained_run_and_at_least_one(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from srpo.config.train import load_config, save_config
+    from srpo.diversity_eval import run_diversity
+    from srpo.errors import SrpoError
+
+    save_config(load_config(preset="tabletop"), tmp_path / "config.yaml")  # configured, never trained
+    assert cli.main(["diversity", str(tmp_path)]) == 2
+    assert "has no complete checkpoint (ckpt-*/): train it first with `srpo train`" in capsys.readouterr().err
+    with pytest.raises(SrpoError, match="give at least one RUN_DIR"):
+        run_diversity([], DiversityConfig(out_dir=str(tmp_path / "out")), show_progress=False)

@@ -88,6 +88,19 @@ def test_record_writes_the_rollouts(tmp_path: Path) -> None:
                        show_progress=False)
 
 
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"episodes_per_task": 0}, r"--episodes-per-task \(0\) and --batch-episodes \(2\) must be >= 1"),
+    ({"batch_episodes": 0}, r"--episodes-per-task \(3\) and --batch-episodes \(0\) must be >= 1"),
+    ({"temperature": 0.0}, r"--temperature 0\.0 is invalid: set it to a float > 0"),
+])
+def test_record_refuses_bad_arguments_before_writing(tmp_path: Path, kwargs: dict[str, float], match: str) -> None:
+    cfg = load_config(preset="tabletop", overrides=TINY_RECORD)
+    args = {"episodes_per_task": 3, "temperature": 1.0, "batch_episodes": 2, **kwargs}
+    with pytest.raises(SrpoError, match=match):
+        record_dataset(cfg, tmp_path / "rec", show_progress=False, **args)  # type: ignore[arg-type]
+    assert not (tmp_path / "rec").exists()
+
+
 def test_trajectory_to_episode_pads_the_last_chunk() -> None:
     from srpo.types import Trajectory
 
