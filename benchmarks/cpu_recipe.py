@@ -26,25 +26,34 @@ RESULTS = Path(__file__).resolve().parent / "results" / "cpu_recipes.json"
 
 LEAN_START = ["env.libero.render_quality=lean",
               "policy.checkpoint=checkpoints/compact_libero_spatial_sft_lean/final"]
+# The preset until 2026-12-06 (8 steps of groups 4 x 2 prompts from the shipped start under `fast` frames, one epoch
+# of 2 mini-batches at lr 2e-5, token-mean): the base of every recipe measured before then, so that each recorded
+# recipe still runs what it ran.
+PRESET_DEC05 = ["env.libero.render_quality=fast", "policy.checkpoint=checkpoints/compact_libero_spatial_sft/final",
+                "num_steps=8", "algo.group_size=4", "algo.num_prompts_per_step=2", "algo.num_minibatches=2",
+                "algo.lr=2e-5", "algo.ppo_epochs=1", "algo.aggregation=token-mean"]
 # Overrides on top of `--preset cpu`; "preset" is the preset as shipped.
 RECIPES: dict[str, list[str]] = {
     "preset": [],
-    # The recipe the main job shipped with before (lr 1e-4, T 1.0, no KL, no memory, 4 steps).
-    "old": ["algo.lr=1e-4", "algo.temperature=1.0", "algo.kl_coef=0.0", "reward.memory_size=0", "num_steps=4"],
-    # Larger steps: the preset with 3× the learning rate.
-    "lr6e-5": ["algo.lr=6e-5"],
-    # Updates sized for PPO's trust region: the preset's steps moved the policy by approx KL ~1e-4 with clip
+    # The preset before 2026-12-06 (cpu_recipes.json, cpu_recipes_fixed.json, cpu_recipes_skip.json).
+    "preset_dec05": PRESET_DEC05,
+    # The recipe the main job shipped with before that (lr 1e-4, T 1.0, no KL, no memory, 4 steps).
+    "old": [*PRESET_DEC05, "algo.lr=1e-4", "algo.temperature=1.0", "algo.kl_coef=0.0", "reward.memory_size=0",
+            "num_steps=4"],
+    # Larger steps: the Dec-05 preset with 3× the learning rate.
+    "lr6e-5": [*PRESET_DEC05, "algo.lr=6e-5"],
+    # Updates sized for PPO's trust region: the Dec-05 preset's steps moved the policy by approx KL ~1e-4 with clip
     # fraction ~0; 2.5x the learning rate and 4 epochs over each batch give ~4e-3 per step.
-    "lr5e-5_ppo4": ["algo.lr=5e-5", "algo.ppo_epochs=4"],
+    "lr5e-5_ppo4": [*PRESET_DEC05, "algo.lr=5e-5", "algo.ppo_epochs=4"],
     # Binary outcome reward from the same start (only the reward differs).
-    "grpo": ["algo_name=grpo"],
+    "grpo": [*PRESET_DEC05, "algo_name=grpo"],
     # The start behaviour-cloned on lean frames, under lean frames; then also groups of 8 and 12 steps (3x the
     # episodes, still < 20 min).
-    "lean_start": LEAN_START,
-    "lean_start_g8x12": [*LEAN_START, "algo.group_size=8", "num_steps=12"],
+    "lean_start": [*PRESET_DEC05, *LEAN_START],
+    "lean_start_g8x12": [*PRESET_DEC05, *LEAN_START, "algo.group_size=8", "num_steps=12"],
     # The long runs' recipe (docs/libero_runs.md, "fourth run"; all four seeds rose by step 10) cut to the steps
     # that fit the main job's ~20 min: 32 episodes a step, 4 epochs x 4 mini-batches at lr 5e-5, each
-    # trajectory weighted equally in the loss.
+    # trajectory weighted equally in the loss. The preset since 2026-12-06 (cpu_recipes_b32.json).
     "b32_trajmean_s4": [*LEAN_START, "algo.group_size=8", "algo.num_prompts_per_step=4", "algo.num_minibatches=4",
                         "algo.lr=5e-5", "algo.ppo_epochs=4", "algo.aggregation=traj-mean-token-mean",
                         "num_steps=4"],
@@ -115,7 +124,25 @@ def run_one(name: str, overrides: list[str], seed: int, root: Path, log_dir: Pat
         "change_ci95": difference_interval(k0, n0, k1, n1),
         "rollout_success_per_step": [r["rollout/success_rate"] for r in train],
         "num_failures_shaped_per_step": [r.get("reward/num_failures_shaped") for r in train],
+        **paired_before_after(run_dir, last["step"]),
     }
+
+
+def paired_before_after(run_dir: Path, last_step: int) -> dict[str, Any]:
+    """The after-evaluation against the before-evaluation episode by episode (same task and init state), from the
+    run's steps/eval_*.npz: {"episode_pairs": [[task, state, before, after], ...], "paired_change": difference,
+    bootstrap interval over the pairs, episodes only one evaluation won, exact McNemar p}; {} for runs without
+    the arrays."""
+    from run_diagnostics import keyed_episode_pairs
+    from srpo.evaluate import paired_success_difference
+    from srpo.run_dir import read_eval_arrays
+
+    evals = read_eval_arrays(run_dir)
+    if 0 not in evals or last_step not in evals:
+        return {}
+    keyed = keyed_episode_pairs(evals[0], evals[last_step])
+    return {"episode_pairs": [[task, state, b, a] for (task, state), b, a in keyed],
+            "paired_change": paired_success_difference([(b, a) for _, b, a in keyed])}
 
 
 def recipe_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -128,9 +155,11 @@ def recipe_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         {"num_runs", "mean_change", "min_change", "max_change", "mean_wall_min", "pooled_before": [k, n],
-        "pooled_after": [k, n], "pooled_change", "pooled_change_ci95": Newcombe 95 % interval}.
+        "pooled_after": [k, n], "pooled_change", "pooled_change_ci95": Newcombe 95 % interval, and when every run
+        kept its episodes "paired_pooled": the same change paired by task and init state, with a bootstrap over
+        the states (`srpo.evaluate.clustered_paired_difference`)}.
     """
-    from srpo.evaluate import difference_interval
+    from srpo.evaluate import clustered_paired_difference, difference_interval
 
     if not runs:
         raise ValueError("recipe_summary needs at least one run")
@@ -141,10 +170,17 @@ def recipe_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     else:
         k0, n0 = sum(r["before"]["successes"] for r in runs), sum(r["before"]["episodes"] for r in runs)
     k1, n1 = sum(r["after"]["successes"] for r in runs), sum(r["after"]["episodes"] for r in runs)
-    return {"num_runs": len(runs), "mean_change": sum(changes) / len(changes), "min_change": min(changes),
-            "max_change": max(changes), "mean_wall_min": sum(r["wall_s"] for r in runs) / len(runs) / 60,
-            "pooled_before": [k0, n0], "pooled_after": [k1, n1], "pooled_change": k1 / n1 - k0 / n0,
-            "pooled_change_ci95": list(difference_interval(k0, n0, k1, n1))}
+    out = {"num_runs": len(runs), "mean_change": sum(changes) / len(changes), "min_change": min(changes),
+           "max_change": max(changes), "mean_wall_min": sum(r["wall_s"] for r in runs) / len(runs) / 60,
+           "pooled_before": [k0, n0], "pooled_after": [k1, n1], "pooled_change": k1 / n1 - k0 / n0,
+           "pooled_change_ci95": list(difference_interval(k0, n0, k1, n1))}
+    if all("episode_pairs" in r for r in runs):
+        # Every run's after-episode against its own before-episode of the same (task, init state); a state is
+        # played once per run, so its pairs are one cluster of the bootstrap (an easy state stays easy).
+        pairs = [p for r in runs for p in r["episode_pairs"]]
+        out["paired_pooled"] = clustered_paired_difference([(b, a) for _, _, b, a in pairs],
+                                                           [(task, state) for task, state, _, _ in pairs])
+    return out
 
 
 def main() -> None:

@@ -47,3 +47,34 @@ def test_every_recipe_is_a_valid_cpu_config() -> None:
     lean = load_config(preset="cpu", overrides=bench.RECIPES["lean_start_g8x12"])
     assert lean.env.libero.render_quality == "lean" and lean.policy.checkpoint.endswith("sft_lean/final")
     assert lean.algo.group_size == 8 and lean.num_steps == 12 and lean.algo.num_prompts_per_step == 2
+
+
+def _write_eval(run_dir, step: int, success: list[bool]) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    (run_dir / "steps").mkdir(exist_ok=True)
+    n = len(success)
+    np.savez(run_dir / "steps" / f"eval_{step:06d}.npz", task_ids=np.arange(n) % 2,
+             init_state_ids=30 + np.arange(n) // 2, success=np.asarray(success), finish_step=np.zeros(n, np.int64))
+
+
+def test_before_and_after_are_paired_episode_by_episode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _write_eval(tmp_path, 0, [True, False, False, False])
+    _write_eval(tmp_path, 4, [True, True, True, False])
+    out = bench.paired_before_after(tmp_path, 4)
+    assert out["episode_pairs"] == [[0, 30, True, True], [0, 31, False, True], [1, 30, False, True],
+                                    [1, 31, False, False]]
+    change = out["paired_change"]
+    assert change["difference"] == pytest.approx(0.5) and (change["b_only"], change["a_only"]) == (2, 0)
+    assert bench.paired_before_after(tmp_path, 8) == {}  # no after-evaluation on disk: nothing to pair
+
+
+def test_pooled_paired_change_clusters_by_state() -> None:
+    # Two runs over the same two states: state (0, 30) gains in both runs, (1, 30) in neither.
+    a = {**_run((0, 2), (1, 2)), "episode_pairs": [[0, 30, False, True], [1, 30, False, False]]}
+    b = {**_run((0, 2), (1, 2)), "episode_pairs": [[0, 30, False, True], [1, 30, True, True]]}
+    paired = bench.recipe_summary([a, b])["paired_pooled"]
+    assert paired["difference"] == pytest.approx(0.5) and paired["num_clusters"] == 2 and paired["num_pairs"] == 4
+    low, high = paired["ci95"]
+    assert low == pytest.approx(0.0) and high == pytest.approx(1.0)  # resampling the 2 states: 0, 0.5 or 1
+    assert "paired_pooled" not in bench.recipe_summary([a, _run((0, 2), (1, 2))])  # an older run without pairs

@@ -268,22 +268,21 @@ def tabletop_preset() -> TrainConfig:
 
 
 def cpu_preset() -> TrainConfig:
-    """The README's main job: two LIBERO-Spatial tasks, the compact VLA from its SFT checkpoint, the offline
-    EfficientNet-lite0 encoder, small groups; ~20 min on 2 cores.
+    """The README's main job: two LIBERO-Spatial tasks, the compact VLA from its SFT checkpoint cloned on `lean`
+    frames, the offline EfficientNet-lite0 encoder; 4 steps of 32 episodes, ~20 min on 2 cores.
 
-    The recipe was chosen by reasoning from one recorded run of the earlier recipe, which made the policy worse;
-    benchmarks/cpu_recipe.py is the measurement that checks it over fresh runs (docs/libero_runs.md "Choosing the cpu
-    recipe" says what has been measured). The aim is a run that does not make the policy worse on held-out
-    states, so small steps (lr 2e-5) held near the SFT policy (KL 0.05), sampling at T = 0.7 (at T = 1.0 the
-    SFT policy succeeded in 2 of 32 rollouts against 25 % greedy, so most batches had no success and no
-    signal), and a memory bank of earlier successes so that a batch without one still ranks its failures.
-    Evaluation uses 20 held-out init states per task (40 episodes; training never sees states 30-49).
-    LIBERO renders `fast` frames. A start cloned on `lean` frames (checkpoints/compact_libero_spatial_sft_lean)
-    starts higher but did not end above its start on average in short runs (README), so it is not the default.
+    Chosen by measurement (benchmarks/cpu_recipe.py, recipe "b32_trajmean_s4"; docs/libero_runs.md "Choosing the cpu
+    recipe"): the long runs' recipe, cut to the steps that fit the budget. Each step samples 4 prompts × groups of 8
+    at T = 0.7 and takes 4 epochs × 4 mini-batches at lr 5e-5 (PPO's trust region: the earlier recipe's steps moved
+    the policy by approx KL ~1e-4 with no clipping), every episode weighted the same in the loss
+    (traj-mean-token-mean: under token-mean, failures that run to the time limit outweigh successes and push the
+    sampled tokens down), near the SFT policy (KL 0.05), with a memory bank of earlier successes for a batch
+    without one. The start was behaviour-cloned on the `lean` frames it is rolled out on. Evaluation uses 20
+    held-out init states per task (40 episodes; training never sees states 30-49).
     """
     return TrainConfig(
         run_dir="runs/cpu",
-        num_steps=8,
+        num_steps=4,
         torch_num_threads=1,
         eval_every=0,
         num_eval_episodes_per_task=20,
@@ -291,16 +290,17 @@ def cpu_preset() -> TrainConfig:
         env=EnvConfig(
             kind="libero",
             libero=LiberoConfig(suite="libero_spatial", task_ids=(0, 1), image_size=128, embed_image_size=128,
-                                num_train_init_states=30, num_eval_init_states=20, render_quality="fast"),
+                                num_train_init_states=30, num_eval_init_states=20, render_quality="lean"),
         ),
         # Timeouts well above the defaults: on a shared, oversubscribed 2-core machine building a LIBERO env took
         # over the default 300 s of wall time, and a worker killed for it rebuilt the env from scratch, in a loop.
         rollout=RolloutConfig(num_workers=2, num_envs_per_worker=4, step_timeout_s=120.0, reset_timeout_s=1800.0),
-        policy=PolicyConfig(checkpoint="checkpoints/compact_libero_spatial_sft/final", image_size=128),
+        policy=PolicyConfig(checkpoint="checkpoints/compact_libero_spatial_sft_lean/final", image_size=128),
         encoder=EncoderConfig(name="efficientnet", num_frames=16, dtype="float32", device="cpu"),
         reward=RewardConfig(memory_size=8),
-        algo=AlgoConfig(group_size=4, num_prompts_per_step=2, temperature=0.7, lr=2e-5, kl_coef=0.05,
-                        num_minibatches=2, filter_low=0.0, filter_high=1.0, max_sampling_rounds=1),
+        algo=AlgoConfig(group_size=8, num_prompts_per_step=4, temperature=0.7, lr=5e-5, kl_coef=0.05, ppo_epochs=4,
+                        num_minibatches=4, aggregation="traj-mean-token-mean", filter_low=0.0, filter_high=1.0,
+                        max_sampling_rounds=1),
     )
 
 
