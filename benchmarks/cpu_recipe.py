@@ -57,6 +57,9 @@ RECIPES: dict[str, list[str]] = {
     "b32_trajmean_s4": [*LEAN_START, "algo.group_size=8", "algo.num_prompts_per_step=4", "algo.num_minibatches=4",
                         "algo.lr=5e-5", "algo.ppo_epochs=4", "algo.aggregation=traj-mean-token-mean",
                         "num_steps=4"],
+    # The preset with the binary outcome reward (GRPO): the same start, batches and updates; only the reward
+    # differs, so its runs pair with the preset's of the same seed episode by episode.
+    "grpo_b32": ["algo_name=grpo"],
 }
 
 
