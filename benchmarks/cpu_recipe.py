@@ -186,12 +186,35 @@ def recipe_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def paired_between(base: list[dict[str, Any]], other: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """other − base held-out success after training, over the seeds both recipes ran, paired by seed, task and init
+    state (the two runs of a seed start from the same policy and play the same states), with a bootstrap over the
+    init states (`srpo.evaluate.clustered_paired_difference`); None when they share no seed with episodes kept.
+
+    Args:
+        base, other: `run_one` records of two recipes (each with "seed" and "episode_pairs").
+    """
+    from srpo.evaluate import clustered_paired_difference
+
+    after = {(r["seed"], t, s): a for r in base if "episode_pairs" in r for t, s, _, a in r["episode_pairs"]}
+    keyed = [((t, s), after[(r["seed"], t, s)], a) for r in other if "episode_pairs" in r
+             for t, s, _, a in r["episode_pairs"] if (r["seed"], t, s) in after]
+    if not keyed:
+        return None
+    seeds = sorted({r["seed"] for r in other if "episode_pairs" in r}
+                   & {r["seed"] for r in base if "episode_pairs" in r})
+    return {"seeds": seeds, **clustered_paired_difference([(b, o) for _, b, o in keyed], [k for k, _, _ in keyed])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", nargs="+", default=["preset"], choices=sorted(RECIPES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--root", type=Path, default=Path("runs/cpu_recipe"))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--baseline", choices=sorted(RECIPES), default=None,
+                        help="also give every other recipe's held-out success after training minus this one's, "
+                             "paired by seed and episode (summary[recipe]['vs_<baseline>'])")
     args = parser.parse_args()
     use_headless_gl()
 
@@ -209,6 +232,13 @@ def main() -> None:
                   f"{result['change']:>+9.3f} [{low:+.3f}, {high:+.3f}]{result['wall_s'] / 60:>10.1f}", flush=True)
             summary = {recipe: recipe_summary([r for (n, _), r in runs.items() if n == recipe])
                        for recipe in sorted({r for r, _ in runs})}
+            if args.baseline in summary:
+                base = [r for (n, _), r in runs.items() if n == args.baseline]
+                for recipe in summary:
+                    if recipe != args.baseline:
+                        vs = paired_between(base, [r for (n, _), r in runs.items() if n == recipe])
+                        if vs is not None:
+                            summary[recipe][f"vs_{args.baseline}"] = vs
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps({"recipes": {k: RECIPES[k] for k in summary}, "summary": summary,
                                             "runs": sorted(runs.values(), key=lambda r: (r["recipe"], r["seed"])),

@@ -78,3 +78,14 @@ def test_pooled_paired_change_clusters_by_state() -> None:
     low, high = paired["ci95"]
     assert low == pytest.approx(0.0) and high == pytest.approx(1.0)  # resampling the 2 states: 0, 0.5 or 1
     assert "paired_pooled" not in bench.recipe_summary([a, _run((0, 2), (1, 2))])  # an older run without pairs
+
+
+def test_two_recipes_are_paired_by_seed_and_state() -> None:
+    base = [{"seed": 0, "episode_pairs": [[0, 30, False, True], [1, 30, False, False]]},
+            {"seed": 1, "episode_pairs": [[0, 30, False, True], [1, 30, False, True]]}]
+    other = [{"seed": 0, "episode_pairs": [[0, 30, False, False], [1, 30, False, False]]},
+             {"seed": 2, "episode_pairs": [[0, 30, False, True], [1, 30, False, True]]}]  # seed 2: no partner
+    vs = bench.paired_between(base, other)
+    assert vs is not None and vs["seeds"] == [0]
+    assert vs["num_pairs"] == 2 and vs["difference"] == pytest.approx(-0.5) and vs["a_only"] == 1
+    assert bench.paired_between(base, [other[1]]) is None
