@@ -24,7 +24,7 @@ $(VENV)/.run-deps: $(VENV)/.test-deps
 
 venv: $(VENV)/.test-deps
 
-# The main job: SRPO on two LIBERO-Spatial tasks from the shipped SFT checkpoint, CPU defaults. LIBERO renders
+# The main job: SRPO on two LIBERO-Spatial tasks from the shipped lean-frame SFT checkpoint, CPU defaults. LIBERO renders
 # headless through Mesa's EGL (llvmpipe) on a machine without a GPU.
 run: $(VENV)/.run-deps
 	MUJOCO_GL=egl PYOPENGL_PLATFORM=egl $(BIN)/srpo train --preset cpu --report --run-dir runs/cpu-$$(date +%Y%m%d-%H%M%S)
