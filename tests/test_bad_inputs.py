@@ -249,6 +249,13 @@ CELLS: dict[str, tuple[Argv, str]] = {
         resume(lambda r: [truncate(c / "policy" / "model.safetensors") for c in sorted(r.glob("ckpt-*"))]),
         "model.safetensors is 100 bytes but its manifest says"),
     "resume-steps-zero": (resume(lambda r: None, "--steps", "0"), "num_steps=0 is invalid"),
+    "resume-trainer-state-missing": (
+        resume(lambda r: [(c / "trainer_state.pt").unlink() or strip_manifest(c) for c in sorted(r.glob("ckpt-*"))]),
+        "trainer_state.pt is missing: the checkpoint is incomplete"),
+    "resume-trainer-state-negative-step": (
+        resume(lambda r: [_torch_save(c / "trainer_state.pt", {"step": -1, "optimizer": {}, "torch_rng": 0})
+                          and strip_manifest(c) for c in sorted(r.glob("ckpt-*"))]),
+        "trainer_state.pt: step -1 is not a non-negative int"),
     # -- eval: checkpoints
     "eval-checkpoint-missing": (ev(lambda i, w: w / "nockpt"), "does not exist: run `srpo sft`"),
     "eval-checkpoint-truncated-weights": (ev(lambda i, w: _truncated_ckpt(i, w)),
@@ -278,6 +285,8 @@ CELLS: dict[str, tuple[Argv, str]] = {
                                             "did you mean"),
     "eval-episodes-zero": (lambda i, w: [*EVAL[:3], "--episodes", "0", "--checkpoint", str(i.checkpoint),
                                          "--out", str(w / "eval"), *sets()], "--episodes=0 is invalid"),
+    "eval-videos-negative": (lambda i, w: [*EVAL[:5], "--videos", "-1", "--checkpoint", str(i.checkpoint),
+                                           "--out", str(w / "eval"), *sets()], "--videos=-1 is invalid"),
     "eval-sample-temperature-zero": (lambda i, w: [*EVAL, "--sample-temperature", "0", "--checkpoint",
                                                    str(i.checkpoint), "--out", str(w / "eval"), *sets()],
                                      "temperature=0.0 is invalid for a sampled evaluation"),
@@ -315,6 +324,8 @@ CELLS: dict[str, tuple[Argv, str]] = {
     "score-batch-missing": (sc(lambda i, w: w / "none.npz"), "none.npz does not exist"),
     "score-batch-not-npz": (sc(lambda i, w: write(w / "b.npz", "a,b\n1,2\n")),
                             "b.npz is not a readable .npz file: not a zip archive of arrays"),
+    "score-batch-is-npy": (sc(lambda i, w: _npy_named_npz(w / "b.npz")),
+                           "b.npz is not a readable .npz file: not a zip"),
     "score-batch-truncated": (sc(lambda i, w: _truncated_copy(i.batch, w / "t.npz")), "t.npz is not a readable .npz"),
     "score-batch-missing-key": (sc(lambda i, w: batch_with(i, w, success=None)), "lacks success"),
     "score-batch-nan-embedding": (sc(lambda i, w: batch_with(i, w, embeddings=_with_nan(i))),
@@ -351,6 +362,12 @@ def _set_version(path: Path, version: int) -> None:
     meta = json.loads(path.read_text())
     meta["version"] = version
     path.write_text(json.dumps(meta))
+
+
+def _npy_named_npz(path: Path) -> Path:
+    with path.open("wb") as f:
+        np.save(f, np.zeros((2, 3), np.float32))  # np.load reads it back as one array, not an archive
+    return path
 
 
 def _torch_save(path: Path, obj: object) -> Path:

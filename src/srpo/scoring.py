@@ -39,13 +39,11 @@ def load_batch(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise BatchFileError(f"batch file {path} does not exist")
-    if path.is_dir() or not zipfile.is_zipfile(path):
+    if path.is_dir() or not zipfile.is_zipfile(path):  # also a bare .npy array: np.load would give no names
         raise BatchFileError(f"{path} is not a readable .npz file: not a zip archive of arrays (write one with "
                              "numpy.savez(path, embeddings=..., success=..., task_ids=..., group_ids=...))")
     try:
         with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):  # a bare .npy array, not an archive of named arrays
-                raise BatchFileError(f"{path} is a single .npy array; an .npz needs {', '.join(REQUIRED_KEYS)}")
             missing = [k for k in REQUIRED_KEYS if k not in data.files]
             if missing:
                 raise BatchFileError(
