@@ -123,6 +123,12 @@ def test_kl_reference_and_grpo_switch(tmp_path: Path):
         history = trainer.train()
     assert "loss/kl" in history[0] and np.isfinite(history[0]["loss/kl"])
     assert (Path(cfg.run_dir) / "reference_policy").is_dir()
+    # A resume must not rebuild the reference from the resumed (trained) policy: without the saved one, it stops.
+    import shutil
+
+    shutil.rmtree(Path(cfg.run_dir) / "reference_policy")
+    with pytest.raises(InputFileError, match="reference_policy is missing: the KL reference of this run cannot be"):
+        Trainer(replace(cfg, num_steps=2), resume=True, show_progress=False)
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

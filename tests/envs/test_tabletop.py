@@ -285,3 +285,16 @@ def test_config_rejects_invalid_values_naming_the_field():
         TabletopConfig(image_size=4)
     with pytest.raises(ConfigError, match=r"tabletop\.max_steps"):
         TabletopConfig(max_steps=0)
+
+
+def test_misuse_of_the_env_and_the_demo_split_is_refused() -> None:
+    from srpo.envs.tabletop import demo_layout_pool
+
+    env = TabletopEnv(CONFIG, 0)
+    with pytest.raises(RuntimeError, match="step called before reset"):
+        env.step(np.zeros(7), False, False)
+    env.reset(0)
+    with pytest.raises(ValueError, match="pass rng when noise_std > 0"):
+        tabletop_expert_action(env, 0.1)
+    with pytest.raises(ValueError, match="num_eval_init_states=50 leaves no training initial states out of 50"):
+        demo_layout_pool(CONFIG, 50)
