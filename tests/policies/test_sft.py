@@ -46,6 +46,17 @@ def test_select_demos_takes_first_successful_per_task() -> None:
     expected = r"task \('s', 0\) has 2 usable demos \(1 unsuccessful skipped\).*num_demos_per_task=3"
     with pytest.raises(InputFileError, match=expected):
         select_demos(demos, num_per_task=3)
+    with pytest.raises(InputFileError, match="no demonstrations given"):
+        select_demos([], num_per_task=1)
+
+
+def test_demos_without_steps_are_no_dataset() -> None:
+    from srpo.policies.tokenizer import ActionTokenizer
+    from srpo.sft import build_dataset
+
+    with pytest.raises(InputFileError, match="the selected demonstrations hold no steps"):
+        build_dataset([_demo(0, steps=0), _demo(1, steps=0)], ActionTokenizer.identity(), chunk_size=4)
+    assert len(build_dataset([_demo(0, steps=0), _demo(1)], ActionTokenizer.identity(), chunk_size=4).tokens) == 3
 
 
 def test_augment_images_is_identity_when_off_and_random_when_on() -> None:
