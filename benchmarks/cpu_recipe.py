@@ -197,13 +197,12 @@ def paired_between(base: list[dict[str, Any]], other: list[dict[str, Any]]) -> d
     from srpo.evaluate import clustered_paired_difference
 
     after = {(r["seed"], t, s): a for r in base if "episode_pairs" in r for t, s, _, a in r["episode_pairs"]}
-    keyed = [((t, s), after[(r["seed"], t, s)], a) for r in other if "episode_pairs" in r
+    keyed = [(r["seed"], (t, s), after[(r["seed"], t, s)], a) for r in other if "episode_pairs" in r
              for t, s, _, a in r["episode_pairs"] if (r["seed"], t, s) in after]
     if not keyed:
         return None
-    seeds = sorted({r["seed"] for r in other if "episode_pairs" in r}
-                   & {r["seed"] for r in base if "episode_pairs" in r})
-    return {"seeds": seeds, **clustered_paired_difference([(b, o) for _, b, o in keyed], [k for k, _, _ in keyed])}
+    return {"seeds": sorted({seed for seed, _, _, _ in keyed}),
+            **clustered_paired_difference([(b, o) for _, _, b, o in keyed], [k for _, k, _, _ in keyed])}
 
 
 def main() -> None:

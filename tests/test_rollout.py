@@ -520,14 +520,10 @@ def test_policy_with_other_action_dimension_is_refused_before_any_env_step():
 
 
 @dataclass(frozen=True)
-class BlindTabletopFactory:
+class BlindTabletopFactory(PlainTabletopFactory):
     """Tabletop envs that do not return the policy image: at reset ("reset") or when asked to render ("step")."""
 
-    config: TabletopConfig
     where: str
-
-    def task_specs(self) -> list[Any]:
-        return TabletopEnvFactory(self.config).task_specs()
 
     def make(self, task_id: int) -> BlindEnv:
         return BlindEnv(TabletopEnv(self.config, task_id), self.where)
