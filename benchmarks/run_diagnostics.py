@@ -189,13 +189,7 @@ def keyed_episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray
         base, other: `srpo.run_dir.write_eval_arrays` arrays (task_ids, init_state_ids, success: (N,)).
     """
     def keyed(arrays: dict[str, np.ndarray]) -> dict[tuple[int, int, int], bool]:
-        seen: dict[tuple[int, int], int] = {}
-        out = {}
-        for task, state, ok in zip(arrays["task_ids"], arrays["init_state_ids"], arrays["success"], strict=True):
-            k = (int(task), int(state))
-            out[(*k, seen.get(k, 0))] = bool(ok)
-            seen[k] = seen.get(k, 0) + 1
-        return out
+        return {(*state, k): ok for state, k, ok in slot_outcomes(arrays)}
 
     b, o = keyed(base), keyed(other)
     return [((k[0], k[1]), b[k], o[k]) for k in sorted(b) if k in o]
@@ -237,6 +231,43 @@ def gain_over_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str,
     return paired_heldout_after_start({step: evals[0] for step in evals}, evals)
 
 
+def heldout_slope_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:
+    """The held-out curve's slope per 100 steps with the pairing kept: every evaluation of a run plays the same
+    held-out init states, so the evaluations are not independent binomial samples (what `curve_summary`'s
+    interval assumes); this one resamples init states (`srpo.evaluate.paired_success_slope`). Only the episode
+    slots (task, init state, k-th play) that every saved evaluation played count; None with fewer than two saved
+    evaluations or no slot they all share.
+
+    Args:
+        evals: {step: `srpo.run_dir.write_eval_arrays` arrays} of one run (`srpo.run_dir.read_eval_arrays`).
+    """
+    from srpo.evaluate import paired_success_slope
+
+    steps = sorted(evals)
+    if len(steps) < 2:
+        return None
+    keyed = [{(state, k): ok for state, k, ok in slot_outcomes(evals[s])} for s in steps]
+    shared = sorted(set.intersection(*(set(row) for row in keyed)))
+    if not shared:
+        return None
+    outcomes = np.asarray([[row[key] for key in shared] for row in keyed], dtype=bool)
+    est = paired_success_slope(steps, outcomes, [state for state, _ in shared])
+    return {"steps": steps, "num_episodes": len(shared), "num_clusters": len({state for state, _ in shared}),
+            "slope_per_100_steps": 100 * est.slope, "slope_per_100_steps_ci95": [100 * est.low, 100 * est.high]}
+
+
+def slot_outcomes(arrays: dict[str, np.ndarray]) -> list[tuple[tuple[int, int], int, bool]]:
+    """((task, init state), k, succeeded) for every episode of one evaluation, k counting the plays of that
+    (task, state) in order (the slot `keyed_episode_pairs` pairs on)."""
+    seen: dict[tuple[int, int], int] = {}
+    out = []
+    for task, state, ok in zip(arrays["task_ids"], arrays["init_state_ids"], arrays["success"], strict=True):
+        key = (int(task), int(state))
+        out.append((key, seen.get(key, 0), bool(ok)))
+        seen[key] = seen.get(key, 0) + 1
+    return out
+
+
 def paired_heldout(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
                    ) -> list[dict[str, Any]]:
     """other − base held-out success at every step both runs saved episode outcomes for (steps/eval_*.npz),
@@ -274,6 +305,7 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
             "heldout": curve_summary(points) if len({p["step"] for p in points}) >= 2 else {"points": points},
             "entropy_per_step": [[int(r["step"]), entropy_of(r, entropy)] for r in metrics if "loss/entropy" in r],
             "gain_over_start_paired": gain_over_start_paired(own_evals),
+            "heldout_slope_paired": heldout_slope_paired(own_evals),
         }
         if name != base_name:
             base = report["runs"][base_name]
@@ -360,6 +392,12 @@ def main() -> None:
             dlo, dhi = held["last_minus_first_ci95"]
             print(f"slope per 100 steps {held['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}]; last - first "
                   f"{held['last_minus_first']:+.3f} [{dlo:+.3f}, {dhi:+.3f}]")
+        paired_slope = run["heldout_slope_paired"]
+        if paired_slope is not None:
+            lo, hi = paired_slope["slope_per_100_steps_ci95"]
+            print(f"slope per 100 steps, paired by init state over steps {paired_slope['steps']}: "
+                  f"{paired_slope['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}] (bootstrap over "
+                  f"{paired_slope['num_clusters']} init states)")
         gain = run["gain_over_start_paired"]
         if gain is not None:
             print(f"held-out after step 0 (steps {gain['steps']}) - step 0, paired by init state: "

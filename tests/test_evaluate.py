@@ -16,6 +16,8 @@ from srpo.evaluate import (
     difference_interval,
     mcnemar_exact_p,
     paired_success_difference,
+    paired_success_slope,
+    success_slope,
     wilson_interval,
 )
 
@@ -147,3 +149,62 @@ def test_paired_success_difference_hand_computed() -> None:
     assert -1 <= low <= 0.2 <= high <= 1
     with pytest.raises(ValueError, match="at least one pair"):
         paired_success_difference([])
+
+
+def test_paired_success_slope_hand_computed() -> None:
+    # Steps 0 and 1; state A fails then succeeds, state B fails twice: rates 0 -> 0.5, slope 0.5 per step.
+    # A resample of 2 states is AA (slope 1, prob 1/4), BB (0, 1/4) or AB / BA (0.5, 1/2): quantiles 0 and 1.
+    est = paired_success_slope([0, 1], np.array([[0, 0], [1, 0]]), ["A", "B"], num_resamples=4000)
+    assert est.slope == pytest.approx(0.5) and est.num_points == 2
+    assert (est.low, est.high) == (0.0, 1.0)
+
+
+def test_paired_success_slope_pools_the_columns_of_a_cluster() -> None:
+    # Steps 0, 10, 20; cluster A has two columns (rates 0, 0.5, 1), cluster B one (always 1). Pooled rates
+    # 1/3, 2/3, 1: slope 1/30 per step. Every resample's slope lies between B-only (0) and A-only (1/20).
+    outcomes = np.array([[0, 0, 1], [1, 0, 1], [1, 1, 1]], dtype=bool)
+    est = paired_success_slope([0, 10, 20], outcomes, ["A", "A", "B"], num_resamples=2000)
+    assert est.slope == pytest.approx(1 / 30)
+    assert est.low == pytest.approx(0.0) and est.high == pytest.approx(1 / 20)
+
+
+def test_paired_success_slope_is_narrower_than_the_binomial_one_when_states_repeat() -> None:
+    # 40 states, each keeps its outcome across 5 evaluations except that one more state succeeds at each later
+    # evaluation (10 -> 14 of 40). A resample misses all 4 rising states with probability (36/40)^40 = 1.5 %, so
+    # the paired interval excludes 0; the independent-binomial one sees 5 noisy rates and does not.
+    base = np.zeros(40, dtype=bool)
+    base[:10] = True
+    rows = []
+    for i in range(5):
+        row = base.copy()
+        row[10:10 + i] = True
+        rows.append(row)
+    steps = [0, 10, 20, 30, 40]
+    paired = paired_success_slope(steps, np.stack(rows), list(range(40)), num_resamples=4000)
+    binomial = success_slope(steps, [int(r.sum()) for r in rows], [40] * 5)
+    assert paired.slope == pytest.approx(binomial.slope) == pytest.approx(1 / 40 / 10)
+    assert paired.low > 0 > binomial.low
+    assert paired.high - paired.low < 0.5 * (binomial.high - binomial.low)
+
+
+def test_paired_success_slope_of_unchanging_outcomes_is_exactly_zero() -> None:
+    rng = np.random.default_rng(0)
+    row = rng.integers(0, 2, size=40)
+    est = paired_success_slope([0, 5, 10], np.stack([row, row, row]), list(range(40)), num_resamples=500)
+    assert (est.slope, est.low, est.high) == pytest.approx((0.0, 0.0, 0.0), abs=1e-12)
+
+
+def test_paired_success_slope_rejects_bad_input() -> None:
+    ok = np.array([[0, 1], [1, 1]])
+    with pytest.raises(ValueError, match=r"\(m, N\)"):
+        paired_success_slope([0, 1, 2], ok, ["A", "B"])
+    with pytest.raises(ValueError, match=r"\(m, N\)"):
+        paired_success_slope([0, 1], np.zeros((2, 0)), [])
+    with pytest.raises(ValueError, match="one cluster label per column"):
+        paired_success_slope([0, 1], ok, ["A"])
+    with pytest.raises(ValueError, match="bool or 0/1"):
+        paired_success_slope([0, 1], np.array([[0, 2], [1, 1]]), ["A", "B"])
+    with pytest.raises(ValueError, match="num_resamples"):
+        paired_success_slope([0, 1], ok, ["A", "B"], num_resamples=0)
+    with pytest.raises(ValueError, match="two or more different steps"):
+        paired_success_slope([3, 3], ok, ["A", "B"])

@@ -161,6 +161,23 @@ def test_gain_over_start_pairs_each_later_evaluation_with_step_0() -> None:
     assert bench.gain_over_start_paired({0: start}) is None  # nothing after it
 
 
+def test_heldout_slope_paired_keeps_the_slots_every_evaluation_played() -> None:
+    # Steps 0, 10, 20 over task 0: state 5 (played twice) and state 6; step 20 also plays state 7, which the
+    # others did not, so it is left out. Slot rates: 0 -> 1/3 -> 2/3 (state 6 lost, then won; state 5's first
+    # play won from step 20), a slope of 1/30 per step = 10/3 per 100 steps.
+    evals = {0: eval_arrays([0, 0, 0], [5, 5, 6], [False, False, False]),
+             10: eval_arrays([0, 0, 0], [6, 5, 5], [True, False, False]),
+             20: eval_arrays([0, 0, 0, 0], [5, 6, 7, 5], [True, True, True, False])}
+    out = bench.heldout_slope_paired(evals)
+    assert out is not None and out["steps"] == [0, 10, 20]
+    assert (out["num_episodes"], out["num_clusters"]) == (3, 2)
+    assert out["slope_per_100_steps"] == pytest.approx(10 / 3)
+    # Resamples of the 2 states: (5, 5) slope 1/40 per step, (6, 6) 1/20, mixed 1/30: all positive.
+    assert out["slope_per_100_steps_ci95"] == pytest.approx([2.5, 5.0])
+    assert bench.heldout_slope_paired({0: evals[0]}) is None
+    assert bench.heldout_slope_paired({0: evals[0], 10: eval_arrays([1], [5], [True])}) is None  # no shared slot
+
+
 def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
@@ -210,6 +227,11 @@ def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.
     printed = capsys.readouterr().out
     assert "token-weighted A" in printed
     assert "held-out after step 0 (steps [3]) - step 0, paired by init state" in printed
+    for run in (token, traj):
+        slope = run["heldout_slope_paired"]
+        assert slope["steps"] == [0, 3] and slope["num_episodes"] == episodes[3]
+        assert slope["slope_per_100_steps"] == pytest.approx(run["heldout"]["slope_per_100_steps"])
+    assert "slope per 100 steps, paired by init state over steps [0, 3]" in printed
     monkeypatch.setattr(sys, "argv", ["run_diagnostics.py", "--run", f"x={tmp_path}", "--out", str(out)])
     with pytest.raises(FileNotFoundError, match=r"has no metrics\.jsonl"):
         bench.main()

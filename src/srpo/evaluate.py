@@ -211,6 +211,58 @@ def success_slope(steps: Sequence[int], successes: Sequence[int], trials: Sequen
     return SlopeEstimate(slope, slope - half, slope + half, len(s))
 
 
+def paired_success_slope(steps: Sequence[int], outcomes: np.ndarray, clusters: Sequence[Any],
+                         num_resamples: int = 10_000, seed: int = 0) -> SlopeEstimate:
+    """Least-squares slope of evaluation success against training step when every evaluation plays the same
+    episodes (the same task and held-out init state in each column), with a cluster bootstrap interval.
+
+    `success_slope` treats the m evaluations as independent binomial samples. A run evaluated on one fixed set of
+    held-out states is not: an easy state stays easy, so the evaluations' rates are positively correlated, and
+    with Σ c_i = 0 that correlation cancels from the slope, b = Σ c_i p̂_i with c_i = (s_i − s̄) / Σ_j (s_j − s̄)².
+    This interval keeps the pairing: it resamples the C clusters (init states) with replacement, takes each
+    evaluation's pooled rate over the resampled columns, Σ_c S_ic / Σ_c n_c (S_ic the successes of cluster c at
+    evaluation i, n_c its columns), the slope of those rates, and the percentile interval of the slopes. It is the
+    trend over this run's evaluations on the population of states the clusters were drawn from; like
+    `success_slope`, it says nothing about other seeds.
+
+    Args:
+        steps: (m,) training steps of the evaluations, at least two distinct.
+        outcomes: (m, N) success (bool or 0/1) of column j's episode at evaluation i; column j is one episode slot,
+            the same task and init state at every evaluation.
+        clusters: (N,) hashable label of each column's cluster, e.g. (task_id, init_state_id).
+        num_resamples: Bootstrap resamples of the clusters (>= 1).
+        seed: Seed of the resampling.
+
+    Returns:
+        SlopeEstimate with slope, low, high in success per step.
+    """
+    s = np.asarray(steps, dtype=np.float64)
+    y = np.asarray(outcomes, dtype=np.float64)
+    if s.ndim != 1 or y.ndim != 2 or y.shape[0] != s.shape[0] or y.shape[1] == 0:
+        raise ValueError(f"outcomes must be (m, N) with N >= 1 and one row per step, got steps {s.shape} and "
+                         f"outcomes {y.shape}")
+    if len(clusters) != y.shape[1]:
+        raise ValueError(f"one cluster label per column: {y.shape[1]} columns, {len(clusters)} labels")
+    if np.any((y != 0) & (y != 1)):
+        raise ValueError("outcomes must be successes: bool or 0/1")
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples={num_resamples} must be >= 1")
+    centred = s - s.mean()
+    sxx = float((centred ** 2).sum())
+    if sxx == 0.0:
+        raise ValueError(f"a slope needs evaluations at two or more different steps, got steps {list(steps)}")
+    c = centred / sxx
+    labels = {label: i for i, label in enumerate(dict.fromkeys(clusters))}
+    index = np.asarray([labels[label] for label in clusters])
+    sums = np.stack([np.bincount(index, weights=row, minlength=len(labels)) for row in y])  # (m, C)
+    counts = np.bincount(index, minlength=len(labels)).astype(np.float64)  # (C,)
+    draws = np.random.default_rng(seed).integers(0, len(labels), size=(num_resamples, len(labels)))
+    rates = sums[:, draws].sum(axis=2) / counts[draws].sum(axis=1)  # (m, num_resamples)
+    slopes = c @ rates
+    return SlopeEstimate(float(c @ y.mean(axis=1)), float(np.quantile(slopes, 0.025)),
+                         float(np.quantile(slopes, 0.975)), len(s))
+
+
 def before_after_line(records: Sequence[dict[str, Any]]) -> str | None:
     """The main job's summary: held-out greedy success before and after training, with 95 % intervals.
 
