@@ -308,9 +308,13 @@ CELLS: dict[str, tuple[Argv, str]] = {
     "reward-eval-labels-bad-task-id": (re_data(HEADER + "traj_00000.npz,1,zero\n"),
                                        "task_id must be an integer, got 'zero'"),
     "reward-eval-labels-file-missing": (re_data(HEADER + "gone.npz,1,0\n"), "gone.npz does not exist"),
+    "reward-eval-labels-short-row": (re_data(HEADER + "traj_00000.npz,1\n"), "no cell for column(s) ['task_id']"),
+    "reward-eval-labels-extra-cell": (re_data(HEADER + "traj_00000.npz,1,0,7\n"), "4 cells for 3 header columns"),
     "reward-eval-labels-header-only": (re_data(HEADER), "the labelled set is empty"),
     "reward-eval-npz-empty-file": (re_data(HEADER + "x.npz,1,0\n", **{"x.npz": b""}),
                                    "x.npz is not a readable .npz file (EOFError"),
+    "reward-eval-npz-object-frames": (re_data(HEADER + "o.npz,1,0\n", **{"o.npz": np.array([None, 1], dtype=object)}),
+                                      "o.npz: 'frames' is not a plain array"),
     "reward-eval-npz-no-frames": (lambda i, w: re("--data", str(_npz_without_frames(i, w)))(i, w),
                                   "no 'frames' array (found ['pixels'])"),
     "reward-eval-npz-truncated": (

@@ -219,6 +219,14 @@ def record_labelled_set(
         The labelled set, its `kinds` set ("success" or a failure kind).
     """
     specs = factory.task_specs()
+    bad_tasks = [t for t in task_ids if not 0 <= t < len(specs)]
+    if bad_tasks:
+        raise ValueError(f"task_ids {bad_tasks} outside [0, {len(specs)}): positions in the factory's task list")
+    if num_failure > 0 and not failure_kinds:
+        raise ValueError(f"num_failure={num_failure} with no failure_kinds: give at least one kind, e.g. "
+                         f"{tuple(FAILURE_KINDS)}")
+    if init_state_ids is not None and len(init_state_ids) == 0:
+        raise ValueError("init_state_ids is empty: give the init states to draw from, or None for all")
     writer = _EpisodeWriter(Path(directory), with_stage=probe is not None) if directory is not None else None
     episodes: list[Episode] = []
     tasks: list[int] = []

@@ -25,6 +25,8 @@ def label_frames(frames: np.ndarray, reward: float, success: bool, banner_px: in
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be (F, H, W, 3), got {frames.shape}")
+    if banner_px is not None and banner_px < 0:
+        raise ValueError(f"banner_px={banner_px} must be >= 0 (0 or None: max(4, H // 10))")
     f, h, w, _ = frames.shape
     bh = banner_px or max(4, h // 10)
     banner = np.zeros((bh, w, 3), dtype=np.uint8)

@@ -56,8 +56,17 @@ _PLATE_RIM_RGB = np.array([[250, 240, 190], [215, 185, 230]], dtype=np.uint8)
 
 def task_instruction(task_id: int) -> str:
     """The language instruction of tabletop task `task_id`."""
-    block, plate = TABLETOP_TASKS[task_id]
+    block, plate = TABLETOP_TASKS[_check_task_id(task_id)]
     return f"put the {BLOCK_NAMES[block]} block on the {PLATE_NAMES[plate]} plate"
+
+
+def _check_task_id(task_id: int) -> int:
+    """`task_id` if it names a tabletop task, else an IndexError that gives the valid range (a negative id would
+    otherwise index from the end and silently pick another task)."""
+    if not 0 <= task_id < len(TABLETOP_TASKS):
+        raise IndexError(f"task_id {task_id} outside [0, {len(TABLETOP_TASKS)}): the tabletop env has "
+                         f"{len(TABLETOP_TASKS)} tasks")
+    return task_id
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ def tabletop_layout(config: TabletopConfig, task_id: int, init_state_id: int) ->
     """
     if not 0 <= init_state_id < config.num_init_states:
         raise IndexError(f"init_state_id {init_state_id} outside [0, {config.num_init_states})")
-    target_block, target_plate = TABLETOP_TASKS[task_id]
+    target_block, target_plate = TABLETOP_TASKS[_check_task_id(task_id)]
     rng = np.random.default_rng([config.seed, task_id, init_state_id])
     while True:  # rejection sampling; ~10 draws on average
         plates = rng.uniform(0.15, 0.85, size=(len(PLATE_NAMES), 2))
@@ -441,6 +450,8 @@ def record_tabletop_demos(
         raise ValueError(f"max_random_prefix_steps={max_random_prefix_steps} must be >= 0 (0: start at reset)")
     rng = np.random.default_rng(seed)
     pool = np.arange(factory.config.num_init_states) if init_state_ids is None else np.asarray(init_state_ids)
+    if pool.size == 0:
+        raise ValueError("init_state_ids is empty: give the init states to draw demos from, or None for all")
     demos: list[Demo] = []
     for task_id in task_ids:
         env = factory.make(task_id)

@@ -118,7 +118,11 @@ def read_video_file(path: Path) -> np.ndarray:
         with data:
             if not hasattr(data, "files") or FRAMES_KEY not in data:
                 raise ValueError(f"{path}: no '{FRAMES_KEY}' array (found {list(getattr(data, 'files', []))})")
-            return np.asarray(data[FRAMES_KEY])
+            try:
+                return np.asarray(data[FRAMES_KEY])
+            except ValueError as err:  # e.g. an object array, which needs pickle
+                raise ValueError(f"{path}: '{FRAMES_KEY}' is not a plain array ({err}); save uint8 frames "
+                                 f"(T, H, W, 3)") from err
     try:
         import imageio.v3 as iio
     except ImportError as err:
@@ -160,6 +164,13 @@ def load_folder(directory: str | Path) -> LabelledSet:
             raise ValueError(f"{labels}: missing column(s) {missing}; header must include {','.join(LABEL_COLUMNS)}")
         for line, row in enumerate(reader, start=2):
             where = f"{labels}:{line}"
+            if None in row:  # csv.DictReader files surplus cells under the key None
+                raise ValueError(f"{where}: {len(columns) + len(row[None])} cells for {len(columns)} header columns "
+                                 f"({','.join(columns)}); remove the extra cells or quote a cell that holds a comma")
+            empty = [c for c in columns if row[c] is None]  # a short row: its last columns have no cell
+            if empty:
+                raise ValueError(f"{where}: no cell for column(s) {empty}; each row needs one cell per header "
+                                 f"column ({','.join(columns)})")
             path = root / row["path"]
             if not path.is_file():
                 raise ValueError(f"{where}: trajectory file {path} does not exist")

@@ -59,7 +59,10 @@ class GridSpec:
             raise ValueError(f"GridSpec.model={self.model!r}: choose one of {sorted(NATIVE_CROP)}")
         if not self.taps:
             raise ValueError("GridSpec.taps is empty: give at least one (tap, grid) pair, e.g. (('head', 2),)")
-        for tap, grid in self.taps:
+        for pair in self.taps:
+            if not (isinstance(pair, tuple | list) and len(pair) == 2 and isinstance(pair[1], int)):
+                raise ValueError(f"GridSpec tap {pair!r}: each tap is a (tap name, grid side) pair such as ('head', 2)")
+            tap, grid = pair
             if tap not in TAP_CHANNELS or grid < 1:
                 raise ValueError(f"GridSpec tap ({tap!r}, {grid}): tap one of {sorted(TAP_CHANNELS)}, grid >= 1")
 
