@@ -164,6 +164,10 @@ class LeRobotWriter:
             self.info = _read_info(self.root / INFO_PATH)
             if int(self.info.get("fps", fps)) != fps:
                 raise SrpoError(f"{self.root} was recorded at fps={self.info['fps']}, not {fps}: use another folder")
+            missing = [k for k in ("total_episodes", "total_frames") if k not in self.info]
+            if missing:
+                raise InputFileError(f"{self.root / INFO_PATH} lacks {missing}: it was not written by a LeRobot v3 "
+                                     "writer; use another folder")
             self.tasks = dict(_read_tasks(self.root))
             self.num_episodes = int(self.info["total_episodes"])
             self.num_frames = int(self.info["total_frames"])
@@ -331,6 +335,22 @@ def _read_info(path: Path) -> dict[str, Any]:
         raise InputFileError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(info, dict):
         raise InputFileError(f"{path} must hold a JSON object of dataset fields, got {type(info).__name__}")
+    fps = info.get("fps", 1)
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not fps > 0:
+        raise InputFileError(f"{path}: fps must be a positive number, got {fps!r}")
+    for key in ("total_episodes", "total_frames"):
+        value = info.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputFileError(f"{path}: {key} must be an int >= 0, got {value!r}")
+    features = info.get("features", {})
+    if not isinstance(features, dict) or not all(isinstance(f, dict) for f in features.values()):
+        raise InputFileError(f"{path}: features must map each feature name to an object with its dtype and shape, "
+                             f"got {features!r:.80}")
+    for name, feature in features.items():
+        shape = feature.get("shape", [])
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                                  for d in shape):
+            raise InputFileError(f"{path}: features.{name}.shape must be a list of positive ints, got {shape!r}")
     return info
 
 
@@ -501,6 +521,10 @@ def read_lerobot_dataset(
                             f"length {length}")
         actions = np.asarray([np.asarray(data[action_key][r], dtype=np.float32) for r in rows])
         if len(action_shape) == 2:
+            if actions.size != rows.size * action_shape[0] * action_shape[1]:
+                raise SrpoError(f"{root}: episode {episode_index}'s {action_key!r} rows hold "
+                                f"{actions.size // rows.size} values each, but meta/info.json gives the feature "
+                                f"shape {list(action_shape)}")
             actions = actions.reshape(rows.size, *action_shape)
         if state_key in data:
             states = np.asarray([np.asarray(data[state_key][r], dtype=np.float32).ravel() for r in rows])

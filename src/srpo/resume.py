@@ -42,7 +42,7 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
         raise CheckpointCorruptError(f"{path} is not a readable trainer state ({reason}): it is truncated, damaged "
                                      "or not written by srpo") from err
     if not isinstance(state, dict) or any(k not in state for k in TRAINER_STATE_KEYS):
-        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        found = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
         raise CheckpointCorruptError(f"{path} is not an srpo trainer state: expected keys "
                                      f"{', '.join(TRAINER_STATE_KEYS)}, found {found}")
     if not isinstance(state["step"], int) or state["step"] < 0:

@@ -213,6 +213,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         require_choice(self.algo_name, "algo_name", get_args(Algo))
         require(self.num_steps >= 1, "num_steps", self.num_steps, "an int >= 1")
+        # numpy refuses negative seeds and torch ones of 2**64 and above; derived seeds add small offsets.
+        require(0 <= self.seed < 2**63, "seed", self.seed, "an int in [0, 2**63), e.g. 0")
         require(self.eval_every >= 0, "eval_every", self.eval_every, "0 or a positive int")
         require(self.num_eval_episodes_per_task >= 0, "num_eval_episodes_per_task", self.num_eval_episodes_per_task,
                 "an int >= 0")

@@ -126,6 +126,9 @@ def load_norm_stats(checkpoint_dir: str | Path, unnorm_key: str | None) -> Actio
     except (KeyError, TypeError, ValueError) as err:
         raise InputFileError(f"{path}[{unnorm_key!r}] needs action.q01 and action.q99 lists of numbers: "
                              f"{type(err).__name__}: {err}") from err
+    if q01.ndim != 1 or q01.shape != q99.shape or mask.shape != q01.shape:
+        raise InputFileError(f"{path}[{unnorm_key!r}]: action.q01, action.q99 and action.mask must be flat lists of "
+                             f"one length, got shapes {q01.shape}, {q99.shape} and {mask.shape}")
     unmasked = np.flatnonzero(~mask)
     if len(unmasked) > 1:
         raise InputFileError(f"{path}[{unnorm_key!r}]: more than one un-normalised dimension {unmasked.tolist()}")

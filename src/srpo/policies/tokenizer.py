@@ -125,8 +125,10 @@ class ActionTokenizer:
 
     @classmethod
     def identity(cls, action_dim: int = ACTION_DIM, num_bins: int = DEFAULT_NUM_BINS) -> ActionTokenizer:
-        """Stats that leave [−1, 1] actions unchanged (q01 = −1, q99 = 1): for an unfitted model."""
-        return cls(q01=-np.ones(action_dim), q99=np.ones(action_dim), num_bins=num_bins)
+        """Stats that leave [−1, 1] actions unchanged (q01 = −1, q99 = 1): for an unfitted model. The gripper is
+        dimension GRIPPER_DIM as in LIBERO's 7-D actions; an action of GRIPPER_DIM dimensions or fewer has none."""
+        return cls(q01=-np.ones(action_dim), q99=np.ones(action_dim), num_bins=num_bins,
+                   gripper_dim=GRIPPER_DIM if action_dim > GRIPPER_DIM else None)
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:
         """Map env actions (..., action_dim) to the token space [−1, 1], clipping out-of-range values."""

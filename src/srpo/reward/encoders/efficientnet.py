@@ -8,13 +8,14 @@ the concatenated means of `segments` consecutive parts of them, which keeps some
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from srpo.config.encoder import EncoderConfig
-from srpo.errors import MissingFileError
+from srpo.errors import InputFileError, MissingFileError
 from srpo.reward.frames import (
     batches,
     check_video,
@@ -75,8 +76,16 @@ def load_efficientnet_lite0(weights: str | None = None, image_size: int = DEFAUL
     if not os.path.isfile(path):
         raise MissingFileError(f"EfficientNet-lite0 weights not found at {path}. {WEIGHTS_HELP}")
     model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
+        raise InputFileError(f"{path} is not a readable torch weights file ({type(err).__name__}): it is truncated, "
+                             f"damaged or of another kind. {WEIGHTS_HELP}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputFileError(f"{path} does not hold EfficientNet-lite0 weights ({reason}). {WEIGHTS_HELP}") from err
     return model.eval()
 
 

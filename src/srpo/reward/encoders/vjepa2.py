@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -235,7 +236,11 @@ def load_vjepa2_original(
 
     if not os.path.isfile(path):
         raise MissingFileError(f"no V-JEPA 2 checkpoint file at {path}. {VJEPA2_WEIGHTS_HELP}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
+        raise InputFileError(f"{path} is not a readable torch checkpoint ({type(err).__name__}): it is truncated, "
+                             f"damaged or of another kind. {VJEPA2_WEIGHTS_HELP}") from err
     if not isinstance(checkpoint, Mapping) or "encoder" not in checkpoint:
         keys = sorted(checkpoint)[:10] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
         raise CheckpointKeyError(f"{path} has no 'encoder' entry (found {keys}); is it a vjepa2 checkpoint?")
