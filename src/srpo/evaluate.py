@@ -120,6 +120,28 @@ def paired_success_difference(pairs: Sequence[tuple[bool | int, bool | int]], nu
             "b_only": b_only, "a_only": a_only, "mcnemar_p": mcnemar_exact_p(a_only, b_only)}
 
 
+def _cluster_resampled_means(values: np.ndarray, clusters: Sequence[Any], num_resamples: int,
+                             seed: int) -> tuple[np.ndarray, int]:
+    """Cluster bootstrap of row means: resample the C clusters with replacement and pool each row over the drawn
+    clusters' columns, Σ_c S_ic / Σ_c n_c (S_ic the sum of row i over cluster c's columns, n_c its columns).
+
+    Args:
+        values: (m, N) rows of per-column values; column j belongs to cluster clusters[j].
+        clusters: (N,) hashable cluster label of each column.
+        num_resamples: R, bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        ((m, R) pooled means of each row per resample, C).
+    """
+    labels = {label: i for i, label in enumerate(dict.fromkeys(clusters))}
+    index = np.asarray([labels[label] for label in clusters])
+    sums = np.stack([np.bincount(index, weights=row, minlength=len(labels)) for row in values])  # (m, C)
+    counts = np.bincount(index, minlength=len(labels)).astype(np.float64)  # (C,)
+    draws = np.random.default_rng(seed).integers(0, len(labels), size=(num_resamples, len(labels)))
+    return sums[:, draws].sum(axis=2) / counts[draws].sum(axis=1), len(labels)
+
+
 def clustered_paired_difference(pairs: Sequence[tuple[bool | int, bool | int]], clusters: Sequence[Any],
                                 num_resamples: int = 10_000, seed: int = 0) -> dict[str, Any]:
     """Success of b minus success of a over N paired episodes that come in correlated clusters (the same held-out
@@ -147,15 +169,10 @@ def clustered_paired_difference(pairs: Sequence[tuple[bool | int, bool | int]], 
     if num_resamples < 1:
         raise ValueError(f"num_resamples={num_resamples} must be >= 1")
     diffs = np.asarray([int(b) - int(a) for a, b in pairs], dtype=np.float64)
-    labels = {label: i for i, label in enumerate(dict.fromkeys(clusters))}
-    index = np.asarray([labels[c] for c in clusters])
-    sums = np.bincount(index, weights=diffs, minlength=len(labels))
-    counts = np.bincount(index, minlength=len(labels)).astype(np.float64)
-    draws = np.random.default_rng(seed).integers(0, len(labels), size=(num_resamples, len(labels)))
-    pooled = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    pooled, num_clusters = _cluster_resampled_means(diffs[None], clusters, num_resamples, seed)
     return {"difference": float(diffs.mean()),
-            "ci95": [float(np.quantile(pooled, 0.025)), float(np.quantile(pooled, 0.975))],
-            "num_pairs": len(diffs), "num_clusters": len(labels),
+            "ci95": [float(np.quantile(pooled[0], 0.025)), float(np.quantile(pooled[0], 0.975))],
+            "num_pairs": len(diffs), "num_clusters": num_clusters,
             "b_only": int((diffs > 0).sum()), "a_only": int((diffs < 0).sum())}
 
 
@@ -252,12 +269,7 @@ def paired_success_slope(steps: Sequence[int], outcomes: np.ndarray, clusters: S
     if sxx == 0.0:
         raise ValueError(f"a slope needs evaluations at two or more different steps, got steps {list(steps)}")
     c = centred / sxx
-    labels = {label: i for i, label in enumerate(dict.fromkeys(clusters))}
-    index = np.asarray([labels[label] for label in clusters])
-    sums = np.stack([np.bincount(index, weights=row, minlength=len(labels)) for row in y])  # (m, C)
-    counts = np.bincount(index, minlength=len(labels)).astype(np.float64)  # (C,)
-    draws = np.random.default_rng(seed).integers(0, len(labels), size=(num_resamples, len(labels)))
-    rates = sums[:, draws].sum(axis=2) / counts[draws].sum(axis=1)  # (m, num_resamples)
+    rates, _ = _cluster_resampled_means(y, clusters, num_resamples, seed)  # (m, num_resamples)
     slopes = c @ rates
     return SlopeEstimate(float(c @ y.mean(axis=1)), float(np.quantile(slopes, 0.025)),
                          float(np.quantile(slopes, 0.975)), len(s))
