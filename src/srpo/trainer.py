@@ -40,7 +40,15 @@ from srpo.run_dir import (
     write_step_arrays,
 )
 from srpo.types import EpisodeStats, Trajectory
-from srpo.update import local_update, make_minibatches, mean_stats, ppo_minibatch_loss, prepare_batch
+from srpo.update import (
+    local_update,
+    make_minibatches,
+    mean_stats,
+    ppo_minibatch_loss,
+    prepare_batch,
+    set_learning_rate,
+    step_learning_rate,
+)
 from srpo.watchdog import PhaseWatchdog
 
 if TYPE_CHECKING:
@@ -300,26 +308,29 @@ class Trainer:
         by approx KL 0.014 (after 60 steps of the preset's own training its KL to the SFT policy was 0.036). Its
         loss stats are still computed and logged, and `ppo/skipped_no_signal` is 1."""
         algo = self.cfg.algo
+        lr = step_learning_rate(algo, self.step + 1, self.cfg.num_steps)  # self.step + 1: the step being trained
+        set_learning_rate(self.optimizer, lr)
         batch, logprob_gap = prepare_batch(self.policy, self.reference, trajs, advantages, algo.temperature)
         minibatches = make_minibatches(len(batch), algo, np.random.default_rng([self.cfg.seed, self.step, 1]))
         if not np.any(np.asarray(advantages) != 0) and algo.entropy_coef == 0:
             with torch.no_grad():  # the first epoch's mini-batches, for the logged losses; nothing is stepped
                 stats = [ppo_minibatch_loss(self.policy, batch, idx, algo)[1]
                          for idx in minibatches[:len(minibatches) // algo.ppo_epochs]]
-            return {**mean_stats(stats), "ppo/num_updates": 0, "ppo/num_chunks": len(batch),
+            return {**mean_stats(stats), "ppo/lr": lr, "ppo/num_updates": 0, "ppo/num_chunks": len(batch),
                     "ppo/rollout_learner_logprob_gap": logprob_gap, "ppo/skipped_no_signal": 1.0}
         learner_restarts: int | None = None
         if self.learners is not None:
             # Data-parallel over the learner group: the same mini-batches and steps, gradients all-reduced (or
             # reduce-scattered under FSDP); a lost learner re-forms the group and re-runs the update.
             restarts_before = self.learners.num_restarts
-            all_stats = self.learners.update(batch, minibatches)
+            all_stats = self.learners.update(batch, minibatches, lr)
             learner_restarts = self.learners.num_restarts - restarts_before
             self.policy.load_state_dict(self.learners.state_dict())
             self.optimizer.load_state_dict(self.learners.optimizer_state_dict())
         else:
             all_stats = local_update(self.policy, self.optimizer, batch, minibatches, algo, self.step)
         out = mean_stats(all_stats)
+        out["ppo/lr"] = lr
         out["ppo/num_updates"] = len(all_stats)
         out["ppo/num_chunks"] = len(batch)
         out["ppo/rollout_learner_logprob_gap"] = logprob_gap

@@ -32,6 +32,8 @@ def unknown_aggregation(mode: object) -> ValueError:
 
 KLEstimator = Literal["k1", "k3"]
 """Per-token KL estimator against the reference policy (Schulman's k1 or k3)."""
+LRSchedule = Literal["constant", "linear", "cosine"]
+"""Learning rate over the run's training steps (srpo.algo.schedule.lr_factor)."""
 StdKind = Literal["unbiased", "biased"]
 """Group reward std of the GRPO advantage: ddof 1 (official) or 0."""
 DTypeName = Literal["float32", "bfloat16", "float16"]

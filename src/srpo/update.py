@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from srpo.algo.losses import entropy_bonus, kl_penalty, masked_aggregate, ppo_clip_loss
+from srpo.algo.schedule import lr_factor
 from srpo.config.train import AlgoConfig
 from srpo.policies.base import PolicyInput, TrainablePolicy
 from srpo.types import Trajectory
@@ -229,6 +230,17 @@ def minibatch_step(
 def make_optimizer(params: Sequence[torch.nn.Parameter], algo: AlgoConfig) -> torch.optim.AdamW:
     """The RL update's optimiser: AdamW over `params` (the trainable ones) at algo.lr and algo.weight_decay."""
     return torch.optim.AdamW(params, lr=algo.lr, weight_decay=algo.weight_decay)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every param group of `optimizer` to learning rate `lr` (the schedule's rate for the coming step)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def step_learning_rate(algo: AlgoConfig, step: int, num_steps: int) -> float:
+    """The learning rate of training step `step` (1-based) of `num_steps`: algo.lr scaled by its schedule."""
+    return algo.lr * lr_factor(step, num_steps, algo.lr_schedule, algo.lr_warmup_steps, algo.lr_min_ratio)
 
 
 def local_update(

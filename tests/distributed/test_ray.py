@@ -301,6 +301,24 @@ def test_two_learners_equal_the_single_process_update(aggregation: str) -> None:
     assert_same_update(got, state, policy.state_dict(), want, want_state, ALGO.lr)
 
 
+def test_learners_step_at_the_rate_they_are_given() -> None:
+    # The trainer passes each step's scheduled rate (algo.lr_schedule): the replicas must step at it, not at the
+    # algo.lr their optimiser was built with. The reference steps at a third of ALGO.lr.
+    policy = tiny_policy()
+    batch = random_batch(policy)
+    lr = ALGO.lr / 3
+    want, want_state, _ = single_process_update(policy, batch, MINIBATCHES, replace(ALGO, lr=lr))
+    group = RayLearnerGroup(policy, ALGO, replace(RAY_CONFIG, num_learners=2))
+    try:
+        got = group.update(batch, MINIBATCHES, lr)
+        state = group.state_dict()
+        rates = [g["lr"] for g in group.optimizer_state_dict()["param_groups"]]
+    finally:
+        group.close()
+    assert rates == pytest.approx([lr] * len(rates))
+    assert_same_update(got, state, policy.state_dict(), want, want_state, lr)
+
+
 def test_fsdp_learners_equal_the_single_process_update() -> None:
     # Each TransformerEncoderLayer is an FSDP unit, the rest of the policy the root unit; gradients are
     # reduce-scattered (summed, not averaged), the norm clipped over the shards. The third mini-batch has one row,

@@ -29,7 +29,7 @@ from srpo.config.reward import RewardConfig
 from srpo.config.robustness import RobustnessConfig
 from srpo.config.rollout import RolloutConfig
 from srpo.config.watchdog import WatchdogConfig
-from srpo.types import Aggregation, KLEstimator, StdKind
+from srpo.types import Aggregation, KLEstimator, LRSchedule, StdKind
 
 Algo = Literal["srpo", "grpo"]
 EnvKind = Literal["tabletop", "libero"]
@@ -95,7 +95,16 @@ class AlgoConfig:
     temperature: float = 1.6
     """Sampling temperature in rollout and in the training log-probs [1.6]; evaluation is greedy."""
     lr: float = 5e-6
-    """AdamW learning rate, constant [5e-6]."""
+    """AdamW base learning rate [5e-6]; `lr_schedule` scales it per step."""
+    lr_schedule: LRSchedule = "constant"
+    """"constant", "linear" or "cosine" decay of the learning rate over the run's `num_steps`, from `lr` at the
+    first step after warm-up towards `lr` × `lr_min_ratio` at the last (srpo.algo.schedule.lr_factor). A pure
+    function of the step, so a resumed run continues it; changing `num_steps` on resume changes the remaining
+    rates [constant, as the paper and the official code]."""
+    lr_warmup_steps: int = 0
+    """Steps of linear warm-up from lr / W to lr before the schedule starts (W = this; 0 = none) [0]."""
+    lr_min_ratio: float = 0.0
+    """Fraction of `lr` the linear and cosine schedules decay towards [0]."""
     weight_decay: float = 0.0
     """AdamW weight decay [0]."""
     grad_clip: float = 1.0
@@ -137,6 +146,10 @@ class AlgoConfig:
                 self.failure_group_min_reward_std, "a float >= 0, e.g. 0.05")
         require(self.temperature > 0, "algo.temperature", self.temperature, "a float > 0, e.g. 1.6")
         require(self.lr > 0, "algo.lr", self.lr, "a float > 0, e.g. 5e-6")
+        require_choice(self.lr_schedule, "algo.lr_schedule", get_args(LRSchedule))
+        require(self.lr_warmup_steps >= 0, "algo.lr_warmup_steps", self.lr_warmup_steps, "an int >= 0 (0 = off)")
+        require(0.0 <= self.lr_min_ratio <= 1.0, "algo.lr_min_ratio", self.lr_min_ratio,
+                "a float in [0, 1], e.g. 0.1")
         require(self.weight_decay >= 0, "algo.weight_decay", self.weight_decay, "a float >= 0")
         require(self.grad_clip > 0, "algo.grad_clip", self.grad_clip, "a float > 0, e.g. 1.0")
         require(self.ppo_epochs >= 1, "algo.ppo_epochs", self.ppo_epochs, "an int >= 1")
@@ -227,6 +240,8 @@ class TrainConfig:
                 "0 (torch's default) or a positive thread count, e.g. 1")
         require(self.torch_learner_threads >= 0, "torch_learner_threads", self.torch_learner_threads,
                 "0 (the same as torch_num_threads) or a positive thread count, e.g. 2")
+        require(self.algo.lr_warmup_steps <= self.num_steps, "algo.lr_warmup_steps", self.algo.lr_warmup_steps,
+                f"an int <= num_steps={self.num_steps} (a longer warm-up never reaches algo.lr)")
         if self.policy.kind == "openvla_oft" and self.env.kind == "tabletop":
             raise ConfigError(
                 "policy.kind='openvla_oft' with env.kind='tabletop' is invalid: the OpenVLA-OFT checkpoints are "

@@ -46,7 +46,7 @@ from srpo.config.distributed import DistributedConfig
 from srpo.config.train import AlgoConfig
 from srpo.distributed.cluster import ActorDemand, check_cluster_resources, ensure_ray, wait_ready
 from srpo.types import unknown_aggregation
-from srpo.update import make_optimizer, ppo_minibatch_loss
+from srpo.update import make_optimizer, ppo_minibatch_loss, set_learning_rate
 
 if TYPE_CHECKING:
     from srpo.policies.base import PolicyInput, TrainablePolicy
@@ -220,8 +220,12 @@ class _LearnerActor:
         self.model = root
         self._build_optimizer()  # fully_shard replaced every parameter with its DTensor shard
 
-    def update(self, batch: ChunkBatch, minibatches: list[np.ndarray]) -> list[dict[str, float]]:
-        """One optimiser step per mini-batch (row indices into `batch`); stats of each, equal on all ranks."""
+    def update(self, batch: ChunkBatch, minibatches: list[np.ndarray], lr: float | None = None
+               ) -> list[dict[str, float]]:
+        """One optimiser step per mini-batch (row indices into `batch`) at learning rate `lr` (None: the one the
+        optimiser has); stats of each, equal on all ranks."""
+        if lr is not None:
+            set_learning_rate(self.optimizer, lr)
         self.module.train(True)
         try:
             return [self._step(batch, idx) for idx in minibatches]
@@ -482,12 +486,15 @@ class RayLearnerGroup:
             self._call_all("restore", ref)
         self.num_restarts += 1
 
-    def update(self, batch: ChunkBatch, minibatches: Sequence[np.ndarray]) -> list[dict[str, float]]:
+    def update(self, batch: ChunkBatch, minibatches: Sequence[np.ndarray], lr: float | None = None
+               ) -> list[dict[str, float]]:
         """One synchronous optimiser step per mini-batch on every replica; survives lost learners.
 
         Args:
             batch: The step's chunks (old log-probs already recomputed, as in `Trainer.update`).
             minibatches: Row indices of each mini-batch, in the order they are stepped.
+            lr: The step's learning rate (`srpo.update.step_learning_rate`), set on every replica's optimiser
+                first; None keeps the rate they have.
 
         Returns:
             Per mini-batch: the stats `srpo.update.minibatch_step` reports, over the whole mini-batch.
@@ -506,7 +513,7 @@ class RayLearnerGroup:
             try:
                 if attempt > 0:
                     self.restart(snapshot)
-                return list(self._call_all("update", batch_ref, idx)[0])
+                return list(self._call_all("update", batch_ref, idx, lr)[0])
             except LearnerLostError as err:
                 failure = err
                 log.warning("learner group: %s; restarting all %d learners and re-running the update "
