@@ -18,9 +18,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Lowest first. A module may import modules of its own layer or below, never above. The longest matching prefix
 # names a module's layer; a new module with no prefix here fails `test_every_module_has_a_layer`.
 LAYERS: list[tuple[str, ...]] = [
-    # 0 config / types: the typed config tree, records, key constants, the error type, checkpoint manifests,
-    # provenance of results
-    ("srpo", "srpo.errors", "srpo.types", "srpo.config", "srpo.manifest", "srpo.provenance"),
+    # 0 config / types: the typed config tree, records, key constants, the error type, file readers, checkpoint
+    # manifests, provenance of results
+    ("srpo", "srpo.errors", "srpo.files", "srpo.types", "srpo.config", "srpo.manifest", "srpo.provenance"),
     # 1 algo, reward: pure maths and the public SRPO reward library (no envs, no policies)
     ("srpo.algo", "srpo.reward", "srpo.scoring", "srpo.diversity"),
     # 2 envs, policies: contracts and implementations; data files and videos they read and write

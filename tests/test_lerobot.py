@@ -285,7 +285,7 @@ def _image_cells_without_bytes(root: Path) -> None:
     pytest.param(lambda root: (root / INFO_PATH).unlink(), InputFileError,
                  r"ds/meta/info\.json is missing: .*ds is not a LeRobot dataset folder", id="info-missing"),
     pytest.param(lambda root: (root / INFO_PATH).write_text('{"fps": 10,'), InputFileError,
-                 r"ds/meta/info\.json is not valid JSON: Expecting", id="info-not-json"),
+                 r"ds/meta/info\.json is not valid JSON \(Expecting", id="info-not-json"),
     pytest.param(lambda root: _edit_info(root, lambda info: info["features"].pop(IMAGE_KEY)), SrpoError,
                  r"ds: no camera feature \(dtype video or image\) in meta/info\.json features \['action', ",
                  id="no-camera"),

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from srpo.errors import InputFileError, SrpoError
+from srpo.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -329,10 +330,7 @@ def write_lerobot_dataset(root: str | Path, episodes: Sequence[DatasetEpisode], 
 
 def _read_info(path: Path) -> dict[str, Any]:
     """meta/info.json as a dict; an undecodable file or one that is not a JSON object is an InputFileError."""
-    try:
-        info = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputFileError(f"{path} is not valid JSON: {err}") from err
+    info = read_json(path)
     if not isinstance(info, dict):
         raise InputFileError(f"{path} must hold a JSON object of dataset fields, got {type(info).__name__}")
     fps = info.get("fps", 1)

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from srpo.errors import CheckpointCorruptError
+from srpo.files import read_json
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "srpo-manifest"
@@ -77,11 +78,8 @@ def read_manifest(directory: str | Path) -> dict[str, dict[str, int | str]] | No
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointCorruptError(f"{path} is not valid JSON ({err}): the checkpoint's manifest is damaged; "
-                                     "use an earlier checkpoint or re-create this one") from err
+    record = read_json(path, CheckpointCorruptError,
+                       ": the checkpoint's manifest is damaged; use an earlier checkpoint or re-create this one")
     if not isinstance(record, dict) or record.get("format") != MANIFEST_FORMAT or not isinstance(
         record.get("files"), dict
     ):

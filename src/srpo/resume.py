@@ -9,14 +9,12 @@ run continues from the one before; only when none is intact does resuming fail.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
-
 from srpo.errors import CheckpointCorruptError
+from srpo.files import load_torch
 from srpo.manifest import verify_manifest
 
 log = logging.getLogger(__name__)
@@ -35,12 +33,8 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
     """
     if not path.is_file():
         raise CheckpointCorruptError(f"{path} is missing: the checkpoint is incomplete")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError, OSError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointCorruptError(f"{path} is not a readable trainer state ({reason}): it is truncated, damaged "
-                                     "or not written by srpo") from err
+    state = load_torch(path, "trainer state", CheckpointCorruptError,
+                       "it is truncated, damaged or not written by srpo")
     if not isinstance(state, dict) or any(k not in state for k in TRAINER_STATE_KEYS):
         found = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
         raise CheckpointCorruptError(f"{path} is not an srpo trainer state: expected keys "

@@ -38,6 +38,7 @@ from torch import nn
 
 from srpo.config.policy import PolicyConfig
 from srpo.errors import CheckpointCorruptError
+from srpo.files import read_json
 from srpo.manifest import verify_manifest, write_manifest
 from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.tokenizer import TOKENIZER_FILE, ActionTokenizer
@@ -547,10 +548,7 @@ class CompactVLA(TrainablePolicy):
             if not (directory / name).is_file():
                 hint = f" (did you mean {directory / 'policy'}?)" if (directory / "policy").is_dir() else ""
                 raise CheckpointError(f"{directory} is not a CompactVLA checkpoint: {name} is missing{hint}")
-        try:
-            meta = json.loads((directory / CONFIG_FILE).read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{directory / CONFIG_FILE} is not valid JSON ({err})") from err
+        meta = read_json(directory / CONFIG_FILE, CheckpointError)
         if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
             found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
             raise CheckpointError(f"{directory / CONFIG_FILE} has format {found!r}, expected {CHECKPOINT_FORMAT!r}")

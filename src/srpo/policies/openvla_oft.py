@@ -44,6 +44,7 @@ from torch import nn
 from srpo.config.base import ConfigError
 from srpo.config.policy import PolicyConfig
 from srpo.errors import InputFileError
+from srpo.files import read_json
 from srpo.manifest import verify_manifest, write_manifest
 from srpo.policies.base import ActionSample, PolicyInput, TrainablePolicy, torch_dtype
 from srpo.policies.compact import categorical_log_probs, sample_tokens
@@ -106,10 +107,7 @@ def load_norm_stats(checkpoint_dir: str | Path, unnorm_key: str | None) -> Actio
     path = Path(checkpoint_dir) / "dataset_statistics.json"
     if not path.is_file():
         raise InputFileError(f"{path} is missing: OpenVLA checkpoints carry their action norm stats there")
-    try:
-        stats = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputFileError(f"{path} is not valid JSON: {err}") from err
+    stats = read_json(path)
     if not isinstance(stats, dict) or not stats:
         raise InputFileError(f"{path} must map dataset names to their statistics, got {stats!r:.80}")
     if unnorm_key is None:

@@ -8,7 +8,6 @@ the concatenated means of `segments` consecutive parts of them, which keeps some
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from srpo.config.encoder import EncoderConfig
 from srpo.errors import InputFileError, MissingFileError
+from srpo.files import load_torch
 from srpo.reward.frames import (
     batches,
     check_video,
@@ -66,7 +66,6 @@ def load_efficientnet_lite0(weights: str | None = None, image_size: int = DEFAUL
     """
     import os
 
-    import torch
 
     try:
         from efficientnet_lite_pytorch import EfficientNet
@@ -76,11 +75,7 @@ def load_efficientnet_lite0(weights: str | None = None, image_size: int = DEFAUL
     if not os.path.isfile(path):
         raise MissingFileError(f"EfficientNet-lite0 weights not found at {path}. {WEIGHTS_HELP}")
     model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
-        raise InputFileError(f"{path} is not a readable torch weights file ({type(err).__name__}): it is truncated, "
-                             f"damaged or of another kind. {WEIGHTS_HELP}") from err
+    state = load_torch(path, "torch weights file", hint=f"it is truncated, damaged or of another kind. {WEIGHTS_HELP}")
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as err:

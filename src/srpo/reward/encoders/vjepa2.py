@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from srpo.config.encoder import VJEPA2_WEIGHTS_HELP, EncoderConfig
 from srpo.errors import InputFileError, MissingFileError
+from srpo.files import load_torch
 from srpo.reward.frames import batches, preprocess_frames, resolve_device, sample_videos
 
 if TYPE_CHECKING:
@@ -231,16 +231,12 @@ def load_vjepa2_original(
         FileNotFoundError: with instructions when the file does not exist.
         CheckpointKeyError: listing missing, unexpected and mis-shaped keys.
     """
-    import torch
     from transformers import VJEPA2Model
 
     if not os.path.isfile(path):
         raise MissingFileError(f"no V-JEPA 2 checkpoint file at {path}. {VJEPA2_WEIGHTS_HELP}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
-        raise InputFileError(f"{path} is not a readable torch checkpoint ({type(err).__name__}): it is truncated, "
-                             f"damaged or of another kind. {VJEPA2_WEIGHTS_HELP}") from err
+    checkpoint = load_torch(path, "torch checkpoint",
+                            hint=f"it is truncated, damaged or of another kind. {VJEPA2_WEIGHTS_HELP}")
     if not isinstance(checkpoint, Mapping) or "encoder" not in checkpoint:
         keys = sorted(checkpoint)[:10] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
         raise CheckpointKeyError(f"{path} has no 'encoder' entry (found {keys}); is it a vjepa2 checkpoint?")
