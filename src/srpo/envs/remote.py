@@ -67,6 +67,10 @@ class _Host:
             self.process = subprocess.Popen(
                 [python, "-m", "srpo.envs.remote", str(child.fileno())], pass_fds=(child.fileno(),), env=env
             )
+        except OSError as err:  # a directory, a file without execute permission, or not a program at all
+            parent.close()
+            raise SrpoError(f"interpreter {python!r} cannot be run ({err.strerror or type(err).__name__}): point "
+                            "robustness.python at the LIBERO-Plus environment's python (`make robust`)") from err
         finally:
             child.close()
         self.conn = Connection(parent.detach())
