@@ -161,6 +161,17 @@ def test_resume_continues_from_the_checkpoint(tabletop_dataset: Path, tmp_path: 
         torch.testing.assert_close(got[k], want[k])
 
 
+def test_offline_steps_follow_the_lr_schedule(tabletop_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", tabletop_dataset, "num_steps=4", "offline.arm=bc",
+                      "num_eval_episodes_per_task=0", "algo.lr=1e-3", "algo.lr_schedule=linear",
+                      "algo.lr_warmup_steps=1")
+    with OfflineTrainer(cfg, show_progress=False) as trainer:
+        history = trainer.train()
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-3 / 3])
+    # Warm-up step 1 at the full rate (1/W, W = 1), then linear over 3 steps: 1, 2/3, 1/3.
+    assert [m["optim/lr"] for m in history] == pytest.approx([1e-3, 1e-3, 2e-3 / 3, 1e-3 / 3])
+
+
 def test_task_without_success(tabletop_dataset: Path, tmp_path: Path) -> None:
     """Task 1 keeps only its failures: they have no reference, get reward 0 and advantage 0, so AWR weighs them
     exp(0) = 1 (plain behaviour cloning of that task); the count is logged."""

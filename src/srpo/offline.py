@@ -16,7 +16,7 @@
   min(exp(A / β), max_weight) over the binary / SRPO reward (`awr_weights`); every row of an episode carries
   the episode's weight.
 - update: mini-batches drawn uniformly from rows with weight > 0; loss Σ w·NLL / Σ w over the batch
-  (`weighted_nll_loss`), AdamW at algo.lr, gradient clip algo.grad_clip.
+  (`weighted_nll_loss`), AdamW at algo.lr (scaled per step by algo.lr_schedule), gradient clip algo.grad_clip.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from srpo.run_dir import (
     write_eval_arrays,
 )
 from srpo.sft import action_chunks
+from srpo.update import set_learning_rate, step_learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +345,8 @@ class OfflineTrainer:
         loss, nll = weighted_nll_loss(log_probs, mask, weights)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step}; lower algo.lr")
+        lr = step_learning_rate(self.cfg.algo, self.step + 1, self.cfg.num_steps)  # the step being trained
+        set_learning_rate(self.optimizer, lr)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -351,7 +354,7 @@ class OfflineTrainer:
         self.optimizer.step()
         self.policy.train(False)
         return {"loss/policy": loss.item(), "loss/nll_unweighted": float(nll.mean()), "grad/norm": float(grad_norm),
-                "weights/batch_mean": float(weights.mean())}
+                "weights/batch_mean": float(weights.mean()), "optim/lr": lr}
 
     def evaluate(self) -> dict[str, float]:
         """Greedy success per task on the env's held-out init states; the episodes' outcomes go to
