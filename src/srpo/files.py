@@ -15,7 +15,8 @@ from typing import Any
 from srpo.errors import InputFileError, SrpoError
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (libraries' messages run to pages), or its type's name."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -55,4 +56,4 @@ def load_torch(path: str | Path, what: str, error: type[SrpoError] = InputFileEr
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError, OSError) as err:
-        raise error(f"{path} is not a readable {what} ({_first_line(err)}): {hint}") from err
+        raise error(f"{path} is not a readable {what} ({first_line(err)}): {hint}") from err

@@ -115,11 +115,10 @@ def probe_plus_environment(python: str) -> dict[str, Any]:
     Raises:
         SrpoError: the interpreter is missing or has no liberoplus.
     """
+    fix = "`make robust` (its own venv, .venv-robust), or point robustness.python at one"
     if not Path(python).exists():
-        raise SrpoError(f"robustness.python={python!r} does not exist: create the LIBERO-Plus environment with "
-                        "`make robust` (its own venv, .venv-robust), or point robustness.python at one")
-    not_plus = (f"robustness.python={python!r} is not a LIBERO-Plus interpreter ({{}}): create one with "
-                "`make robust` (its own venv, .venv-robust), or point robustness.python at one")
+        raise SrpoError(f"robustness.python={python!r} does not exist: create the LIBERO-Plus environment with {fix}")
+    not_plus = f"robustness.python={python!r} is not a LIBERO-Plus interpreter ({{}}): create one with {fix}"
     try:
         out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=120, env={"PATH": ""})
     except OSError as err:  # a directory, a file without execute permission, or not a program at all

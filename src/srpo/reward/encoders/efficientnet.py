@@ -15,7 +15,7 @@ import numpy as np
 
 from srpo.config.encoder import EncoderConfig
 from srpo.errors import InputFileError, MissingFileError
-from srpo.files import load_torch
+from srpo.files import first_line, load_torch
 from srpo.reward.frames import (
     batches,
     check_video,
@@ -66,7 +66,6 @@ def load_efficientnet_lite0(weights: str | None = None, image_size: int = DEFAUL
     """
     import os
 
-
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
@@ -79,8 +78,8 @@ def load_efficientnet_lite0(weights: str | None = None, image_size: int = DEFAUL
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputFileError(f"{path} does not hold EfficientNet-lite0 weights ({reason}). {WEIGHTS_HELP}") from err
+        raise InputFileError(f"{path} does not hold EfficientNet-lite0 weights ({first_line(err)}). "
+                             f"{WEIGHTS_HELP}") from err
     return model.eval()
 
 
