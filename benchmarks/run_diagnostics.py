@@ -231,6 +231,19 @@ def gain_over_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str,
     return paired_heldout_after_start({step: evals[0] for step in evals}, evals)
 
 
+def vs_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """Each evaluation after step 0 against the run's own step 0, paired by task and init state (`paired_heldout`
+    with the step-0 episodes as the base at every step): the difference, its paired bootstrap interval, the
+    episodes won only at that step / only at step 0, exact McNemar p. Empty without a step-0 evaluation on disk.
+
+    Args:
+        evals: {step: `srpo.run_dir.write_eval_arrays` arrays} of one run (`srpo.run_dir.read_eval_arrays`).
+    """
+    if 0 not in evals:
+        return []
+    return paired_heldout({step: evals[0] for step in evals if step > 0}, evals)
+
+
 def heldout_slope_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:
     """The held-out curve's slope per 100 steps with the pairing kept: every evaluation of a run plays the same
     held-out init states, so the evaluations are not independent binomial samples (what `curve_summary`'s
@@ -305,6 +318,7 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
             "heldout": curve_summary(points) if len({p["step"] for p in points}) >= 2 else {"points": points},
             "entropy_per_step": [[int(r["step"]), entropy_of(r, entropy)] for r in metrics if "loss/entropy" in r],
             "gain_over_start_paired": gain_over_start_paired(own_evals),
+            "heldout_vs_start_paired": vs_start_paired(own_evals),
             "heldout_slope_paired": heldout_slope_paired(own_evals),
         }
         if name != base_name:
@@ -398,6 +412,11 @@ def main() -> None:
             print(f"slope per 100 steps, paired by init state over steps {paired_slope['steps']}: "
                   f"{paired_slope['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}] (bootstrap over "
                   f"{paired_slope['num_clusters']} init states)")
+        if run["heldout_vs_start_paired"]:
+            print("each evaluation - step 0, paired by episode: " + "; ".join(
+                f"{d['step']}: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] (won only here "
+                f"{d['b_only']}, only at step 0 {d['a_only']}, McNemar p {d['mcnemar_p']:.3f})"
+                for d in run["heldout_vs_start_paired"]))
         gain = run["gain_over_start_paired"]
         if gain is not None:
             print(f"held-out after step 0 (steps {gain['steps']}) - step 0, paired by init state: "

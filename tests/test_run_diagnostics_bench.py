@@ -161,6 +161,19 @@ def test_gain_over_start_pairs_each_later_evaluation_with_step_0() -> None:
     assert bench.gain_over_start_paired({0: start}) is None  # nothing after it
 
 
+def test_vs_start_pairs_each_evaluation_with_step_0_on_its_own() -> None:
+    # The evaluations of the test above, one at a time: step 10 wins state 5 only there (+1/2, McNemar 1 vs 0);
+    # step 20 wins 5 and loses 6 against step 0 (0, one each way).
+    start = eval_arrays([0, 0], [5, 6], [False, True])
+    evals = {0: start, 10: eval_arrays([0, 0], [6, 5], [True, True]), 20: eval_arrays([0, 0], [5, 6], [True, False])}
+    out = bench.vs_start_paired(evals)
+    assert [d["step"] for d in out] == [10, 20]
+    assert out[0]["difference"] == pytest.approx(0.5) and (out[0]["b_only"], out[0]["a_only"]) == (1, 0)
+    assert out[1]["difference"] == pytest.approx(0.0) and (out[1]["b_only"], out[1]["a_only"]) == (1, 1)
+    assert out[0]["mcnemar_p"] == 1.0 and out[0]["num_pairs"] == 2
+    assert bench.vs_start_paired({10: start, 20: start}) == []  # no step-0 evaluation
+
+
 def test_heldout_slope_paired_keeps_the_slots_every_evaluation_played() -> None:
     # Steps 0, 10, 20 over task 0: state 5 (played twice) and state 6; step 20 also plays state 7, which the
     # others did not, so it is left out. Slot rates: 0 -> 1/3 -> 2/3 (state 6 lost, then won; state 5's first
