@@ -9,6 +9,12 @@ least-squares slope over steps with its interval (`srpo.evaluate.success_slope`)
 (Newcombe). Each checkpoint's eval.json is kept in `--work-dir`, so a stopped run of this script resumes where it
 stopped. Prints a table, writes JSON and a plot.
 
+Every checkpoint plays the same held-out init states, so the evaluations are paired: the report also gives the
+slope with an interval that resamples init states and each checkpoint against step 0 episode by episode (paired
+bootstrap, exact McNemar), as `benchmarks/run_diagnostics.py` does for a run's in-run evaluations. With
+`--greedy-run RUN_DIR` the run's own greedy evaluations (its steps/eval_*.npz) are summarised the same way and
+drawn beside the curve.
+
 Checkpoints are given as STEP=DIR (DIR a policy checkpoint: `<run>/ckpt-000010/policy`, or the SFT start for
 step 0). A run deletes all but its newest `keep_last_checkpoints`; train with `--set keep_checkpoint_every=10` to
 keep every 10th as well.
@@ -26,6 +32,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench_common import machine_info, use_headless_gl, write_report
 
@@ -70,6 +78,144 @@ def curve_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def slot_outcomes(arrays: dict[str, np.ndarray]) -> list[tuple[tuple[int, int], int, bool]]:
+    """((task, init state), k, succeeded) for every episode of one evaluation, k counting the plays of that
+    (task, state) in order (the slot `keyed_episode_pairs` pairs on)."""
+    seen: dict[tuple[int, int], int] = {}
+    out = []
+    for task, state, ok in zip(arrays["task_ids"], arrays["init_state_ids"], arrays["success"], strict=True):
+        key = (int(task), int(state))
+        out.append((key, seen.get(key, 0), bool(ok)))
+        seen[key] = seen.get(key, 0) + 1
+    return out
+
+
+def keyed_episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]
+                        ) -> list[tuple[tuple[int, int], bool, bool]]:
+    """((task, init state), base succeeded, other succeeded) for every episode of one evaluation that both runs
+    played on the same task and init state (the k-th episode of a (task, state) in one run pairs with the k-th in
+    the other), in (task, state, k) order.
+
+    Args:
+        base, other: `srpo.run_dir.write_eval_arrays` arrays (task_ids, init_state_ids, success: (N,)).
+    """
+    def keyed(arrays: dict[str, np.ndarray]) -> dict[tuple[int, int, int], bool]:
+        return {(*state, k): ok for state, k, ok in slot_outcomes(arrays)}
+
+    b, o = keyed(base), keyed(other)
+    return [((k[0], k[1]), b[k], o[k]) for k in sorted(b) if k in o]
+
+
+def episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> list[tuple[bool, bool]]:
+    """`keyed_episode_pairs` without the keys: (base succeeded, other succeeded) per shared episode."""
+    return [(b, o) for _, b, o in keyed_episode_pairs(base, other)]
+
+
+def paired_heldout(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
+                   ) -> list[dict[str, Any]]:
+    """other − base held-out success at every step both runs saved episode outcomes for (steps/eval_*.npz),
+    paired by task and init state: the difference with its paired bootstrap 95 % interval, the episodes only one
+    run won, and the exact McNemar p (`srpo.evaluate.paired_success_difference`). Runs made before eval arrays
+    were written give nothing here (their counts are compared unpaired above)."""
+    from srpo.evaluate import paired_success_difference
+
+    out = []
+    for step in sorted(set(base) & set(other)):
+        pairs = episode_pairs(base[step], other[step])
+        if pairs:
+            out.append({"step": step, **paired_success_difference(pairs)})
+    return out
+
+
+def vs_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """Each evaluation after step 0 against the run's own step 0, paired by task and init state (`paired_heldout`
+    with the step-0 episodes as the base at every step): the difference, its paired bootstrap interval, the
+    episodes won only at that step / only at step 0, exact McNemar p. Empty without a step-0 evaluation on disk.
+
+    Args:
+        evals: {step: `srpo.run_dir.write_eval_arrays` arrays} of one run (`srpo.run_dir.read_eval_arrays`).
+    """
+    if 0 not in evals:
+        return []
+    return paired_heldout({step: evals[0] for step in evals if step > 0}, evals)
+
+
+def heldout_slope_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:
+    """The held-out curve's slope per 100 steps with the pairing kept: every evaluation of a run plays the same
+    held-out init states, so the evaluations are not independent binomial samples (what `curve_summary`'s
+    interval assumes); this one resamples init states (`srpo.evaluate.paired_success_slope`). Only the episode
+    slots (task, init state, k-th play) that every saved evaluation played count; None with fewer than two saved
+    evaluations or no slot they all share.
+
+    Args:
+        evals: {step: `srpo.run_dir.write_eval_arrays` arrays} of one run (`srpo.run_dir.read_eval_arrays`).
+    """
+    from srpo.evaluate import paired_success_slope
+
+    steps = sorted(evals)
+    if len(steps) < 2:
+        return None
+    keyed = [{(state, k): ok for state, k, ok in slot_outcomes(evals[s])} for s in steps]
+    shared = sorted(set.intersection(*(set(row) for row in keyed)))
+    if not shared:
+        return None
+    outcomes = np.asarray([[row[key] for key in shared] for row in keyed], dtype=bool)
+    est = paired_success_slope(steps, outcomes, [state for state, _ in shared])
+    return {"steps": steps, "num_episodes": len(shared), "num_clusters": len({state for state, _ in shared}),
+            "slope_per_100_steps": 100 * est.slope, "slope_per_100_steps_ci95": [100 * est.low, 100 * est.high]}
+
+
+def episode_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """eval.json's "episodes" records as the arrays `srpo.run_dir.write_eval_arrays` writes (task_ids,
+    init_state_ids, success: (N,), in run order), so that the paired helpers above read both."""
+    return {"task_ids": np.asarray([int(r["task_id"]) for r in records], dtype=np.int64),
+            "init_state_ids": np.asarray([int(r["init_state_id"]) for r in records], dtype=np.int64),
+            "success": np.asarray([bool(r["success"]) for r in records], dtype=bool)}
+
+
+def paired_summary(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any]:
+    """The paired half of a curve's report: the slope resampling init states (None with fewer than two
+    evaluations sharing a slot) and each evaluation against step 0 (empty without step 0)."""
+    return {"slope_paired": heldout_slope_paired(evals), "vs_start_paired": vs_start_paired(evals)}
+
+
+def greedy_run_curve(run_dir: Path) -> dict[str, Any]:
+    """A run's own greedy held-out evaluations (steps/eval_*.npz): `curve_summary` and `paired_summary`.
+
+    Raises:
+        FileNotFoundError: the run saved fewer than two evaluations' episodes.
+    """
+    from srpo.run_dir import read_eval_arrays
+
+    evals = read_eval_arrays(run_dir)
+    if len(evals) < 2:
+        raise FileNotFoundError(f"{run_dir}/steps has {len(evals)} eval_*.npz file(s): --greedy-run needs a run "
+                                "directory (<out>/<algo>/seed<k>) that evaluated at least twice")
+    points = [{"step": step, "num_successes": int(a["success"].sum()), "num_episodes": len(a["success"])}
+              for step, a in sorted(evals.items())]
+    return {"run_dir": str(run_dir), **curve_summary(points), **paired_summary(evals)}
+
+
+def print_curve(name: str, summary: dict[str, Any]) -> None:
+    """The table and the slope lines of one curve."""
+    print(f"{name}\n{'step':>6} {'success':>9} {'rate':>6}  Wilson 95 %")
+    for p in summary["points"]:
+        print(f"{p['step']:>6} {p['num_successes']:>4}/{p['num_episodes']:<4} {p['rate']:>6.3f}  "
+              f"[{p['wilson95'][0]:.3f}, {p['wilson95'][1]:.3f}]")
+    lo, hi = summary["slope_per_100_steps_ci95"]
+    dlo, dhi = summary["last_minus_first_ci95"]
+    print(f"slope per 100 steps {summary['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}] (binomial); last - "
+          f"first {summary['last_minus_first']:+.3f} [{dlo:+.3f}, {dhi:+.3f}]")
+    paired = summary.get("slope_paired")
+    if paired is not None:
+        lo, hi = paired["slope_per_100_steps_ci95"]
+        print(f"slope per 100 steps {paired['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired: bootstrap "
+              f"over {paired['num_clusters']} init states, {paired['num_episodes']} episode slots)")
+    for d in summary.get("vs_start_paired", []):
+        print(f"step {d['step']:>4} - step 0: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] "
+              f"(won only here {d['b_only']}, only at step 0 {d['a_only']}, McNemar p {d['mcnemar_p']:.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu", choices=["cpu", "tabletop", "paper"])
@@ -82,6 +228,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task per checkpoint")
     parser.add_argument("--work-dir", type=Path, required=True, help="each checkpoint's eval.json (the cache)")
     parser.add_argument("--out", type=Path, required=True, help="JSON report; the plot goes beside it (.png)")
+    parser.add_argument("--greedy-run", type=Path, default=None, metavar="RUN_DIR",
+                        help="the run the checkpoints come from: its own greedy evaluations are reported and drawn "
+                             "beside the curve")
     args = parser.parse_args()
     try:
         checkpoints = parse_checkpoints(args.checkpoints)
@@ -109,27 +258,36 @@ def main() -> None:
             evaluate_checkpoint(cfg, ckpt, args.episodes, 0, work, args.sample_temperature)
             report = json.loads(cached.read_text())
         points.append({"step": step, "checkpoint": ckpt, "num_successes": report["num_successes"],
-                       "num_episodes": report["num_episodes"], "per_task": report["success_rate"]})
+                       "num_episodes": report["num_episodes"], "per_task": report["success_rate"],
+                       "episodes": report.get("episodes")})
         tqdm.write(f"step {step:>4}: {report['num_successes']}/{report['num_episodes']}")
-    summary = curve_summary(points)
+    evals = {}  # eval.json files written before "episodes" was added give the binomial summary alone
+    for p in points:
+        records = p.pop("episodes")
+        if records is not None:
+            evals[p["step"]] = episode_arrays(records)
+    summary = {**curve_summary(points), **paired_summary(evals)}
     label = "greedy" if args.sample_temperature is None else f"sampled T={args.sample_temperature:g}"
-    print(f"{'step':>6} {'success':>9} {'rate':>6}  Wilson 95 %  ({label}, seed {cfg.seed})")
-    for p in summary["points"]:
-        print(f"{p['step']:>6} {p['num_successes']:>4}/{p['num_episodes']:<4} {p['rate']:>6.3f}  "
-              f"[{p['wilson95'][0]:.3f}, {p['wilson95'][1]:.3f}]")
-    lo, hi = summary["slope_per_100_steps_ci95"]
-    dlo, dhi = summary["last_minus_first_ci95"]
-    print(f"slope per 100 steps {summary['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}]; last - first "
-          f"{summary['last_minus_first']:+.3f} [{dlo:+.3f}, {dhi:+.3f}]")
+    print_curve(f"{label}, seed {cfg.seed}, {args.episodes} episodes per task", summary)
+    greedy = greedy_run_curve(args.greedy_run) if args.greedy_run is not None else None
+    if greedy is not None:
+        print()
+        print_curve(f"greedy, the run's own evaluations ({args.greedy_run})", greedy)
     png = args.out.with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
-    curve_label = f"{label}, slope {summary['slope_per_100_steps']:+.3f} / 100 steps [{lo:+.3f}, {hi:+.3f}]"
-    plot_success_curves({curve_label: [[(p["step"], p["rate"]) for p in summary["points"]]]}, png, None,
-                        ylabel=f"held-out success, {args.episodes} episodes/task",
-                        intervals={curve_label: [[(p["step"], *p["wilson95"]) for p in summary["points"]]]})
+    curves, intervals = {}, {}
+    for name, curve in ((label, summary), ("greedy (the run's own evaluations)", greedy)):
+        if curve is None:
+            continue
+        lo, hi = curve["slope_per_100_steps_ci95"]
+        curve_label = f"{name}, slope {curve['slope_per_100_steps']:+.3f} / 100 steps [{lo:+.3f}, {hi:+.3f}]"
+        curves[curve_label] = [[(p["step"], p["rate"]) for p in curve["points"]]]
+        intervals[curve_label] = [[(p["step"], *p["wilson95"]) for p in curve["points"]]]
+    plot_success_curves(curves, png, None, ylabel="held-out success", intervals=intervals)
     write_report(args.out, {"preset": args.preset, "overrides": args.overrides, "mode": mode,
                             "temperature": args.sample_temperature, "seed": cfg.seed,
-                            "episodes_per_task": args.episodes, **summary, "plot": png.name, **machine_info()})
+                            "episodes_per_task": args.episodes, **summary, "greedy_run": greedy, "plot": png.name,
+                            **machine_info()})
 
 
 if __name__ == "__main__":

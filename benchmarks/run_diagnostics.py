@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from bench_common import write_report
-from checkpoint_curve import curve_summary
+from checkpoint_curve import (
+    curve_summary,
+    heldout_slope_paired,
+    keyed_episode_pairs,
+    paired_heldout,
+    vs_start_paired,
+)
 
 
 def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
@@ -179,25 +185,8 @@ def mean_after_start_difference(base: list[dict[str, Any]], other: list[dict[str
     return {"steps": common, "base": [kb, nb], "other": [ko, no], "difference": ko / no - kb / nb, "ci95": [lo, hi]}
 
 
-def keyed_episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]
-                        ) -> list[tuple[tuple[int, int], bool, bool]]:
-    """((task, init state), base succeeded, other succeeded) for every episode of one evaluation that both runs
-    played on the same task and init state (the k-th episode of a (task, state) in one run pairs with the k-th in
-    the other), in (task, state, k) order.
-
-    Args:
-        base, other: `srpo.run_dir.write_eval_arrays` arrays (task_ids, init_state_ids, success: (N,)).
-    """
-    def keyed(arrays: dict[str, np.ndarray]) -> dict[tuple[int, int, int], bool]:
-        return {(*state, k): ok for state, k, ok in slot_outcomes(arrays)}
-
-    b, o = keyed(base), keyed(other)
-    return [((k[0], k[1]), b[k], o[k]) for k in sorted(b) if k in o]
 
 
-def episode_pairs(base: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> list[tuple[bool, bool]]:
-    """`keyed_episode_pairs` without the keys: (base succeeded, other succeeded) per shared episode."""
-    return [(b, o) for _, b, o in keyed_episode_pairs(base, other)]
 
 
 def paired_heldout_after_start(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
@@ -231,70 +220,12 @@ def gain_over_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str,
     return paired_heldout_after_start({step: evals[0] for step in evals}, evals)
 
 
-def vs_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-    """Each evaluation after step 0 against the run's own step 0, paired by task and init state (`paired_heldout`
-    with the step-0 episodes as the base at every step): the difference, its paired bootstrap interval, the
-    episodes won only at that step / only at step 0, exact McNemar p. Empty without a step-0 evaluation on disk.
-
-    Args:
-        evals: {step: `srpo.run_dir.write_eval_arrays` arrays} of one run (`srpo.run_dir.read_eval_arrays`).
-    """
-    if 0 not in evals:
-        return []
-    return paired_heldout({step: evals[0] for step in evals if step > 0}, evals)
 
 
-def heldout_slope_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:
-    """The held-out curve's slope per 100 steps with the pairing kept: every evaluation of a run plays the same
-    held-out init states, so the evaluations are not independent binomial samples (what `curve_summary`'s
-    interval assumes); this one resamples init states (`srpo.evaluate.paired_success_slope`). Only the episode
-    slots (task, init state, k-th play) that every saved evaluation played count; None with fewer than two saved
-    evaluations or no slot they all share.
-
-    Args:
-        evals: {step: `srpo.run_dir.write_eval_arrays` arrays} of one run (`srpo.run_dir.read_eval_arrays`).
-    """
-    from srpo.evaluate import paired_success_slope
-
-    steps = sorted(evals)
-    if len(steps) < 2:
-        return None
-    keyed = [{(state, k): ok for state, k, ok in slot_outcomes(evals[s])} for s in steps]
-    shared = sorted(set.intersection(*(set(row) for row in keyed)))
-    if not shared:
-        return None
-    outcomes = np.asarray([[row[key] for key in shared] for row in keyed], dtype=bool)
-    est = paired_success_slope(steps, outcomes, [state for state, _ in shared])
-    return {"steps": steps, "num_episodes": len(shared), "num_clusters": len({state for state, _ in shared}),
-            "slope_per_100_steps": 100 * est.slope, "slope_per_100_steps_ci95": [100 * est.low, 100 * est.high]}
 
 
-def slot_outcomes(arrays: dict[str, np.ndarray]) -> list[tuple[tuple[int, int], int, bool]]:
-    """((task, init state), k, succeeded) for every episode of one evaluation, k counting the plays of that
-    (task, state) in order (the slot `keyed_episode_pairs` pairs on)."""
-    seen: dict[tuple[int, int], int] = {}
-    out = []
-    for task, state, ok in zip(arrays["task_ids"], arrays["init_state_ids"], arrays["success"], strict=True):
-        key = (int(task), int(state))
-        out.append((key, seen.get(key, 0), bool(ok)))
-        seen[key] = seen.get(key, 0) + 1
-    return out
 
 
-def paired_heldout(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
-                   ) -> list[dict[str, Any]]:
-    """other − base held-out success at every step both runs saved episode outcomes for (steps/eval_*.npz),
-    paired by task and init state: the difference with its paired bootstrap 95 % interval, the episodes only one
-    run won, and the exact McNemar p (`srpo.evaluate.paired_success_difference`). Runs made before eval arrays
-    were written give nothing here (their counts are compared unpaired above)."""
-    from srpo.evaluate import paired_success_difference
-
-    out = []
-    for step in sorted(set(base) & set(other)):
-        pairs = episode_pairs(base[step], other[step])
-        if pairs:
-            out.append({"step": step, **paired_success_difference(pairs)})
-    return out
 
 
 def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:

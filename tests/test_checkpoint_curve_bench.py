@@ -6,12 +6,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmark_module import load_benchmark
 from srpo.build import make_policy
 from srpo.config.train import load_config
 from srpo.evaluate import wilson_interval
+from srpo.run_dir import STEPS_DIR, read_eval_arrays
 from tiny_config import as_sets, tiny_tabletop
 
 bench = load_benchmark("checkpoint_curve")
@@ -57,6 +59,14 @@ def test_main_evaluates_caches_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     assert all(p["num_episodes"] == 4 for p in report["points"])
     assert (report["mode"], report["temperature"], report["seed"]) == ("sampled", 1.0, 0)
     assert (tmp_path / "curve.png").stat().st_size > 0
+    # 1 task, 2 held-out states played twice each: 4 episode slots over 2 states, paired between the checkpoints.
+    assert report["slope_paired"]["steps"] == [0, 5]
+    assert (report["slope_paired"]["num_episodes"], report["slope_paired"]["num_clusters"]) == (4, 2)
+    [vs_start] = report["vs_start_paired"]
+    assert vs_start["step"] == 5 and vs_start["num_pairs"] == 4
+    rates = [p["num_successes"] / 4 for p in report["points"]]
+    assert vs_start["difference"] == pytest.approx(rates[1] - rates[0])
+    assert report["greedy_run"] is None and "episodes" not in report["points"][0]
     cached = json.loads((tmp_path / "work" / "step000005" / "eval.json").read_text())
     assert cached["checkpoint"] == str(ckpts[1]) and cached["mode"] == "sampled"
 
@@ -73,3 +83,48 @@ def test_main_evaluates_caches_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     bench.main()
     assert len(calls) == 2
     assert "slope per 100 steps" in capsys.readouterr().out
+    # The run's own greedy evaluations go beside the curve, from its steps/eval_*.npz.
+    write_evals(tmp_path / "run", {0: ([0, 1], [False, True]), 5: ([0, 1], [True, True])})
+    monkeypatch.setattr(sys, "argv", [*argv, "--greedy-run", str(tmp_path / "run")])
+    bench.main()
+    greedy = json.loads((tmp_path / "curve.json").read_text())["greedy_run"]
+    assert [p["num_successes"] for p in greedy["points"]] == [1, 2]
+    assert greedy["vs_start_paired"][0]["b_only"] == 1
+    assert "the run's own evaluations" in capsys.readouterr().out
+
+
+def write_evals(run_dir: Path, evals: dict[int, tuple[list[int], list[bool]]]) -> None:
+    """steps/eval_<step>.npz as the trainer writes them (task 0, the given init states and outcomes)."""
+    (run_dir / STEPS_DIR).mkdir(parents=True)
+    for step, (states, success) in evals.items():
+        np.savez(run_dir / STEPS_DIR / f"eval_{step:06d}.npz", task_ids=np.zeros(len(states), dtype=np.int64),
+                 init_state_ids=np.asarray(states, dtype=np.int64), success=np.asarray(success, dtype=bool),
+                 finish_step=np.ones(len(states), dtype=np.int64))
+
+
+def test_episode_arrays_read_eval_json_records_as_the_trainer_arrays(tmp_path: Path) -> None:
+    write_evals(tmp_path, {4: ([7, 3], [True, False])})
+    records = [{"task_id": 0, "init_state_id": 7, "success": True, "num_steps": 1},
+               {"task_id": 0, "init_state_id": 3, "success": False, "num_steps": 1}]
+    ours, trainer = bench.episode_arrays(records), read_eval_arrays(tmp_path)[4]
+    for key in ("task_ids", "init_state_ids", "success"):
+        assert ours[key].dtype == trainer[key].dtype
+        np.testing.assert_array_equal(ours[key], trainer[key])
+
+
+def test_greedy_run_curve_summarises_the_runs_own_evaluations(tmp_path: Path) -> None:
+    # Steps 0, 10, 20 on states 5 and 6: 0/2, 1/2, 2/2 successes, a slope of 5 per 100 steps; state 5 is won from
+    # step 10 on, state 6 at step 20 only.
+    write_evals(tmp_path, {0: ([5, 6], [False, False]), 10: ([6, 5], [False, True]), 20: ([5, 6], [True, True])})
+    out = bench.greedy_run_curve(tmp_path)
+    assert out["run_dir"] == str(tmp_path)
+    assert [(p["step"], p["num_successes"], p["num_episodes"]) for p in out["points"]] == [(0, 0, 2), (10, 1, 2),
+                                                                                           (20, 2, 2)]
+    assert out["slope_per_100_steps"] == pytest.approx(5.0)
+    assert out["slope_paired"]["slope_per_100_steps"] == pytest.approx(5.0)
+    assert [(d["step"], d["difference"], d["b_only"], d["a_only"]) for d in out["vs_start_paired"]] == [
+        (10, pytest.approx(0.5), 1, 0), (20, pytest.approx(1.0), 2, 0)]
+    one = tmp_path / "one"
+    write_evals(one, {0: ([5], [True])})
+    with pytest.raises(FileNotFoundError, match="at least twice"):
+        bench.greedy_run_curve(one)

@@ -18,6 +18,7 @@ from srpo.trainer import Trainer
 from tiny_config import tiny_tabletop
 
 bench = load_benchmark("run_diagnostics")
+curve = load_benchmark("checkpoint_curve")  # the paired helpers run_diagnostics imports from it
 
 
 def step_arrays(success: list[bool], adv: list[float], length: list[int]) -> dict[str, np.ndarray]:
@@ -125,12 +126,12 @@ def test_episode_pairs_and_paired_heldout_match_episodes_by_task_and_state() -> 
     # task 1 state 9 exists in the base only and is left out.
     base = eval_arrays([0, 0, 0, 1], [5, 5, 6, 9], [True, False, False, True])
     other = eval_arrays([0, 0, 0], [6, 5, 5], [True, True, True])
-    assert bench.episode_pairs(base, other) == [(True, True), (False, True), (False, True)]
-    out = bench.paired_heldout({0: base, 10: base}, {10: other, 20: other})
+    assert curve.episode_pairs(base, other) == [(True, True), (False, True), (False, True)]
+    out = curve.paired_heldout({0: base, 10: base}, {10: other, 20: other})
     assert [d["step"] for d in out] == [10]
     assert (out[0]["difference"], out[0]["b_only"], out[0]["a_only"]) == (pytest.approx(2 / 3), 2, 0)
     assert out[0]["mcnemar_p"] == pytest.approx(0.5)  # 2 discordant pairs, both one way: 2 · (1/2)²
-    assert bench.paired_heldout({}, {10: other}) == []
+    assert curve.paired_heldout({}, {10: other}) == []
 
 
 def test_paired_heldout_after_start_pools_steps_and_clusters_by_state() -> None:
@@ -166,12 +167,12 @@ def test_vs_start_pairs_each_evaluation_with_step_0_on_its_own() -> None:
     # step 20 wins 5 and loses 6 against step 0 (0, one each way).
     start = eval_arrays([0, 0], [5, 6], [False, True])
     evals = {0: start, 10: eval_arrays([0, 0], [6, 5], [True, True]), 20: eval_arrays([0, 0], [5, 6], [True, False])}
-    out = bench.vs_start_paired(evals)
+    out = curve.vs_start_paired(evals)
     assert [d["step"] for d in out] == [10, 20]
     assert out[0]["difference"] == pytest.approx(0.5) and (out[0]["b_only"], out[0]["a_only"]) == (1, 0)
     assert out[1]["difference"] == pytest.approx(0.0) and (out[1]["b_only"], out[1]["a_only"]) == (1, 1)
     assert out[0]["mcnemar_p"] == 1.0 and out[0]["num_pairs"] == 2
-    assert bench.vs_start_paired({10: start, 20: start}) == []  # no step-0 evaluation
+    assert curve.vs_start_paired({10: start, 20: start}) == []  # no step-0 evaluation
 
 
 def test_heldout_slope_paired_keeps_the_slots_every_evaluation_played() -> None:
@@ -181,14 +182,14 @@ def test_heldout_slope_paired_keeps_the_slots_every_evaluation_played() -> None:
     evals = {0: eval_arrays([0, 0, 0], [5, 5, 6], [False, False, False]),
              10: eval_arrays([0, 0, 0], [6, 5, 5], [True, False, False]),
              20: eval_arrays([0, 0, 0, 0], [5, 6, 7, 5], [True, True, True, False])}
-    out = bench.heldout_slope_paired(evals)
+    out = curve.heldout_slope_paired(evals)
     assert out is not None and out["steps"] == [0, 10, 20]
     assert (out["num_episodes"], out["num_clusters"]) == (3, 2)
     assert out["slope_per_100_steps"] == pytest.approx(10 / 3)
     # Resamples of the 2 states: (5, 5) slope 1/40 per step, (6, 6) 1/20, mixed 1/30: all positive.
     assert out["slope_per_100_steps_ci95"] == pytest.approx([2.5, 5.0])
-    assert bench.heldout_slope_paired({0: evals[0]}) is None
-    assert bench.heldout_slope_paired({0: evals[0], 10: eval_arrays([1], [5], [True])}) is None  # no shared slot
+    assert curve.heldout_slope_paired({0: evals[0]}) is None
+    assert curve.heldout_slope_paired({0: evals[0], 10: eval_arrays([1], [5], [True])}) is None  # no shared slot
 
 
 def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
