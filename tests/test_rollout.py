@@ -441,9 +441,13 @@ def test_hung_or_dying_worker_is_replaced(tmp_path: Path, reference: list[Trajec
     factory = FaultyTabletopFactory(CONFIG, mode, task_id=3, init_state_id=5, step=3,
                                     marker=str(tmp_path / "fired"))
     config = RolloutConfig(num_workers=1, num_envs_per_worker=4, step_timeout_s=0.25)  # 2 s per chunk
+    finished: list[Trajectory] = []
     with RolloutEngine(factory, config) as engine:
-        trajectories, stats = engine.collect(HashPolicy(), requests_batch(), temperature=1.0)
+        trajectories, stats = engine.collect(HashPolicy(), requests_batch(), temperature=1.0,
+                                             on_episode=finished.append)
     assert_same(trajectories, reference)
+    # Each episode is reported once, when its final run finishes (the faulted run is not), as the returned object.
+    assert len(finished) == len(trajectories) and {id(t) for t in finished} == {id(t) for t in trajectories}
     assert stats.num_worker_restarts == 1
     counter = "rollout/num_worker_timeouts" if mode == "hang" else "rollout/num_worker_crashes"
     assert stats.extra[counter] == 1

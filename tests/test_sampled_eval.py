@@ -60,3 +60,13 @@ def test_cli_eval_sample_temperature(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert rc == 0
     assert "sampled T=0.7 success on held-out init states" in capsys.readouterr().out
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["temperature"] == 0.7
+
+
+def test_evaluation_shows_a_progress_bar_over_its_episodes(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    result = evaluate_checkpoint(config(), None, 4, 0, tmp_path / "a", temperature=0.7)
+    err = capsys.readouterr().err
+    assert "srpo eval (sampled T=0.7)" in err and "4/4" in err
+    assert f"successes={result.num_successes}" in err
+    evaluate_checkpoint(config(), None, 2, 0, tmp_path / "b", show_progress=False)
+    assert "srpo eval" not in capsys.readouterr().err

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -369,12 +369,14 @@ def evaluate_policy(
     cfg: TrainConfig,
     episodes_per_task: int,
     temperature: float | None = None,
+    on_episode: Callable[[Trajectory], None] | None = None,
 ) -> EvalResult:
     """Episodes on each task's held-out init states (cycling through them if more episodes are asked).
 
     Greedy (the arg-max bins) when `temperature` is None; otherwise sampled at `temperature` from the global torch
     RNG, so a caller that seeds it gets a repeatable evaluation. A greedy episode of an init state repeats exactly,
     a sampled one does not: more sampled episodes than held-out states measure the sampled policy more finely.
+    `on_episode` is called with each episode as it finishes (`RolloutEngine.collect`).
     """
     _check_temperature(temperature, cfg)
     requests: list[EpisodeRequest] = []
@@ -383,9 +385,9 @@ def evaluate_policy(
         for k in range(episodes_per_task):
             requests.append(EpisodeRequest(spec.task_id, ids[k % len(ids)], len(requests), len(requests)))
     if temperature is None:
-        trajs, _ = engine.collect(policy, requests, cfg.algo.temperature, greedy=True)
+        trajs, _ = engine.collect(policy, requests, cfg.algo.temperature, greedy=True, on_episode=on_episode)
     else:
-        trajs, _ = engine.collect(policy, requests, temperature, greedy=False)
+        trajs, _ = engine.collect(policy, requests, temperature, greedy=False, on_episode=on_episode)
     rates, counts = {}, {}
     for spec in specs:
         s = [t.success for t in trajs if t.task_id == spec.task_id]
@@ -401,9 +403,13 @@ def evaluate_checkpoint(
     videos_per_task: int,
     out_dir: str | Path,
     temperature: float | None = None,
+    show_progress: bool = True,
 ) -> EvalResult:
     """`srpo eval`: load a policy checkpoint, evaluate it (greedy, or sampled at `temperature` with the torch RNG
-    seeded by `cfg.seed`), write eval.json and labelled videos."""
+    seeded by `cfg.seed`), write eval.json and labelled videos. `show_progress`: a bar over the episodes with their
+    running success count and an ETA (stderr)."""
+    from tqdm import tqdm
+
     from srpo.video import write_labelled_video
 
     if episodes_per_task < 1:
@@ -421,8 +427,22 @@ def evaluate_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     if temperature is not None:
         torch.manual_seed(cfg.seed)  # after the policy is built: the sampled actions depend on the seed alone
-    with RolloutEngine(factory, cfg.rollout) as engine:
-        result = evaluate_policy(engine, policy, specs, cfg, episodes_per_task, temperature)
+    mode = "greedy" if temperature is None else f"sampled T={temperature:g}"
+    bar = tqdm(total=episodes_per_task * len(specs), desc=f"srpo eval ({mode})", unit="episode",
+               disable=not show_progress, dynamic_ncols=True)
+    successes = 0
+
+    def finished(traj: Trajectory) -> None:
+        nonlocal successes
+        successes += bool(traj.success)
+        bar.set_postfix(successes=successes, refresh=False)
+        bar.update(1)
+
+    try:
+        with RolloutEngine(factory, cfg.rollout) as engine:
+            result = evaluate_policy(engine, policy, specs, cfg, episodes_per_task, temperature, finished)
+    finally:
+        bar.close()
     for spec in specs:
         for t in [t for t in result.trajectories if t.task_id == spec.task_id][:videos_per_task]:
             outcome = "success" if t.success else "failure"

@@ -556,6 +556,7 @@ class Collection:
         stats: The counts returned with the batch.
         counts: Counts and seconds for stats.extra.
         num_worker_restarts: Worker restarts so far in this call (bounded by rollout.max_worker_restarts).
+        on_episode: Called with each trajectory as it finishes (progress bars), in finishing order.
     """
 
     collect_id: int
@@ -565,6 +566,7 @@ class Collection:
     stats: EpisodeStats
     counts: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     num_worker_restarts: int = 0
+    on_episode: Callable[[Trajectory], None] | None = None
 
 
 class RolloutEngine:
@@ -614,6 +616,7 @@ class RolloutEngine:
         requests: Sequence[EpisodeRequest],
         temperature: float,
         greedy: bool = False,
+        on_episode: Callable[[Trajectory], None] | None = None,
     ) -> tuple[list[Trajectory], EpisodeStats]:
         """Roll out every request to success or horizon.
 
@@ -622,6 +625,8 @@ class RolloutEngine:
             requests: Episodes to run; see `make_group_requests`.
             temperature: Sampling temperature passed to the policy.
             greedy: Take the arg-max bins (evaluation).
+            on_episode: Called with each trajectory once it has finished, in finishing order (e.g. a progress
+                bar's update); an episode re-run after a fault is reported once, when its re-run finishes.
 
         Returns:
             The trajectories in request order, and the batch's counts. `stats.extra` holds
@@ -641,7 +646,7 @@ class RolloutEngine:
         stride = self.config.embed_stride or policy.chunk_size
         episodes = [_Episode(i, r, self.specs[r.task_id]) for i, r in enumerate(requests)]
         col = Collection(next(self._collect_ids), episodes, list(range(len(episodes))), [None] * len(episodes),
-                         EpisodeStats(num_episodes=len(requests)))
+                         EpisodeStats(num_episodes=len(requests)), on_episode=on_episode)
         self._collection = col
         try:
             while col.pending or any(w.active for w in self._workers):
@@ -783,7 +788,9 @@ class RolloutEngine:
         if result.done:
             worker.active.discard(ep.index)
             worker.idle_tasks[ep.request.task_id] += 1
-            col.out[ep.index] = self._trajectory(ep, result.success)
+            traj = col.out[ep.index] = self._trajectory(ep, result.success)
+            if col.on_episode is not None:
+                col.on_episode(traj)
 
     def _trajectory(self, ep: _Episode, success: bool) -> Trajectory:
         r = ep.request
