@@ -13,7 +13,9 @@ Every checkpoint plays the same held-out init states, so the evaluations are pai
 slope with an interval that resamples init states and each checkpoint against step 0 episode by episode (paired
 bootstrap, exact McNemar), as `benchmarks/run_diagnostics.py` does for a run's in-run evaluations. With
 `--greedy-run RUN_DIR` the run's own greedy evaluations (its steps/eval_*.npz) are summarised the same way and
-drawn beside the curve.
+drawn beside the curve. With `--against WORK_DIR`, another curve's work dir evaluated the same way (e.g. the GRPO
+arm of the same command, whose step-0 checkpoint is the same start), this curve minus that one is reported at every
+step both have, paired by episode, and pooled over the steps after 0 with a bootstrap over init states.
 
 Checkpoints are given as STEP=DIR (DIR a policy checkpoint: `<run>/ckpt-000010/policy`, or the SFT start for
 step 0). A run deletes all but its newest `keep_last_checkpoints`; train with `--set keep_checkpoint_every=10` to
@@ -127,6 +129,22 @@ def paired_heldout(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict
     return out
 
 
+def paired_heldout_after_start(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
+                               ) -> dict[str, Any] | None:
+    """other − base held-out success pooled over every evaluation after step 0 that both runs saved episodes for,
+    paired by task and init state, with a bootstrap over init states (`srpo.evaluate.clustered_paired_difference`):
+    each state is played again at every evaluation, so its episodes are one cluster, not independent draws. The
+    paired counterpart of `mean_after_start_difference`; None when the runs share no such evaluation."""
+    from srpo.evaluate import clustered_paired_difference
+
+    steps = sorted(s for s in set(base) & set(other) if s > 0)
+    keyed = [(state, b, o) for s in steps for state, b, o in keyed_episode_pairs(base[s], other[s])]
+    if not keyed:
+        return None
+    result = clustered_paired_difference([(b, o) for _, b, o in keyed], [state for state, _, _ in keyed])
+    return {"steps": steps, **result}
+
+
 def vs_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
     """Each evaluation after step 0 against the run's own step 0, paired by task and init state (`paired_heldout`
     with the step-0 episodes as the base at every step): the difference, its paired bootstrap interval, the
@@ -195,6 +213,50 @@ def greedy_run_curve(run_dir: Path) -> dict[str, Any]:
               for step, a in sorted(evals.items())]
     return {"run_dir": str(run_dir), **curve_summary(points), **paired_summary(evals)}
 
+def read_work_dir(work_dir: Path) -> dict[int, dict[str, Any]]:
+    """Every step<NNNNNN>/eval.json of a --work-dir, keyed by step (other entries are skipped)."""
+    out = {}
+    for path in sorted(work_dir.glob("step*/eval.json")):
+        digits = path.parent.name[len("step"):]
+        if digits.isdigit():
+            out[int(digits)] = json.loads(path.read_text())
+    return out
+
+
+def read_against(work_dir: Path, expected: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Another curve's evaluations (`read_work_dir`), checked to pair with this one's before anything runs.
+
+    Args:
+        work_dir: the other curve's --work-dir.
+        expected: mode, temperature, seed and episodes_per_task of this curve; the other's must match them.
+
+    Raises:
+        ValueError: the other work dir has fewer than two evaluations, one evaluated otherwise, or one without
+            per-episode records.
+    """
+    reports = read_work_dir(work_dir)
+    if len(reports) < 2:
+        raise ValueError(f"--against {work_dir} holds {len(reports)} step*/eval.json: give another curve's "
+                         "--work-dir with at least two evaluated checkpoints")
+    for step, report in reports.items():
+        differs = {k: (report.get(k), v) for k, v in expected.items() if report.get(k) != v}
+        if differs or "episodes" not in report:
+            raise ValueError(f"--against {work_dir}: step {step} was evaluated otherwise ({differs or 'no episodes'}"
+                             "); the two curves pair episode by episode only when both evaluate the same way")
+    return reports
+
+
+def against_curve(work_dir: Path, reports: dict[int, dict[str, Any]], evals: dict[int, dict[str, np.ndarray]]
+                  ) -> dict[str, Any]:
+    """This curve's `evals` minus another curve's `reports` (`read_against`): `curve_summary` of that curve, the
+    paired difference at every shared step (`paired_heldout`) and pooled after step 0 (`paired_heldout_after_start`).
+    """
+    other = {step: episode_arrays(r["episodes"]) for step, r in reports.items()}
+    points = [{"step": step, "num_successes": r["num_successes"], "num_episodes": r["num_episodes"]}
+              for step, r in sorted(reports.items())]
+    return {"work_dir": str(work_dir), **curve_summary(points), "this_minus_that": paired_heldout(other, evals),
+            "this_minus_that_after_start": paired_heldout_after_start(other, evals)}
+
 
 def print_curve(name: str, summary: dict[str, Any]) -> None:
     """The table and the slope lines of one curve."""
@@ -231,6 +293,9 @@ def main() -> None:
     parser.add_argument("--greedy-run", type=Path, default=None, metavar="RUN_DIR",
                         help="the run the checkpoints come from: its own greedy evaluations are reported and drawn "
                              "beside the curve")
+    parser.add_argument("--against", type=Path, default=None, metavar="WORK_DIR",
+                        help="another curve's --work-dir, evaluated the same way: this curve minus that one, paired "
+                             "by episode, per step and pooled after step 0")
     args = parser.parse_args()
     try:
         checkpoints = parse_checkpoints(args.checkpoints)
@@ -247,13 +312,20 @@ def main() -> None:
 
     cfg = load_config(preset=args.preset, overrides=args.overrides)
     mode = "greedy" if args.sample_temperature is None else "sampled"
+    how = {"mode": mode, "temperature": args.sample_temperature,
+           "seed": None if args.sample_temperature is None else cfg.seed, "episodes_per_task": args.episodes}
+    against_reports = None
+    if args.against is not None:
+        try:
+            against_reports = read_against(args.against, how)
+        except ValueError as e:
+            parser.error(str(e))
     points: list[dict[str, Any]] = []
     for step, ckpt in tqdm(checkpoints, desc="checkpoint curve", unit="ckpt"):
         work = args.work_dir / f"step{step:06d}"
         cached = work / "eval.json"
         report = json.loads(cached.read_text()) if cached.exists() else None
-        expected = {"checkpoint": ckpt, "mode": mode, "temperature": args.sample_temperature,
-                    "seed": None if args.sample_temperature is None else cfg.seed, "episodes_per_task": args.episodes}
+        expected = {"checkpoint": ckpt, **how}
         if report is None or any(report.get(k) != v for k, v in expected.items()):
             evaluate_checkpoint(cfg, ckpt, args.episodes, 0, work, args.sample_temperature)
             report = json.loads(cached.read_text())
@@ -273,10 +345,24 @@ def main() -> None:
     if greedy is not None:
         print()
         print_curve(f"greedy, the run's own evaluations ({args.greedy_run})", greedy)
+    against = None
+    if args.against is not None and against_reports is not None:
+        against = against_curve(args.against, against_reports, evals)
+        print(f"\nthis curve - {args.against}, paired by episode:")
+        for d in against["this_minus_that"]:
+            print(f"step {d['step']:>4}: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] (won only "
+                  f"here {d['b_only']}, only there {d['a_only']}, McNemar p {d['mcnemar_p']:.3f})")
+        pooled = against["this_minus_that_after_start"]
+        if pooled is not None:
+            print(f"pooled over steps {pooled['steps']}: {pooled['difference']:+.3f} [{pooled['ci95'][0]:+.3f}, "
+                  f"{pooled['ci95'][1]:+.3f}] (bootstrap over {pooled['num_clusters']} init states; won only here "
+                  f"{pooled['b_only']}, only there {pooled['a_only']})")
     png = args.out.with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
     curves, intervals = {}, {}
-    for name, curve in ((label, summary), ("greedy (the run's own evaluations)", greedy)):
+    named = ((label, summary), ("greedy (the run's own evaluations)", greedy),
+             (f"{label}, {args.against.name if args.against else ''}", against))
+    for name, curve in named:
         if curve is None:
             continue
         lo, hi = curve["slope_per_100_steps_ci95"]
@@ -286,7 +372,8 @@ def main() -> None:
     plot_success_curves(curves, png, None, ylabel="held-out success", intervals=intervals)
     write_report(args.out, {"preset": args.preset, "overrides": args.overrides, "mode": mode,
                             "temperature": args.sample_temperature, "seed": cfg.seed,
-                            "episodes_per_task": args.episodes, **summary, "greedy_run": greedy, "plot": png.name,
+                            "episodes_per_task": args.episodes, **summary, "greedy_run": greedy, "against": against,
+                            "plot": png.name,
                             **machine_info()})
 
 

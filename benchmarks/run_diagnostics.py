@@ -33,8 +33,8 @@ from bench_common import write_report
 from checkpoint_curve import (
     curve_summary,
     heldout_slope_paired,
-    keyed_episode_pairs,
     paired_heldout,
+    paired_heldout_after_start,
     vs_start_paired,
 )
 
@@ -187,22 +187,6 @@ def mean_after_start_difference(base: list[dict[str, Any]], other: list[dict[str
 
 
 
-
-
-def paired_heldout_after_start(base: dict[int, dict[str, np.ndarray]], other: dict[int, dict[str, np.ndarray]]
-                               ) -> dict[str, Any] | None:
-    """other − base held-out success pooled over every evaluation after step 0 that both runs saved episodes for,
-    paired by task and init state, with a bootstrap over init states (`srpo.evaluate.clustered_paired_difference`):
-    each state is played again at every evaluation, so its episodes are one cluster, not independent draws. The
-    paired counterpart of `mean_after_start_difference`; None when the runs share no such evaluation."""
-    from srpo.evaluate import clustered_paired_difference
-
-    steps = sorted(s for s in set(base) & set(other) if s > 0)
-    keyed = [(state, b, o) for s in steps for state, b, o in keyed_episode_pairs(base[s], other[s])]
-    if not keyed:
-        return None
-    result = clustered_paired_difference([(b, o) for _, b, o in keyed], [state for state, _, _ in keyed])
-    return {"steps": steps, **result}
 
 
 def gain_over_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:

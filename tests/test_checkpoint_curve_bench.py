@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,6 +92,17 @@ def test_main_evaluates_caches_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     assert [p["num_successes"] for p in greedy["points"]] == [1, 2]
     assert greedy["vs_start_paired"][0]["b_only"] == 1
     assert "the run's own evaluations" in capsys.readouterr().out
+    # Against itself (the same work dir): every paired difference is 0, pooled too.
+    monkeypatch.setattr(sys, "argv", [*argv, "--against", str(tmp_path / "work")])
+    bench.main()
+    against = json.loads((tmp_path / "curve.json").read_text())["against"]
+    assert [d["difference"] for d in against["this_minus_that"]] == [0.0, 0.0]
+    assert against["this_minus_that_after_start"]["difference"] == 0.0
+    # Another sampling seed does not pair with the cached curve: refused before anything is evaluated.
+    monkeypatch.setattr(sys, "argv", [*argv, "--set", "seed=3", "--against", str(tmp_path / "work")])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "was evaluated otherwise" in capsys.readouterr().err
 
 
 def write_evals(run_dir: Path, evals: dict[int, tuple[list[int], list[bool]]]) -> None:
@@ -128,3 +140,45 @@ def test_greedy_run_curve_summarises_the_runs_own_evaluations(tmp_path: Path) ->
     write_evals(one, {0: ([5], [True])})
     with pytest.raises(FileNotFoundError, match="at least twice"):
         bench.greedy_run_curve(one)
+
+
+def write_eval_json(work_dir: Path, step: int, states: list[int], success: list[bool], **how: Any) -> None:
+    """A step<NNNNNN>/eval.json as `srpo eval` writes it (task 0), sampled at T = 0.7 with seed 0 unless `how`."""
+    out = work_dir / f"step{step:06d}"
+    out.mkdir(parents=True)
+    fields = {"mode": "sampled", "temperature": 0.7, "seed": 0, "episodes_per_task": len(states), **how}
+    out.joinpath("eval.json").write_text(json.dumps({
+        **fields, "checkpoint": f"ckpt{step}", "num_successes": sum(success), "num_episodes": len(states),
+        "episodes": [{"task_id": 0, "init_state_id": s, "success": ok, "num_steps": 1}
+                     for s, ok in zip(states, success, strict=True)]}))
+
+
+HOW = {"mode": "sampled", "temperature": 0.7, "seed": 0, "episodes_per_task": 2}
+
+
+def test_against_pairs_two_curves_by_episode_hand_computed(tmp_path: Path) -> None:
+    # That curve (e.g. GRPO): step 0 wins state 5, step 10 wins nothing. This one: step 0 the same start, step 10
+    # wins both states. Step 10: +1 (2 episodes won only here); step 0: 0. Pooled after step 0: +1 over 2 states.
+    write_eval_json(tmp_path / "that", 0, [5, 6], [True, False])
+    write_eval_json(tmp_path / "that", 10, [5, 6], [False, False])
+    (tmp_path / "that" / "stepxyz").mkdir()  # not a step: skipped
+    reports = bench.read_against(tmp_path / "that", HOW)
+    assert sorted(reports) == [0, 10]
+    evals = {0: bench.episode_arrays(reports[0]["episodes"]),
+             10: bench.episode_arrays([{"task_id": 0, "init_state_id": s, "success": True} for s in (6, 5)])}
+    out = bench.against_curve(tmp_path / "that", reports, evals)
+    assert [(p["step"], p["num_successes"]) for p in out["points"]] == [(0, 1), (10, 0)]
+    assert [(d["step"], d["difference"], d["b_only"], d["a_only"]) for d in out["this_minus_that"]] == [
+        (0, 0.0, 0, 0), (10, pytest.approx(1.0), 2, 0)]
+    pooled = out["this_minus_that_after_start"]
+    assert pooled["steps"] == [10] and pooled["difference"] == pytest.approx(1.0) and pooled["num_clusters"] == 2
+
+
+def test_against_refuses_curves_that_do_not_pair(tmp_path: Path) -> None:
+    write_eval_json(tmp_path / "one", 0, [5, 6], [True, False])
+    with pytest.raises(ValueError, match="holds 1 step"):
+        bench.read_against(tmp_path / "one", HOW)
+    write_eval_json(tmp_path / "hot", 0, [5, 6], [True, False])
+    write_eval_json(tmp_path / "hot", 10, [5, 6], [True, False], temperature=1.0)
+    with pytest.raises(ValueError, match=r"step 10 was evaluated otherwise \(\{'temperature': \(1.0, 0.7\)\}"):
+        bench.read_against(tmp_path / "hot", HOW)

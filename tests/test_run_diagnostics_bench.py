@@ -138,14 +138,14 @@ def test_paired_heldout_after_start_pools_steps_and_clusters_by_state() -> None:
     # Step 0 is left out; steps 10 and 20 each pair 3 episodes over 2 states of task 0 (state 5 twice).
     base = eval_arrays([0, 0, 0], [5, 5, 6], [False, False, True])
     other = eval_arrays([0, 0, 0], [5, 6, 5], [True, True, False])
-    out = bench.paired_heldout_after_start({0: base, 10: base, 20: base}, {0: other, 10: other, 20: other, 30: other})
+    out = curve.paired_heldout_after_start({0: base, 10: base, 20: base}, {0: other, 10: other, 20: other, 30: other})
     assert out is not None and out["steps"] == [10, 20]
     # Per step: state 5 pairs (F, T), (F, F); state 6 (T, T): differences +1, 0, 0 -> pooled 2 / 6.
     assert out["num_pairs"] == 6 and out["num_clusters"] == 2 and out["difference"] == pytest.approx(1 / 3)
     assert (out["b_only"], out["a_only"]) == (2, 0)
     # Resamples of the 2 states: (5, 5) gives 2/4, (6, 6) 0, mixed 2/6; the interval spans [0, 0.5].
     assert out["ci95"] == [0.0, 0.5]
-    assert bench.paired_heldout_after_start({0: base}, {0: other}) is None
+    assert curve.paired_heldout_after_start({0: base}, {0: other}) is None
 
 
 def test_gain_over_start_pairs_each_later_evaluation_with_step_0() -> None:
