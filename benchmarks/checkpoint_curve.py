@@ -257,6 +257,36 @@ def against_curve(work_dir: Path, reports: dict[int, dict[str, Any]], evals: dic
     return {"work_dir": str(work_dir), **curve_summary(points), "this_minus_that": paired_heldout(other, evals),
             "this_minus_that_after_start": paired_heldout_after_start(other, evals)}
 
+def split_by_init_state(evals: dict[int, dict[str, np.ndarray]], first_held_out: int
+                        ) -> dict[str, dict[int, dict[str, np.ndarray]]]:
+    """The episodes of every evaluation split by init state: "train" (ids < `first_held_out`) and "held_out"
+    (the rest), each kept in run order, for an evaluation over every init state
+    (`--set env.libero.train_on_eval_states=true --set env.libero.num_eval_init_states=50`).
+
+    Args:
+        evals: {step: `episode_arrays`}; arrays (N,).
+        first_held_out: the first held-out init state (`env.libero.num_train_init_states` of the run).
+    """
+    out: dict[str, dict[int, dict[str, np.ndarray]]] = {"train": {}, "held_out": {}}
+    for step, arrays in evals.items():
+        train = arrays["init_state_ids"] < first_held_out
+        for name, mask in (("train", train), ("held_out", ~train)):
+            if mask.any():
+                out[name][step] = {k: v[mask] for k, v in arrays.items()}
+    return out
+
+
+def split_summaries(evals: dict[int, dict[str, np.ndarray]], first_held_out: int) -> dict[str, Any]:
+    """`curve_summary` and `paired_summary` of each half of `split_by_init_state` (a half with fewer than two
+    evaluations is left out)."""
+    out = {}
+    for name, part in split_by_init_state(evals, first_held_out).items():
+        if len(part) >= 2:
+            points = [{"step": step, "num_successes": int(a["success"].sum()), "num_episodes": len(a["success"])}
+                      for step, a in sorted(part.items())]
+            out[name] = {**curve_summary(points), **paired_summary(part)}
+    return out
+
 
 def print_curve(name: str, summary: dict[str, Any]) -> None:
     """The table and the slope lines of one curve."""
@@ -293,6 +323,10 @@ def main() -> None:
     parser.add_argument("--greedy-run", type=Path, default=None, metavar="RUN_DIR",
                         help="the run the checkpoints come from: its own greedy evaluations are reported and drawn "
                              "beside the curve")
+    parser.add_argument("--split-init-state", type=int, default=None, metavar="N",
+                        help="also report the episodes on init states < N (training states: the run's "
+                             "env.libero.num_train_init_states) and >= N (held out) apart, for an evaluation over "
+                             "every init state")
     parser.add_argument("--against", type=Path, default=None, metavar="WORK_DIR",
                         help="another curve's --work-dir, evaluated the same way: this curve minus that one, paired "
                              "by episode, per step and pooled after step 0")
@@ -341,6 +375,10 @@ def main() -> None:
     summary = {**curve_summary(points), **paired_summary(evals)}
     label = "greedy" if args.sample_temperature is None else f"sampled T={args.sample_temperature:g}"
     print_curve(f"{label}, seed {cfg.seed}, {args.episodes} episodes per task", summary)
+    split = split_summaries(evals, args.split_init_state) if args.split_init_state is not None else None
+    for name, part in (split or {}).items():
+        print()
+        print_curve(f"{label}, init states {'<' if name == 'train' else '>='} {args.split_init_state} ({name})", part)
     greedy = greedy_run_curve(args.greedy_run) if args.greedy_run is not None else None
     if greedy is not None:
         print()
@@ -372,7 +410,8 @@ def main() -> None:
     plot_success_curves(curves, png, None, ylabel="held-out success", intervals=intervals)
     write_report(args.out, {"preset": args.preset, "overrides": args.overrides, "mode": mode,
                             "temperature": args.sample_temperature, "seed": cfg.seed,
-                            "episodes_per_task": args.episodes, **summary, "greedy_run": greedy, "against": against,
+                            "episodes_per_task": args.episodes, **summary, "split_init_state": args.split_init_state,
+                            "split": split, "greedy_run": greedy, "against": against,
                             "plot": png.name,
                             **machine_info()})
 

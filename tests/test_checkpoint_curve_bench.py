@@ -98,6 +98,12 @@ def test_main_evaluates_caches_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     against = json.loads((tmp_path / "curve.json").read_text())["against"]
     assert [d["difference"] for d in against["this_minus_that"]] == [0.0, 0.0]
     assert against["this_minus_that_after_start"]["difference"] == 0.0
+    # Split at init state 5: the tiny env's held-out states 4 and 5 fall one on each side, two slots each.
+    monkeypatch.setattr(sys, "argv", [*argv, "--split-init-state", "5"])
+    bench.main()
+    split = json.loads((tmp_path / "curve.json").read_text())["split"]
+    assert set(split) == {"train", "held_out"}
+    assert [p["num_episodes"] for p in split["train"]["points"]] == [2, 2]
     # Another sampling seed does not pair with the cached curve: refused before anything is evaluated.
     monkeypatch.setattr(sys, "argv", [*argv, "--set", "seed=3", "--against", str(tmp_path / "work")])
     with pytest.raises(SystemExit):
@@ -182,3 +188,23 @@ def test_against_refuses_curves_that_do_not_pair(tmp_path: Path) -> None:
     write_eval_json(tmp_path / "hot", 10, [5, 6], [True, False], temperature=1.0)
     with pytest.raises(ValueError, match=r"step 10 was evaluated otherwise \(\{'temperature': \(1.0, 0.7\)\}"):
         bench.read_against(tmp_path / "hot", HOW)
+
+
+def test_split_by_init_state_separates_training_and_held_out_episodes() -> None:
+    # States 0, 1 are training states (first held-out: 2), 2 and 3 held out; run order is kept within each half.
+    records = [{"task_id": 0, "init_state_id": s, "success": ok} for s, ok in
+               ((3, True), (0, False), (2, False), (1, True))]
+    evals = {0: bench.episode_arrays(records),
+             10: bench.episode_arrays([{**r, "success": True} for r in records])}
+    parts = bench.split_by_init_state(evals, 2)
+    assert parts["train"][0]["init_state_ids"].tolist() == [0, 1]
+    assert parts["train"][0]["success"].tolist() == [False, True]
+    assert parts["held_out"][0]["init_state_ids"].tolist() == [3, 2]
+    out = bench.split_summaries(evals, 2)
+    # Training: 1/2 -> 2/2; held out: 1/2 -> 2/2; each gains the one episode it lost at step 0.
+    for name in ("train", "held_out"):
+        assert [p["num_successes"] for p in out[name]["points"]] == [1, 2]
+        [d] = out[name]["vs_start_paired"]
+        assert (d["difference"], d["b_only"], d["a_only"]) == (pytest.approx(0.5), 1, 0)
+    # A half without two evaluations is left out.
+    assert set(bench.split_summaries(evals, 9)) == {"train"}
