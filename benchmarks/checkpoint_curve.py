@@ -323,6 +323,9 @@ def main() -> None:
     parser.add_argument("--greedy-run", type=Path, default=None, metavar="RUN_DIR",
                         help="the run the checkpoints come from: its own greedy evaluations are reported and drawn "
                              "beside the curve")
+    parser.add_argument("--label", default=None, help="this curve's name in the plot (default: how it evaluates)")
+    parser.add_argument("--against-label", default=None,
+                        help="the --against curve's name in the plot (default: its work dir's name)")
     parser.add_argument("--split-init-state", type=int, default=None, metavar="N",
                         help="also report the episodes on init states < N (training states: the run's "
                              "env.libero.num_train_init_states) and >= N (held out) apart, for an evaluation over "
@@ -398,8 +401,8 @@ def main() -> None:
     png = args.out.with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
     curves, intervals = {}, {}
-    named = ((label, summary), ("greedy (the run's own evaluations)", greedy),
-             (f"{label}, {args.against.name if args.against else ''}", against))
+    against_name = args.against_label or (f"{label}, {args.against.name}" if args.against else "")
+    named = ((args.label or label, summary), ("greedy (the run's own evaluations)", greedy), (against_name, against))
     for name, curve in named:
         if curve is None:
             continue
