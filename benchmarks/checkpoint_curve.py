@@ -287,6 +287,11 @@ def split_summaries(evals: dict[int, dict[str, np.ndarray]], first_held_out: int
             out[name] = {**curve_summary(points), **paired_summary(part)}
     return out
 
+def pooled_text(d: dict[str, Any]) -> str:
+    """One pooled paired difference (`paired_heldout_after_start`) as printed: difference, interval, counts."""
+    return (f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] ({d['num_pairs']} pairs over "
+            f"{d['num_clusters']} init states; won only here {d['b_only']}, only there {d['a_only']})")
+
 
 def print_curve(name: str, summary: dict[str, Any]) -> None:
     """The table and the slope lines of one curve."""
@@ -395,9 +400,7 @@ def main() -> None:
                   f"here {d['b_only']}, only there {d['a_only']}, McNemar p {d['mcnemar_p']:.3f})")
         pooled = against["this_minus_that_after_start"]
         if pooled is not None:
-            print(f"pooled over steps {pooled['steps']}: {pooled['difference']:+.3f} [{pooled['ci95'][0]:+.3f}, "
-                  f"{pooled['ci95'][1]:+.3f}] (bootstrap over {pooled['num_clusters']} init states; won only here "
-                  f"{pooled['b_only']}, only there {pooled['a_only']})")
+            print(f"pooled over steps {pooled['steps']}: {pooled_text(pooled)}, bootstrap over init states")
     png = args.out.with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
     curves, intervals = {}, {}

@@ -35,6 +35,7 @@ from checkpoint_curve import (
     heldout_slope_paired,
     paired_heldout,
     paired_heldout_after_start,
+    pooled_text,
     vs_start_paired,
 )
 
@@ -352,10 +353,7 @@ def main() -> None:
                 pooled_pairs = diff["heldout_paired_after_start"]
                 if pooled_pairs is not None:
                     print(f"held-out paired by episode, pooled over steps {pooled_pairs['steps']} {key}: "
-                          f"{pooled_pairs['difference']:+.3f} [{pooled_pairs['ci95'][0]:+.3f}, "
-                          f"{pooled_pairs['ci95'][1]:+.3f}] ({pooled_pairs['num_pairs']} pairs over "
-                          f"{pooled_pairs['num_clusters']} init states; won only here {pooled_pairs['b_only']}, "
-                          f"only there {pooled_pairs['a_only']})")
+                          f"{pooled_text(pooled_pairs)}")
                 pooled = diff["heldout_mean_after_start"]
                 if pooled is not None:
                     print(f"held-out pooled over steps {pooled['steps']} {key}: {pooled['other'][0]}/"
