@@ -136,7 +136,7 @@ def paired_before_after(run_dir: Path, last_step: int) -> dict[str, Any]:
     run's steps/eval_*.npz: {"episode_pairs": [[task, state, before, after], ...], "paired_change": difference,
     bootstrap interval over the pairs, episodes only one evaluation won, exact McNemar p}; {} for runs without
     the arrays."""
-    from run_diagnostics import keyed_episode_pairs
+    from checkpoint_curve import keyed_episode_pairs
     from srpo.evaluate import paired_success_difference
     from srpo.run_dir import read_eval_arrays
 
