@@ -197,6 +197,17 @@ def paired_summary(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any]:
     return {"slope_paired": heldout_slope_paired(evals), "vs_start_paired": vs_start_paired(evals)}
 
 
+def arrays_curve(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any]:
+    """`curve_summary` of the evaluations' success counts and their `paired_summary`; at least two steps.
+
+    Args:
+        evals: {step: `episode_arrays` or `srpo.run_dir.read_eval_arrays` arrays}; arrays (N,).
+    """
+    points = [{"step": step, "num_successes": int(a["success"].sum()), "num_episodes": len(a["success"])}
+              for step, a in sorted(evals.items())]
+    return {**curve_summary(points), **paired_summary(evals)}
+
+
 def greedy_run_curve(run_dir: Path) -> dict[str, Any]:
     """A run's own greedy held-out evaluations (steps/eval_*.npz): `curve_summary` and `paired_summary`.
 
@@ -209,9 +220,8 @@ def greedy_run_curve(run_dir: Path) -> dict[str, Any]:
     if len(evals) < 2:
         raise FileNotFoundError(f"{run_dir}/steps has {len(evals)} eval_*.npz file(s): --greedy-run needs a run "
                                 "directory (<out>/<algo>/seed<k>) that evaluated at least twice")
-    points = [{"step": step, "num_successes": int(a["success"].sum()), "num_episodes": len(a["success"])}
-              for step, a in sorted(evals.items())]
-    return {"run_dir": str(run_dir), **curve_summary(points), **paired_summary(evals)}
+    return {"run_dir": str(run_dir), **arrays_curve(evals)}
+
 
 def read_work_dir(work_dir: Path) -> dict[int, dict[str, Any]]:
     """Every step<NNNNNN>/eval.json of a --work-dir, keyed by step (other entries are skipped)."""
@@ -257,6 +267,7 @@ def against_curve(work_dir: Path, reports: dict[int, dict[str, Any]], evals: dic
     return {"work_dir": str(work_dir), **curve_summary(points), "this_minus_that": paired_heldout(other, evals),
             "this_minus_that_after_start": paired_heldout_after_start(other, evals)}
 
+
 def split_by_init_state(evals: dict[int, dict[str, np.ndarray]], first_held_out: int
                         ) -> dict[str, dict[int, dict[str, np.ndarray]]]:
     """The episodes of every evaluation split by init state: "train" (ids < `first_held_out`) and "held_out"
@@ -277,15 +288,17 @@ def split_by_init_state(evals: dict[int, dict[str, np.ndarray]], first_held_out:
 
 
 def split_summaries(evals: dict[int, dict[str, np.ndarray]], first_held_out: int) -> dict[str, Any]:
-    """`curve_summary` and `paired_summary` of each half of `split_by_init_state` (a half with fewer than two
-    evaluations is left out)."""
-    out = {}
-    for name, part in split_by_init_state(evals, first_held_out).items():
-        if len(part) >= 2:
-            points = [{"step": step, "num_successes": int(a["success"].sum()), "num_episodes": len(a["success"])}
-                      for step, a in sorted(part.items())]
-            out[name] = {**curve_summary(points), **paired_summary(part)}
-    return out
+    """`arrays_curve` of each half of `split_by_init_state` (a half with fewer than two evaluations is left out)."""
+    return {name: arrays_curve(part) for name, part in split_by_init_state(evals, first_held_out).items()
+            if len(part) >= 2}
+
+
+def paired_text(d: dict[str, Any], other: str = "there") -> str:
+    """One paired difference (`paired_heldout`) as printed: difference, interval, discordant episodes, McNemar p;
+    `other` names the evaluation the difference is taken against."""
+    return (f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] (won only here {d['b_only']}, "
+            f"only {other} {d['a_only']}, McNemar p {d['mcnemar_p']:.3f})")
+
 
 def pooled_text(d: dict[str, Any]) -> str:
     """One pooled paired difference (`paired_heldout_after_start`) as printed: difference, interval, counts."""
@@ -309,8 +322,7 @@ def print_curve(name: str, summary: dict[str, Any]) -> None:
         print(f"slope per 100 steps {paired['slope_per_100_steps']:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired: bootstrap "
               f"over {paired['num_clusters']} init states, {paired['num_episodes']} episode slots)")
     for d in summary.get("vs_start_paired", []):
-        print(f"step {d['step']:>4} - step 0: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] "
-              f"(won only here {d['b_only']}, only at step 0 {d['a_only']}, McNemar p {d['mcnemar_p']:.3f})")
+        print(f"step {d['step']:>4} - step 0: {paired_text(d, 'at step 0')}")
 
 
 def main() -> None:
@@ -363,6 +375,7 @@ def main() -> None:
         except ValueError as e:
             parser.error(str(e))
     points: list[dict[str, Any]] = []
+    evals: dict[int, dict[str, np.ndarray]] = {}
     for step, ckpt in tqdm(checkpoints, desc="checkpoint curve", unit="ckpt"):
         work = args.work_dir / f"step{step:06d}"
         cached = work / "eval.json"
@@ -372,14 +385,10 @@ def main() -> None:
             evaluate_checkpoint(cfg, ckpt, args.episodes, 0, work, args.sample_temperature)
             report = json.loads(cached.read_text())
         points.append({"step": step, "checkpoint": ckpt, "num_successes": report["num_successes"],
-                       "num_episodes": report["num_episodes"], "per_task": report["success_rate"],
-                       "episodes": report.get("episodes")})
+                       "num_episodes": report["num_episodes"], "per_task": report["success_rate"]})
+        if "episodes" in report:  # eval.json files written before it was added give the binomial summary alone
+            evals[step] = episode_arrays(report["episodes"])
         tqdm.write(f"step {step:>4}: {report['num_successes']}/{report['num_episodes']}")
-    evals = {}  # eval.json files written before "episodes" was added give the binomial summary alone
-    for p in points:
-        records = p.pop("episodes")
-        if records is not None:
-            evals[p["step"]] = episode_arrays(records)
     summary = {**curve_summary(points), **paired_summary(evals)}
     label = "greedy" if args.sample_temperature is None else f"sampled T={args.sample_temperature:g}"
     print_curve(f"{label}, seed {cfg.seed}, {args.episodes} episodes per task", summary)
@@ -392,12 +401,11 @@ def main() -> None:
         print()
         print_curve(f"greedy, the run's own evaluations ({args.greedy_run})", greedy)
     against = None
-    if args.against is not None and against_reports is not None:
+    if against_reports is not None:
         against = against_curve(args.against, against_reports, evals)
         print(f"\nthis curve - {args.against}, paired by episode:")
         for d in against["this_minus_that"]:
-            print(f"step {d['step']:>4}: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] (won only "
-                  f"here {d['b_only']}, only there {d['a_only']}, McNemar p {d['mcnemar_p']:.3f})")
+            print(f"step {d['step']:>4}: {paired_text(d)}")
         pooled = against["this_minus_that_after_start"]
         if pooled is not None:
             print(f"pooled over steps {pooled['steps']}: {pooled_text(pooled)}, bootstrap over init states")

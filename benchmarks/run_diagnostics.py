@@ -35,6 +35,7 @@ from checkpoint_curve import (
     heldout_slope_paired,
     paired_heldout,
     paired_heldout_after_start,
+    paired_text,
     pooled_text,
     vs_start_paired,
 )
@@ -186,10 +187,6 @@ def mean_after_start_difference(base: list[dict[str, Any]], other: list[dict[str
     return {"steps": common, "base": [kb, nb], "other": [ko, no], "difference": ko / no - kb / nb, "ci95": [lo, hi]}
 
 
-
-
-
-
 def gain_over_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:
     """A run against its own start: held-out success pooled over its evaluations after step 0 minus its step-0
     evaluation, paired by task and init state (each later evaluation's episode against the same state's step-0
@@ -203,14 +200,6 @@ def gain_over_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str,
     if 0 not in evals:
         return None
     return paired_heldout_after_start({step: evals[0] for step in evals}, evals)
-
-
-
-
-
-
-
-
 
 
 def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
@@ -330,9 +319,7 @@ def main() -> None:
                   f"{paired_slope['num_clusters']} init states)")
         if run["heldout_vs_start_paired"]:
             print("each evaluation - step 0, paired by episode: " + "; ".join(
-                f"{d['step']}: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] (won only here "
-                f"{d['b_only']}, only at step 0 {d['a_only']}, McNemar p {d['mcnemar_p']:.3f})"
-                for d in run["heldout_vs_start_paired"]))
+                f"{d['step']}: {paired_text(d, 'at step 0')}" for d in run["heldout_vs_start_paired"]))
         gain = run["gain_over_start_paired"]
         if gain is not None:
             print(f"held-out after step 0 (steps {gain['steps']}) - step 0, paired by init state: "

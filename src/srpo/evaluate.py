@@ -311,6 +311,11 @@ def init_state_split(cfg: TrainConfig, num_init_states: int, split: str) -> list
     return ids[-num_eval:] if split == "eval" else ids[:-num_eval]
 
 
+def mode_label(temperature: float | None) -> str:
+    """How an evaluation decodes actions: "greedy" (`temperature` None), or "sampled T=<temperature>"."""
+    return "greedy" if temperature is None else f"sampled T={temperature:g}"
+
+
 @dataclass
 class EvalResult:
     """Per-task success on held-out states, greedy (`temperature` None) or sampled at `temperature`."""
@@ -324,7 +329,7 @@ class EvalResult:
     @property
     def mode(self) -> str:
         """"greedy", or "sampled T=<temperature>"."""
-        return "greedy" if self.temperature is None else f"sampled T={self.temperature:g}"
+        return mode_label(self.temperature)
 
     @property
     def mean(self) -> float:
@@ -427,8 +432,7 @@ def evaluate_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     if temperature is not None:
         torch.manual_seed(cfg.seed)  # after the policy is built: the sampled actions depend on the seed alone
-    mode = "greedy" if temperature is None else f"sampled T={temperature:g}"
-    bar = tqdm(total=episodes_per_task * len(specs), desc=f"srpo eval ({mode})", unit="episode",
+    bar = tqdm(total=episodes_per_task * len(specs), desc=f"srpo eval ({mode_label(temperature)})", unit="episode",
                disable=not show_progress, dynamic_ncols=True)
     successes = 0
 
