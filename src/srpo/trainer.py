@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from srpo.algo.advantages import dynamic_sampling_mask, loss_weighted_advantage_mean, referenced_failure_group_mask
+from srpo.algo.advantages import (
+    dynamic_sampling_mask,
+    loss_weighted_advantage_mean,
+    referenced_failure_group_mask,
+    weight_failure_groups,
+)
 from srpo.build import (
     learner_threads,
     load_or_make_reference,
@@ -176,6 +181,13 @@ class Trainer:
             # Whole groups are dropped, so the advantages of the kept groups (normalised per group) stand.
             success, task_ids, group_ids, rewards, advantages, distance = (
                 a[keep] for a in (success, task_ids, group_ids, rewards, advantages, distance))
+        if self.cfg.algo.failure_group_adv_weight != 1.0:
+            advantages = weight_failure_groups(advantages, success, group_ids, self.cfg.algo.failure_group_adv_weight)
+        # How much of the step's advantage mass the all-failure groups carry (SRPO's failure ranking alone).
+        abs_total = float(np.abs(advantages).sum())
+        failed_groups = dynamic_sampling_mask(success, group_ids, 0.0, 0.0)
+        metrics["advantage/failure_group_abs_share"] = (
+            float(np.abs(advantages[failed_groups]).sum()) / abs_total if abs_total > 0 else 0.0)
         # Groups whose advantages are not all zero: the ones that carry any learning signal this step.
         metrics["advantage/num_groups_with_signal"] = len(np.unique(group_ids[np.abs(advantages) > 0]))
         metrics["advantage/share_groups_with_signal"] = (metrics["advantage/num_groups_with_signal"]

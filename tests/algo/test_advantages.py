@@ -13,6 +13,7 @@ from srpo.algo.advantages import (
     loss_weighted_advantage_mean,
     referenced_failure_group_mask,
     task_baseline_advantages,
+    weight_failure_groups,
 )
 
 
@@ -156,3 +157,20 @@ def test_bad_inputs_of_the_masks_and_the_offline_baseline() -> None:
         task_baseline_advantages(np.zeros(3), np.zeros(2, dtype=int))
     with pytest.raises(ValueError, match=r"NaN or inf at rows \[2\]"):
         task_baseline_advantages(np.array([0.0, 1.0, np.inf]), np.zeros(3, dtype=int))
+
+
+def test_weight_failure_groups_hand_computed() -> None:
+    # Group 0 holds a success and keeps its advantages; groups 1 and 2 failed everywhere and are scaled.
+    adv = np.asarray([1.2, -0.4, -0.8, 0.7, -0.7, 0.3, -0.3])
+    success = np.asarray([1, 0, 0, 0, 0, 0, 0], dtype=bool)
+    groups = np.asarray([5, 5, 5, 9, 9, 2, 2])
+    np.testing.assert_allclose(weight_failure_groups(adv, success, groups, 0.25),
+                               [1.2, -0.4, -0.8, 0.175, -0.175, 0.075, -0.075])
+    np.testing.assert_array_equal(weight_failure_groups(adv, success, groups, 0.0), [1.2, -0.4, -0.8, 0, 0, 0, 0])
+    out = weight_failure_groups(adv, success, groups, 1.0)
+    np.testing.assert_array_equal(out, adv)
+    assert out is not adv  # a new array: the caller's advantages are not written to
+    with pytest.raises(ValueError, match=r"weight=1\.5 must be in \[0, 1\]"):
+        weight_failure_groups(adv, success, groups, 1.5)
+    with pytest.raises(ValueError, match=r"must all be \(N,\)"):
+        weight_failure_groups(adv, success[:3], groups, 0.5)

@@ -142,6 +142,38 @@ def referenced_failure_group_mask(
     return keep_group[inverse]
 
 
+def weight_failure_groups(
+    advantages: np.ndarray, success: np.ndarray, group_ids: np.ndarray, weight: float
+) -> np.ndarray:
+    """Scale the advantages of all-failure groups by `weight`; groups holding a success keep theirs.
+
+    The group z-score A_i = (r_i − mean_g) / (std_g + eps) gives an all-failure group's shaped rewards
+    unit-scale advantages however little they differ, so in a step where most groups fail, the failures' ranking
+    by distance to the success centres outweighs the groups that hold a success. weight = 1 leaves the SRPO
+    advantages as they are; 0 gives such groups no policy-gradient signal, as binary GRPO does (and as the
+    official dynamic-sampling filter, which drops them, does); values between damp them.
+
+    Args:
+        advantages: (N,) group advantages.
+        success: (N,) bool outcome.
+        group_ids: (N,) int group of each trajectory.
+        weight: Factor in [0, 1] applied to every member of a group without a success.
+
+    Returns:
+        (N,) float64 advantages, a new array.
+    """
+    a = np.asarray(advantages, dtype=np.float64)
+    s = np.asarray(success, dtype=bool)
+    g = np.asarray(group_ids)
+    if a.ndim != 1 or not a.shape == s.shape == g.shape:
+        raise ValueError(f"advantages {a.shape}, success {s.shape} and group_ids {g.shape} must all be (N,)")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight={weight} must be in [0, 1]")
+    _, inverse = np.unique(g, return_inverse=True)
+    all_failed = (np.bincount(inverse, weights=s.astype(np.float64)) == 0)[inverse]
+    return np.where(all_failed, weight * a, a)
+
+
 def task_baseline_advantages(rewards: np.ndarray, task_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Offline advantages: A_i = r_i − b_task(i), with b the mean reward of the dataset's episodes of that task.
 

@@ -87,6 +87,12 @@ class AlgoConfig:
     `num_prompts_per_step`, so the refill is unchanged), join the reward phase, and are dropped after it unless
     they qualify. No effect under GRPO (binary rewards never spread in an all-failure group) [off: the official
     filter]."""
+    failure_group_adv_weight: float = 1.0
+    """SRPO only: factor on the advantages of every all-failure group that reaches the update (kept by a widened
+    dynamic-sampling window or by `keep_referenced_failure_groups`). The group z-score gives such a group's shaped
+    rewards unit-scale advantages however little they differ; 1 keeps them (SRPO as written), 0 gives those
+    groups no policy-gradient signal, as binary GRPO has there, while groups holding a success keep their
+    shaped advantages (srpo.algo.advantages.weight_failure_groups) [1.0]."""
     failure_group_min_reward_std: float = 0.05
     """Smallest std (estimator `adv_std`) of an all-failure group's shaped rewards for it to be kept by
     `keep_referenced_failure_groups`. The group z-score divides by std + `adv_eps`, so a near-zero spread would
@@ -142,6 +148,12 @@ class AlgoConfig:
         require(0.0 <= self.filter_low <= self.filter_high <= 1.0, "algo.filter_low", self.filter_low,
                 f"a value in [0, algo.filter_high={self.filter_high}], e.g. 0.1")
         require(self.max_sampling_rounds >= 1, "algo.max_sampling_rounds", self.max_sampling_rounds, "an int >= 1")
+        require(0.0 <= self.failure_group_adv_weight <= 1.0, "algo.failure_group_adv_weight",
+                self.failure_group_adv_weight, "a float in [0, 1] (1 = SRPO as written, 0 = none, as in GRPO)")
+        if self.keep_referenced_failure_groups and self.failure_group_adv_weight == 0.0:
+            require(False, "algo.keep_referenced_failure_groups", True,
+                    "false when algo.failure_group_adv_weight=0 (it keeps all-failure groups only to train on "
+                    "their shaped advantages, which a weight of 0 removes)")
         require(self.failure_group_min_reward_std >= 0, "algo.failure_group_min_reward_std",
                 self.failure_group_min_reward_std, "a float >= 0, e.g. 0.05")
         require(self.temperature > 0, "algo.temperature", self.temperature, "a float > 0, e.g. 1.6")
