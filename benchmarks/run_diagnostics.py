@@ -8,7 +8,9 @@ and the token-weighted mean advantage Σ A_i T_i / Σ T_i (T_i the episode's exe
 action tokens). Group advantages are centred per group, so that weighted mean is 0 only when successes and
 failures run equally long; under the "token-mean" aggregation a negative value means the update pushes the
 sampled tokens down as a whole, which raises entropy step after step (see `srpo.algo.advantages.
-loss_weighted_advantage_mean`). Each run's held-out evaluations get their slope and last − first with intervals;
+loss_weighted_advantage_mean`). Per step, where the advantage mass goes: the share of Σ|A| that all-failure groups
+carry (0 under binary GRPO; SRPO's z-scored failure ranking alone) and the share of the positive push that lands
+on failed episodes (`advantage_mass`). Each run's held-out evaluations get their slope and last − first with intervals;
 each later run's blocks and evaluations get their difference to the first run's (Newcombe 95 %), and so does
 its held-out success pooled over the evaluations after step 0 (the curve's mean height); where both runs saved
 their evaluations' episodes (steps/eval_*.npz), each evaluation is also compared episode by episode (paired
@@ -132,6 +134,56 @@ def block_summary(
     return out
 
 
+def advantage_mass(success: np.ndarray, advantages: np.ndarray, group_ids: np.ndarray) -> dict[str, float]:
+    """Where one step's (or several steps', with group ids unique across them) advantage mass goes: how much
+    of it the all-failure groups carry, and how much of the positive push lands on failed episodes.
+
+    Under binary GRPO an all-failure group has zero advantages and a failure never gets a positive one, so both
+    shares are 0; under SRPO's group z-score an all-failure group's shaped rewards get unit-scale advantages,
+    and a failure near a success centre can get a positive one.
+
+    Args:
+        success: (N,) bool outcomes.
+        advantages: (N,) group advantages as trained on.
+        group_ids: (N,) int groups.
+
+    Returns:
+        {"num_groups", "num_failure_groups", "abs_total", "abs_failure_groups", "positive_total",
+         "positive_on_failures", "failure_group_abs_share", "positive_on_failures_share"}; a share is NaN
+        where its total is 0.
+    """
+    from srpo.algo.advantages import dynamic_sampling_mask
+
+    s = np.asarray(success, dtype=bool)
+    a = np.asarray(advantages, dtype=np.float64)
+    g = np.asarray(group_ids)
+    failed_groups = dynamic_sampling_mask(s, g, 0.0, 0.0)
+    abs_total, abs_failed = float(np.abs(a).sum()), float(np.abs(a[failed_groups]).sum())
+    positive = a > 0
+    positive_total, positive_failures = float(a[positive].sum()), float(a[positive & ~s].sum())
+    return {
+        "num_groups": len(np.unique(g)), "num_failure_groups": len(np.unique(g[failed_groups])),
+        "abs_total": abs_total, "abs_failure_groups": abs_failed,
+        "positive_total": positive_total, "positive_on_failures": positive_failures,
+        "failure_group_abs_share": abs_failed / abs_total if abs_total > 0 else float("nan"),
+        "positive_on_failures_share": positive_failures / positive_total if positive_total > 0 else float("nan"),
+    }
+
+
+def advantage_mass_per_step(steps: dict[int, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    """`advantage_mass` of every step whose arrays hold group ids, in step order, each with its "step" and
+    "successes" / "episodes"."""
+    out = []
+    for step in sorted(steps):
+        arrays = steps[step]
+        if "group_ids" not in arrays:
+            continue
+        success = np.asarray(arrays["success"], dtype=bool)
+        out.append({"step": step, "successes": int(success.sum()), "episodes": int(success.size),
+                    **advantage_mass(success, arrays["advantages"], arrays["group_ids"])})
+    return out
+
+
 def heldout_points(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The run's held-out evaluations: [{"step", "num_successes", "num_episodes"}] in step order (the last record
     of a step wins, as a resumed run may evaluate a step again)."""
@@ -217,11 +269,13 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
     for (name, run_dir), metrics in zip(runs, all_metrics, strict=True):
         points = heldout_points(metrics)
         own_evals = base_evals if name == base_name else read_eval_arrays(run_dir)
+        steps = read_step_arrays(run_dir)
         entry: dict[str, Any] = {
             "run_dir": str(run_dir),
-            "blocks": block_summary(read_step_arrays(run_dir), metrics, block, entropy),
+            "blocks": block_summary(steps, metrics, block, entropy),
             "heldout": curve_summary(points) if len({p["step"] for p in points}) >= 2 else {"points": points},
             "entropy_per_step": [[int(r["step"]), entropy_of(r, entropy)] for r in metrics if "loss/entropy" in r],
+            "advantage_mass_per_step": advantage_mass_per_step(steps),
             "gain_over_start_paired": gain_over_start_paired(own_evals),
             "heldout_vs_start_paired": vs_start_paired(own_evals),
             "heldout_slope_paired": heldout_slope_paired(own_evals),
@@ -243,13 +297,14 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    """Three panels: held-out success (Wilson bars), training success per block (Wilson bars), entropy per step."""
+    """Four panels: held-out success (Wilson bars), training success per block (Wilson bars), entropy per step,
+    and the all-failure groups' share of each step's advantage mass."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     for name, run in report["runs"].items():
         pts = run["heldout"]["points"]
         if pts:
@@ -267,8 +322,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ent = run["entropy_per_step"]
         if ent:
             axes[2].plot([s for s, _ in ent], [e for _, e in ent], label=name)
+        mass = run["advantage_mass_per_step"]
+        if mass:
+            axes[3].plot([m["step"] for m in mass], [m["failure_group_abs_share"] for m in mass], marker=".",
+                         label=name)
     for ax, title in zip(axes, ("held-out success (greedy)", f"training success per {report['block']} steps",
-                                f"entropy per token ({report['entropy_key']})"), strict=True):
+                                f"entropy per token ({report['entropy_key']})",
+                                "all-failure groups' share of the step's |advantage|"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
@@ -303,6 +363,13 @@ def main() -> None:
             print(f"{b['first_step']:>4}-{b['last_step']:<4} {b['train_successes']:>6}/{b['train_episodes']:<8} "
                   f"[{b['wilson95'][0]:.3f}, {b['wilson95'][1]:.3f}] {b['entropy_mean']:>8.3f} "
                   f"{b['policy_loss_mean']:>+11.3f} {b['token_weighted_advantage_mean']:>+16.3f}")
+        if run["advantage_mass_per_step"]:
+            print("per step: successes/episodes, all-failure groups/groups, their share of |A|, share of the "
+                  "positive A on failures")
+            print("  " + "; ".join(
+                f"{m['step']}: {m['successes']}/{m['episodes']} {m['num_failure_groups']}/{m['num_groups']} "
+                f"{m['failure_group_abs_share']:.2f} {m['positive_on_failures_share']:.2f}"
+                for m in run["advantage_mass_per_step"]))
         held = run["heldout"]
         print("held-out: " + ", ".join(f"{p['step']}: {p['num_successes']}/{p['num_episodes']}"
                                        for p in held["points"]))
