@@ -10,11 +10,12 @@ failures run equally long; under the "token-mean" aggregation a negative value m
 sampled tokens down as a whole, which raises entropy step after step (see `srpo.algo.advantages.
 loss_weighted_advantage_mean`). Per step, where the advantage mass goes: the share of Σ|A| that all-failure groups
 carry (0 under binary GRPO; SRPO's z-scored failure ranking alone) and the share of the positive push that lands
-on failed episodes (`advantage_mass`). Each run's held-out evaluations get their slope and last − first with intervals;
-each later run's blocks and evaluations get their difference to the first run's (Newcombe 95 %), and so does
-its held-out success pooled over the evaluations after step 0 (the curve's mean height); where both runs saved
-their evaluations' episodes (steps/eval_*.npz), each evaluation is also compared episode by episode (paired
-bootstrap, exact McNemar), and pooled over the evaluations after step 0 with a bootstrap over init states. Runs
+on failed episodes (`srpo.algo.advantages.advantage_mass`). Each run's held-out evaluations get their slope and
+last − first with intervals; each later run's blocks and evaluations get their difference to the first run's
+(Newcombe 95 %), and so does its held-out success pooled over the evaluations after step 0 (the curve's mean
+height); where both runs saved their evaluations' episodes (steps/eval_*.npz), each evaluation is also compared
+episode by episode (paired bootstrap, exact McNemar), and pooled over the evaluations after step 0 with a
+bootstrap over init states. Runs
 started from the same checkpoint and seed are paired by design (their first step's rollouts are identical), but
 a training block's episodes are not independent draws: read block intervals as signs, held-out ones as tests.
 
@@ -134,45 +135,11 @@ def block_summary(
     return out
 
 
-def advantage_mass(success: np.ndarray, advantages: np.ndarray, group_ids: np.ndarray) -> dict[str, float]:
-    """Where one step's (or several steps', with group ids unique across them) advantage mass goes: how much
-    of it the all-failure groups carry, and how much of the positive push lands on failed episodes.
-
-    Under binary GRPO an all-failure group has zero advantages and a failure never gets a positive one, so both
-    shares are 0; under SRPO's group z-score an all-failure group's shaped rewards get unit-scale advantages,
-    and a failure near a success centre can get a positive one.
-
-    Args:
-        success: (N,) bool outcomes.
-        advantages: (N,) group advantages as trained on.
-        group_ids: (N,) int groups.
-
-    Returns:
-        {"num_groups", "num_failure_groups", "abs_total", "abs_failure_groups", "positive_total",
-         "positive_on_failures", "failure_group_abs_share", "positive_on_failures_share"}; a share is NaN
-        where its total is 0.
-    """
-    from srpo.algo.advantages import dynamic_sampling_mask
-
-    s = np.asarray(success, dtype=bool)
-    a = np.asarray(advantages, dtype=np.float64)
-    g = np.asarray(group_ids)
-    failed_groups = dynamic_sampling_mask(s, g, 0.0, 0.0)
-    abs_total, abs_failed = float(np.abs(a).sum()), float(np.abs(a[failed_groups]).sum())
-    positive = a > 0
-    positive_total, positive_failures = float(a[positive].sum()), float(a[positive & ~s].sum())
-    return {
-        "num_groups": len(np.unique(g)), "num_failure_groups": len(np.unique(g[failed_groups])),
-        "abs_total": abs_total, "abs_failure_groups": abs_failed,
-        "positive_total": positive_total, "positive_on_failures": positive_failures,
-        "failure_group_abs_share": abs_failed / abs_total if abs_total > 0 else float("nan"),
-        "positive_on_failures_share": positive_failures / positive_total if positive_total > 0 else float("nan"),
-    }
-
-
 def advantage_mass_per_step(steps: dict[int, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-    """`advantage_mass` of every step whose arrays hold group ids, in step order, each with its "step" and
-    "successes" / "episodes"."""
+    """`srpo.algo.advantages.advantage_mass` of every step whose arrays hold group ids, in step order, each with
+    its "step" and "successes" / "episodes"."""
+    from srpo.algo.advantages import advantage_mass
+
     out = []
     for step in sorted(steps):
         arrays = steps[step]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from srpo.algo.advantages import (
+    advantage_mass,
     dynamic_sampling_mask,
     loss_weighted_advantage_mean,
     referenced_failure_group_mask,
@@ -184,10 +185,8 @@ class Trainer:
         if self.cfg.algo.failure_group_adv_weight != 1.0:
             advantages = weight_failure_groups(advantages, success, group_ids, self.cfg.algo.failure_group_adv_weight)
         # How much of the step's advantage mass the all-failure groups carry (SRPO's failure ranking alone).
-        abs_total = float(np.abs(advantages).sum())
-        failed_groups = dynamic_sampling_mask(success, group_ids, 0.0, 0.0)
-        metrics["advantage/failure_group_abs_share"] = (
-            float(np.abs(advantages[failed_groups]).sum()) / abs_total if abs_total > 0 else 0.0)
+        share = advantage_mass(success, advantages, group_ids)["failure_group_abs_share"]
+        metrics["advantage/failure_group_abs_share"] = share if np.isfinite(share) else 0.0
         # Groups whose advantages are not all zero: the ones that carry any learning signal this step.
         metrics["advantage/num_groups_with_signal"] = len(np.unique(group_ids[np.abs(advantages) > 0]))
         metrics["advantage/share_groups_with_signal"] = (metrics["advantage/num_groups_with_signal"]

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from srpo.algo.advantages import (
+    advantage_mass,
     dynamic_sampling_mask,
     group_advantages,
     loss_weighted_advantage_mean,
@@ -174,3 +175,23 @@ def test_weight_failure_groups_hand_computed() -> None:
         weight_failure_groups(adv, success, groups, 1.5)
     with pytest.raises(ValueError, match=r"must all be \(N,\)"):
         weight_failure_groups(adv, success[:3], groups, 0.5)
+
+
+def test_advantage_mass_hand_computed() -> None:
+    # Group 1 holds a success: +1.2 on it, +0.3 on a failure near it, -1.5 on the other failure. Group 2 failed
+    # everywhere: +0.8 / -0.8 from its shaped rewards. |A| = 1.2 + 0.3 + 1.5 + 0.8 + 0.8 = 4.6, 1.6 of it in
+    # group 2; positive A = 1.2 + 0.3 + 0.8 = 2.3, 1.1 of it on failures.
+    mass = advantage_mass(np.array([True, False, False, False, False]),
+                          np.array([1.2, 0.3, -1.5, 0.8, -0.8]), np.array([1, 1, 1, 2, 2]))
+    assert (mass["num_groups"], mass["num_failure_groups"]) == (2, 1)
+    assert mass["failure_group_abs_share"] == pytest.approx(1.6 / 4.6)
+    assert mass["positive_on_failures_share"] == pytest.approx(1.1 / 2.3)
+    # Binary GRPO: the all-failure group's advantages are 0, a failure's never positive: both shares 0.
+    grpo = advantage_mass(np.array([True, False, False, False]), np.array([1.0, -1.0, 0.0, 0.0]),
+                          np.array([1, 1, 2, 2]))
+    assert grpo["failure_group_abs_share"] == 0.0 and grpo["positive_on_failures_share"] == 0.0
+    # No advantage at all: the shares are undefined, not 0.
+    none = advantage_mass(np.array([False, False]), np.zeros(2), np.array([3, 3]))
+    assert np.isnan(none["failure_group_abs_share"]) and np.isnan(none["positive_on_failures_share"])
+    with pytest.raises(ValueError, match=r"must all be \(N,\)"):
+        advantage_mass(np.array([True, False]), np.zeros(3), np.array([1, 1]))

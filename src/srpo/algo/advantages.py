@@ -174,6 +174,42 @@ def weight_failure_groups(
     return np.where(all_failed, weight * a, a)
 
 
+def advantage_mass(success: np.ndarray, advantages: np.ndarray, group_ids: np.ndarray) -> dict[str, float]:
+    """Where one step's (or several steps', with group ids unique across them) advantage mass goes: how much
+    of it the all-failure groups carry, and how much of the positive push lands on failed episodes.
+
+    Under binary GRPO an all-failure group has zero advantages and a failure never gets a positive one, so both
+    shares are 0; under SRPO's group z-score an all-failure group's shaped rewards get unit-scale advantages,
+    and a failure near a success centre can get a positive one.
+
+    Args:
+        success: (N,) bool outcomes.
+        advantages: (N,) group advantages as trained on.
+        group_ids: (N,) int groups.
+
+    Returns:
+        {"num_groups", "num_failure_groups", "abs_total", "abs_failure_groups", "positive_total",
+         "positive_on_failures", "failure_group_abs_share", "positive_on_failures_share"}; a share is NaN
+        where its total is 0.
+    """
+    s = np.asarray(success, dtype=bool)
+    a = np.asarray(advantages, dtype=np.float64)
+    g = np.asarray(group_ids)
+    if a.ndim != 1 or not a.shape == s.shape == g.shape:
+        raise ValueError(f"success {s.shape}, advantages {a.shape} and group_ids {g.shape} must all be (N,)")
+    failed_groups = dynamic_sampling_mask(s, g, 0.0, 0.0)
+    abs_total, abs_failed = float(np.abs(a).sum()), float(np.abs(a[failed_groups]).sum())
+    positive = a > 0
+    positive_total, positive_failures = float(a[positive].sum()), float(a[positive & ~s].sum())
+    return {
+        "num_groups": len(np.unique(g)), "num_failure_groups": len(np.unique(g[failed_groups])),
+        "abs_total": abs_total, "abs_failure_groups": abs_failed,
+        "positive_total": positive_total, "positive_on_failures": positive_failures,
+        "failure_group_abs_share": abs_failed / abs_total if abs_total > 0 else float("nan"),
+        "positive_on_failures_share": positive_failures / positive_total if positive_total > 0 else float("nan"),
+    }
+
+
 def task_baseline_advantages(rewards: np.ndarray, task_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Offline advantages: A_i = r_i − b_task(i), with b the mean reward of the dataset's episodes of that task.
 
