@@ -361,7 +361,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from srpo.config.train import load_config
-    from srpo.evaluate import evaluate_checkpoint
+    from srpo.evaluate import evaluate_checkpoint, mode_label
     from srpo.report import plot_success_curves
 
     cfg = load_config(preset=args.preset, overrides=args.overrides)
@@ -390,7 +390,7 @@ def main() -> None:
             evals[step] = episode_arrays(report["episodes"])
         tqdm.write(f"step {step:>4}: {report['num_successes']}/{report['num_episodes']}")
     summary = {**curve_summary(points), **paired_summary(evals)}
-    label = "greedy" if args.sample_temperature is None else f"sampled T={args.sample_temperature:g}"
+    label = mode_label(args.sample_temperature)
     print_curve(f"{label}, seed {cfg.seed}, {args.episodes} episodes per task", summary)
     split = split_summaries(evals, args.split_init_state) if args.split_init_state is not None else None
     for name, part in (split or {}).items():

@@ -15,9 +15,9 @@ last − first with intervals; each later run's blocks and evaluations get their
 (Newcombe 95 %), and so does its held-out success pooled over the evaluations after step 0 (the curve's mean
 height); where both runs saved their evaluations' episodes (steps/eval_*.npz), each evaluation is also compared
 episode by episode (paired bootstrap, exact McNemar), and pooled over the evaluations after step 0 with a
-bootstrap over init states. Runs
-started from the same checkpoint and seed are paired by design (their first step's rollouts are identical), but
-a training block's episodes are not independent draws: read block intervals as signs, held-out ones as tests.
+bootstrap over init states. Runs started from the same checkpoint and seed are paired by design (their first
+step's rollouts are identical), but a training block's episodes are not independent draws: read block intervals
+as signs, held-out ones as tests.
 
     python benchmarks/run_diagnostics.py --run token-mean=runs/lean_b32/srpo/seed0 \
         --run traj-mean=runs/lean_b32_trajmean/srpo/seed0 --block 10 \

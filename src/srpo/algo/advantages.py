@@ -169,9 +169,7 @@ def weight_failure_groups(
         raise ValueError(f"advantages {a.shape}, success {s.shape} and group_ids {g.shape} must all be (N,)")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight={weight} must be in [0, 1]")
-    _, inverse = np.unique(g, return_inverse=True)
-    all_failed = (np.bincount(inverse, weights=s.astype(np.float64)) == 0)[inverse]
-    return np.where(all_failed, weight * a, a)
+    return np.where(dynamic_sampling_mask(s, g, 0.0, 0.0), weight * a, a)
 
 
 def advantage_mass(success: np.ndarray, advantages: np.ndarray, group_ids: np.ndarray) -> dict[str, float]:
