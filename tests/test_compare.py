@@ -12,14 +12,16 @@ import pytest
 
 from srpo.compare import (
     CompareResult,
+    across_seeds,
     curve_statistics,
     eval_counts,
     gain_over_start,
     mean_after_start,
+    mean_per_seed,
     run_compare,
 )
 from srpo.config.train import load_config
-from srpo.evaluate import success_slope, wilson_interval
+from srpo.evaluate import SlopeEstimate, success_slope, wilson_interval
 from srpo.run_dir import read_metrics
 from test_trainer import TINY
 
@@ -135,6 +137,48 @@ def test_gain_over_start_per_seed_and_across_seeds() -> None:
     table = result.table()
     assert "srpo: mean after start − step 0, per seed +0.250, +0.100, -0.200; mean +0.050" in table
     assert "grpo: mean after start" not in table
+
+
+def test_across_seeds_hand_computed() -> None:
+    # Values 0.1, 0.2, 0.3, 0.6: mean 0.3, sample sd sqrt(0.14 / 3) = 0.216025, t_{3, 0.975} = 3.182446,
+    # half-width 3.182446 * 0.216025 / 2 = 0.343743.
+    out = across_seeds([0.1, 0.2, 0.3, 0.6])
+    assert out["mean"] == pytest.approx(0.3) and out["num_seeds"] == 4
+    assert out["std"] == pytest.approx(0.216025, abs=1e-6)
+    assert out["t_ci"] == pytest.approx([0.3 - 0.343743, 0.3 + 0.343743], abs=2e-6)
+    low, high = out["bootstrap_ci"]
+    assert 0.1 <= low < 0.3 < high <= 0.6  # resampled means lie between the smallest and largest seed
+    assert high - low < out["t_ci"][1] - out["t_ci"][0]  # with 4 seeds the bootstrap is the narrower
+    assert across_seeds([0.1, 0.2, 0.3, 0.6], level=0.5)["t_ci"][1] < out["t_ci"][1]
+    one = across_seeds([0.25])
+    assert one == {"mean": 0.25, "num_seeds": 1, "std": None, "bootstrap_ci": [0.25, 0.25], "t_ci": None}
+    for bad in ([], [0.1, float("nan")], [[0.1, 0.2]]):
+        with pytest.raises(ValueError, match="one finite value per seed"):
+            across_seeds(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"level=1\.0 must lie in"):
+        across_seeds([0.1, 0.2], level=1.0)
+
+
+def test_mean_per_seed_averages_reruns_of_a_seed() -> None:
+    assert mean_per_seed([0.1, 0.4, 0.3], [2, 0, 2]) == ([0, 2], [pytest.approx(0.4), pytest.approx(0.2)])
+    with pytest.raises(ValueError, match="one seed per value"):
+        mean_per_seed([0.1], [0, 1])
+    with pytest.raises(ValueError, match="at least one value"):
+        mean_per_seed([], [])
+
+
+def test_summary_rows_average_slopes_across_seeds() -> None:
+    result = result_of({"srpo": {0: [(0, 0.2), (10, 0.4)], 1: [(0, 0.2), (10, 0.3)], 2: [(0, 0.3), (10, 0.1)]}})
+    result.slopes["srpo"] = [SlopeEstimate(0.02, 0.0, 0.04, 2), SlopeEstimate(0.01, -0.01, 0.03, 2), None]
+    (row,) = result.summary_rows()
+    across = row["slope_across_seeds"]
+    assert across["mean"] == pytest.approx(0.015) and across["num_seeds"] == 2  # the seed without a slope is out
+    # t_{1, 0.975} = 12.706205, sd of (0.02, 0.01) = 0.0070711: half-width 0.0635310.
+    assert across["t_ci"] == pytest.approx([0.015 - 0.063531, 0.015 + 0.063531], abs=1e-6)
+    # Gains +0.2, +0.1, -0.2: mean 1/30, sd 0.208167, t_{2, 0.975} = 4.302653, half-width 0.517115.
+    assert row["gain_over_start_t_ci95"] == pytest.approx([1 / 30 - 0.517115, 1 / 30 + 0.517115], abs=2e-6)
+    assert "srpo: slope per 100 steps, mean over 2 seeds +1.500 [-4.853, +7.853] (t)" in result.table()
+    assert "+0.033 [" in result.table() and "(t)" in result.table()
 
 
 def test_run_compare_runs_both_arms_with_intervals_and_resumes(tmp_path: Path) -> None:

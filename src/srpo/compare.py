@@ -6,7 +6,8 @@ arm's gain over its start across seeds (did it learn at all), beside the arms' d
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class CompareResult:
             heights = [h for h in self.mean_after_start.get(algo, []) if h is not None]
             gains = [gain_over_start(c) for c in self.curves[algo]]
             known_gains = [g for g in gains if g is not None]
+            known_slopes = [e.slope for e in self.slopes.get(algo, []) if e is not None]
             rows.append({
                 "algo": algo,
                 "num_seeds": len(finals),
@@ -102,6 +104,11 @@ class CompareResult:
                 "gain_over_start": gains,
                 "gain_over_start_mean": float(np.mean(known_gains)) if known_gains else None,
                 "gain_over_start_ci95": list(bootstrap_ci(known_gains)) if known_gains else None,
+                # Student's t over seeds: with few seeds the bootstrap interval above is too narrow.
+                "gain_over_start_t_ci95": across_seeds(known_gains)["t_ci"] if known_gains else None,
+                # Each seed's least-squares slope of held-out success per step, averaged over seeds: does the
+                # curve rise across seeds, where one run's slope interval holds only its episode noise.
+                "slope_across_seeds": across_seeds(known_slopes) if known_slopes else None,
                 "num_reached_target": len(reached),
                 "steps_to_target_mean": float(np.mean(reached)) if reached else None,
                 "steps_to_target": self.steps_to_target[algo],
@@ -133,8 +140,18 @@ class CompareResult:
             if r["gain_over_start_mean"] is not None:
                 per_seed = ", ".join("–" if g is None else f"{g:+.3f}" for g in r["gain_over_start"])
                 low, high = r["gain_over_start_ci95"]
+                t_part = "" if r["gain_over_start_t_ci95"] is None else (
+                    f", [{r['gain_over_start_t_ci95'][0]:+.3f}, {r['gain_over_start_t_ci95'][1]:+.3f}] (t)")
                 lines.append(f"{r['algo']}: mean after start − step 0, per seed {per_seed}; mean "
-                             f"{r['gain_over_start_mean']:+.3f} [{low:+.3f}, {high:+.3f}] (bootstrap over seeds)")
+                             f"{r['gain_over_start_mean']:+.3f} [{low:+.3f}, {high:+.3f}] (bootstrap over seeds)"
+                             + t_part)
+            across = r["slope_across_seeds"]
+            if across is not None and across["num_seeds"] > 1:
+                b_low, b_high = across["bootstrap_ci"]
+                t_low, t_high = across["t_ci"]
+                lines.append(f"{r['algo']}: slope per 100 steps, mean over {across['num_seeds']} seeds "
+                             f"{100 * across['mean']:+.3f} [{100 * t_low:+.3f}, {100 * t_high:+.3f}] (t), "
+                             f"[{100 * b_low:+.3f}, {100 * b_high:+.3f}] (bootstrap over seeds)")
         for d in self.differences():
             parts = [f"{key.replace('_', ' ')} {d[key]['mean']:+.3f} [{d[key]['ci95'][0]:+.3f}, "
                      f"{d[key]['ci95'][1]:+.3f}]"
@@ -144,6 +161,64 @@ class CompareResult:
         if self.unfinished():
             lines.append("not finished (re-run the same command to resume): " + ", ".join(self.unfinished()))
         return "\n".join(lines)
+
+
+def across_seeds(values: Sequence[float], level: float = 0.95, num_resamples: int = 10_000,
+                 seed: int = 0) -> dict[str, Any]:
+    """Mean of one value per seed with two intervals: the percentile bootstrap that resamples seeds (the
+    convention of `srpo compare`), and Student's t, mean ± t_{R−1} s / √R (s the sample standard deviation over
+    the R seeds). With few seeds the bootstrap interval is too narrow (its resampled means spread by s √((R−1)/R)
+    / √R and take only a handful of distinct values); the t interval is the one to quote below about 10 seeds.
+
+    Args:
+        values: (R,) R >= 1 finite values, one per seed (average several runs of one seed first: they are not
+            independent draws of the seed).
+        level: Coverage in (0, 1).
+        num_resamples: Bootstrap resamples (>= 1).
+        seed: Seed of the resampling.
+
+    Returns:
+        {"mean", "num_seeds": R, "std": sample standard deviation (None for R = 1), "bootstrap_ci":
+        [low, high], "t_ci": [low, high] (None for R = 1)}.
+    """
+    from scipy.stats import t as student_t
+
+    from srpo.diversity import bootstrap_ci
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) < 1 or not np.all(np.isfinite(v)):
+        raise ValueError(f"across_seeds needs one finite value per seed, got {list(values)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level} must lie in (0, 1)")
+    mean = float(v.mean())
+    out: dict[str, Any] = {"mean": mean, "num_seeds": len(v), "std": None,
+                           "bootstrap_ci": list(bootstrap_ci(v, num_resamples, seed, level)), "t_ci": None}
+    if len(v) > 1:
+        std = float(v.std(ddof=1))
+        half = float(student_t.ppf((1 + level) / 2, len(v) - 1)) * std / math.sqrt(len(v))
+        out.update(std=std, t_ci=[mean - half, mean + half])
+    return out
+
+
+def mean_per_seed(values: Sequence[float], seeds: Sequence[int]) -> tuple[list[int], list[float]]:
+    """Average the values of runs that share a seed (reruns of one seed on other machines or code versions),
+    so that each seed counts once across seeds; seeds in ascending order.
+
+    Args:
+        values: (N,) one value per run.
+        seeds: (N,) the seed of each run.
+
+    Returns:
+        (the distinct seeds ascending, the mean value of each).
+    """
+    if len(values) != len(seeds) or not values:
+        raise ValueError(f"one seed per value and at least one value, got {len(values)} values and {len(seeds)} "
+                         "seeds")
+    by_seed: dict[int, list[float]] = {}
+    for value, s in zip(values, seeds, strict=True):
+        by_seed.setdefault(int(s), []).append(float(value))
+    ordered = sorted(by_seed)
+    return ordered, [float(np.mean(by_seed[s])) for s in ordered]
 
 
 def steps_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
