@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench_common import write_report
+from bench_common import save_figure, write_report
 from checkpoint_curve import heldout_slope_paired
 
 RUN_ITEM = re.compile(r"^(?:(?P<arm>[A-Za-z0-9_.-]+):)?(?P<seed>\d+)=(?P<path>.+)$")
@@ -198,10 +198,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Held-out success per seed (thin) and mean over seeds, up to step {report['horizon']}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:

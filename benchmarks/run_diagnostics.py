@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench_common import write_report
+from bench_common import save_figure, write_report
 from checkpoint_curve import (
     curve_summary,
     heldout_slope_paired,
@@ -300,10 +300,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main() -> None:
