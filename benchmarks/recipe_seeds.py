@@ -2,8 +2,9 @@
 compare` or `srpo train` output folders, reruns of a seed on other machines), each run's held-out curve cut at a
 common horizon, and across seeds: the mean slope of held-out success per step, the mean gain over the start
 (success pooled over the evaluations after step 0 minus step 0) and the final success, each with Student's t and
-bootstrap-over-seeds 95 % intervals (`srpo.compare.across_seeds`). Optionally a second arm (e.g. GRPO) and the
-arms' differences paired by seed.
+bootstrap-over-seeds 95 % intervals (`srpo.compare.across_seeds`), and the same with every rerun seed at its lowest
+and at its highest run (how much the averaging matters). Optionally a second arm (e.g. GRPO) and the arms'
+differences paired by seed.
 
 One run's slope interval holds its episode noise only; seeds vary more than episodes (docs: experiments.md), so
 "the recipe's held-out curve rises" is a claim about the mean over seeds. Runs of one seed (reruns) are averaged
@@ -111,6 +112,7 @@ def summarise(runs: list[tuple[str, int, Path]], horizon: int) -> dict[str, Any]
             ordered, values = mean_per_seed([r[key] for r in body["runs"]], seeds)
             body["per_seed"][key] = dict(zip(ordered, values, strict=True))
             body["across_seeds"][key] = across_seeds(values)
+        body["rerun_bounds"] = rerun_bounds(body["runs"])
         body["seeds"] = sorted(set(seeds))
         body["mean_curve"] = mean_curve(body["runs"])
     arms = list(report["arms"])
@@ -126,6 +128,24 @@ def summarise(runs: list[tuple[str, int, Path]], horizon: int) -> dict[str, Any]
             row[key] = {"per_seed": per_seed, **across_seeds(per_seed)}
         report["differences"].append(row)
     return report
+
+
+def rerun_bounds(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How much averaging a seed's reruns matters: every scalar across seeds again with each seed that has several
+    runs represented by its lowest run ("low") and by its highest ("high") instead of their mean; None when no
+    seed has more than one run."""
+    from srpo.compare import across_seeds
+
+    by_seed: dict[int, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_seed.setdefault(r["seed"], []).append(r)
+    if all(len(v) == 1 for v in by_seed.values()):
+        return None
+    out: dict[str, Any] = {"seeds_with_reruns": sorted(s for s, v in by_seed.items() if len(v) > 1)}
+    for key in SCALARS:
+        out[key] = {bound: across_seeds([pick(r[key] for r in by_seed[s]) for s in sorted(by_seed)])
+                    for bound, pick in (("low", min), ("high", max))}
+    return out
 
 
 def mean_curve(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -165,6 +185,13 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"  slope per 100 steps  {interval_text(across['slope_per_100_steps'])}")
         for key in ("gain_over_start", "final", "mean_after_start"):
             lines.append(f"  {key.replace('_', ' '):<20} {interval_text(across[key])}")
+        bounds = body["rerun_bounds"]
+        if bounds is not None:
+            lines.append(f"  with seeds {bounds['seeds_with_reruns']} at their lowest / highest run instead of "
+                         "their mean:")
+            for key in SCALARS:
+                lines.append(f"  {key.replace('_', ' '):<20} " + " / ".join(
+                    interval_text(bounds[key][bound]).split(", [")[0] for bound in ("low", "high")))
     for d in report["differences"]:
         lines.append(f"{d['difference']}, paired by seed over seeds {d['seeds']} (95 %):")
         for key in SCALARS:

@@ -62,6 +62,14 @@ def test_summarise_hand_computed(tmp_path: Path) -> None:
     # The mean curve: steps every run evaluated (0 and 20), seed 0's two runs averaged first.
     assert [(p["step"], p["num_seeds"]) for p in srpo["mean_curve"]] == [(0, 2), (20, 2)]
     assert srpo["mean_curve"][1]["mean"] == pytest.approx((0.25 + 0.1) / 2)
+    # Seed 0 at its lowest run (B: slope +0.5) and its highest (A: +1.0), seed 1 at its only one (0): t half-widths
+    # 12.706205 * sd / sqrt(2), sd 0.353553 and 0.707107: 3.176551 and 6.353103.
+    bounds = srpo["rerun_bounds"]
+    assert bounds["seeds_with_reruns"] == [0]
+    assert bounds["slope_per_100_steps"]["low"]["mean"] == pytest.approx(0.25)
+    assert bounds["slope_per_100_steps"]["high"]["mean"] == pytest.approx(0.5)
+    assert bounds["final"]["low"]["mean"] == pytest.approx((0.2 + 0.1) / 2)
+    assert report["arms"]["grpo"]["rerun_bounds"] is None  # one run a seed
     (diff,) = report["differences"]
     assert diff["difference"] == "srpo - grpo" and diff["seeds"] == [0, 1]
     # grpo: seed 0 slope 0, seed 1 slope +0.5: differences +0.75 and -0.5 per seed.
@@ -70,6 +78,8 @@ def test_summarise_hand_computed(tmp_path: Path) -> None:
     text = bench.table(report)
     assert "srpo, mean over 2 seeds [0, 1] (95 %):" in text and "slope per 100 steps  +0.375 [-4.390, +5.140] t" in text
     assert "srpo - grpo, paired by seed over seeds [0, 1]" in text
+    assert "with seeds [0] at their lowest / highest run" in text
+    assert "slope per 100 steps  +0.250 [-2.927, +3.427] t / +0.500 [-5.853, +6.853] t" in text
 
 
 def test_paired_slope_interval_where_evaluations_were_saved(tmp_path: Path) -> None:
