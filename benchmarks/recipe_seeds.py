@@ -74,16 +74,18 @@ def run_summary(records: list[dict[str, Any]], evals: dict[int, dict[str, np.nda
     curve = [(s, k / n) for s, k, n in counts]
     slope = success_slope(steps, [k for _, k, _ in counts], [n for _, _, n in counts])
     paired = heldout_slope_paired({s: a for s, a in evals.items() if s <= horizon})
-    paired_ok = paired is not None and paired["steps"] == steps
+    if paired is not None and paired["steps"] == steps:
+        slope_ci, slope_interval = paired["slope_per_100_steps_ci95"], "paired over init states"
+    else:
+        slope_ci, slope_interval = [100 * slope.low, 100 * slope.high], "binomial"
     gain = gain_over_start(curve)
     height = mean_after_start(curve)
     assert gain is not None and height is not None  # steps 0 and horizon > 0 are both there
     return {
         "points": [list(c) for c in counts],
         "slope_per_100_steps": 100 * slope.slope,
-        "slope_ci95": paired["slope_per_100_steps_ci95"] if paired_ok and paired is not None
-        else [100 * slope.low, 100 * slope.high],
-        "slope_interval": "paired over init states" if paired_ok else "binomial",
+        "slope_ci95": slope_ci,
+        "slope_interval": slope_interval,
         "gain_over_start": gain,
         "final": curve[-1][1],
         "mean_after_start": height,
@@ -163,13 +165,20 @@ def mean_curve(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def interval_text(stats: dict[str, Any], scale: float = 1.0) -> str:
-    mean = scale * stats["mean"]
+def t_text(stats: dict[str, Any], mark: str = " t") -> str:
+    """"+0.379 [+0.075, +0.683] t" from an `across_seeds` result (`mark` after the interval); "+0.250 (one seed)"
+    without an interval."""
     if stats["t_ci"] is None:
-        return f"{mean:+.3f} (one seed)"
-    (t_low, t_high), (b_low, b_high) = stats["t_ci"], stats["bootstrap_ci"]
-    return (f"{mean:+.3f} [{scale * t_low:+.3f}, {scale * t_high:+.3f}] t, "
-            f"[{scale * b_low:+.3f}, {scale * b_high:+.3f}] bootstrap")
+        return f"{stats['mean']:+.3f} (one seed)"
+    return f"{stats['mean']:+.3f} [{stats['t_ci'][0]:+.3f}, {stats['t_ci'][1]:+.3f}]{mark}"
+
+
+def interval_text(stats: dict[str, Any]) -> str:
+    """`t_text` and, with two or more seeds, the bootstrap-over-seeds interval beside it."""
+    if stats["t_ci"] is None:
+        return t_text(stats)
+    b_low, b_high = stats["bootstrap_ci"]
+    return f"{t_text(stats)}, [{b_low:+.3f}, {b_high:+.3f}] bootstrap"
 
 
 def table(report: dict[str, Any]) -> str:
@@ -191,7 +200,7 @@ def table(report: dict[str, Any]) -> str:
                          "their mean:")
             for key in SCALARS:
                 lines.append(f"  {key.replace('_', ' '):<20} " + " / ".join(
-                    interval_text(bounds[key][bound]).split(", [")[0] for bound in ("low", "high")))
+                    t_text(bounds[key][bound]) for bound in ("low", "high")))
     for d in report["differences"]:
         lines.append(f"{d['difference']}, paired by seed over seeds {d['seeds']} (95 %):")
         for key in SCALARS:
@@ -219,7 +228,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         slope = body["across_seeds"]["slope_per_100_steps"]
         ax.errorbar(steps, means, yerr=np.asarray(errors).T, color=colour, lw=2.5, marker="o", capsize=4,
                     label=f"{arm}: mean of {len(body['seeds'])} seeds (t 95 %), slope "
-                          f"{interval_text(slope).split(' t,')[0]} /100 steps")
+                          f"{t_text(slope, mark='')} /100 steps")
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out success (greedy)")
     ax.set_title(f"Held-out success per seed (thin) and mean over seeds, up to step {report['horizon']}")

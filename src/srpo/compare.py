@@ -89,6 +89,7 @@ class CompareResult:
             heights = [h for h in self.mean_after_start.get(algo, []) if h is not None]
             gains = [gain_over_start(c) for c in self.curves[algo]]
             known_gains = [g for g in gains if g is not None]
+            gains_across = across_seeds(known_gains) if known_gains else None
             known_slopes = [e.slope for e in self.slopes.get(algo, []) if e is not None]
             rows.append({
                 "algo": algo,
@@ -103,9 +104,9 @@ class CompareResult:
                 "mean_after_start_ci95": list(bootstrap_ci(heights)) if heights else None,
                 "gain_over_start": gains,
                 "gain_over_start_mean": float(np.mean(known_gains)) if known_gains else None,
-                "gain_over_start_ci95": list(bootstrap_ci(known_gains)) if known_gains else None,
+                "gain_over_start_ci95": gains_across["bootstrap_ci"] if gains_across else None,
                 # Student's t over seeds: with few seeds the bootstrap interval above is too narrow.
-                "gain_over_start_t_ci95": across_seeds(known_gains)["t_ci"] if known_gains else None,
+                "gain_over_start_t_ci95": gains_across["t_ci"] if gains_across else None,
                 # Each seed's least-squares slope of held-out success per step, averaged over seeds: does the
                 # curve rise across seeds, where one run's slope interval holds only its episode noise.
                 "slope_across_seeds": across_seeds(known_slopes) if known_slopes else None,
