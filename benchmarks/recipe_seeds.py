@@ -209,13 +209,18 @@ def table(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    """Each run's held-out curve thin, each arm's mean over seeds bold with its t interval."""
+    """Each run's held-out curve thin, each arm's mean over seeds bold with its t interval; with a second arm, a
+    panel beside it of the paired differences per seed (`plot_differences`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if report["differences"]:
+        fig, (ax, diff_ax) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+        plot_differences(report["differences"], diff_ax)
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (arm, body) in enumerate(report["arms"].items()):
         colour = f"C{i}"
         for r in body["runs"]:
@@ -235,6 +240,29 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     save_figure(fig, path, dpi=120)
+
+
+def plot_differences(differences: list[dict[str, Any]], ax: Any) -> None:
+    """Per difference row (first arm minus a later one): each seed's differences in gain over start and in final
+    success as dots, their mean over seeds with its Student's t interval as a bar, and 0 as a line."""
+    keys = ("gain_over_start", "final")
+    width = 0.8 / len(differences)
+    for i, d in enumerate(differences):
+        for j, key in enumerate(keys):
+            x = j + (i - (len(differences) - 1) / 2) * width
+            stats = d[key]
+            ax.scatter([x] * len(stats["per_seed"]), stats["per_seed"], color=f"C{i + 2}", alpha=0.5, s=18)
+            low, high = stats["t_ci"] if stats["t_ci"] is not None else (stats["mean"], stats["mean"])
+            ax.errorbar([x], [stats["mean"]], yerr=[[stats["mean"] - low], [high - stats["mean"]]], color=f"C{i + 2}",
+                        marker="D", capsize=6, lw=2,
+                        label=f"{d['difference']}, {len(d['seeds'])} seeds" if j == 0 else None)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(range(len(keys)), ["gain over start", "final success"])
+    ax.set_xlim(-0.6, len(keys) - 0.4)
+    ax.set_ylabel("difference in held-out success")
+    ax.set_title("Paired by seed: per seed (dots), mean with t 95 %")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def main() -> None:

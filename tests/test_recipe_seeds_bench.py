@@ -122,3 +122,36 @@ def test_main_writes_report_and_plot(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert report["horizon"] == 20 and report["arms"]["srpo"]["seeds"] == [0, 1]
     assert out.with_suffix(".png").stat().st_size > 0
     assert "srpo, mean over 2 seeds" in capsys.readouterr().out
+
+
+def test_main_plots_the_paired_differences_beside_the_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    curves = {"s0": [(0, 4), (20, 12)], "s1": [(0, 6), (20, 10)], "g0": [(0, 4), (20, 6)], "g1": [(0, 6), (20, 9)]}
+    runs = {name: fake_run(tmp_path / name, points) for name, points in curves.items()}
+    out = tmp_path / "seeds.json"
+    monkeypatch.setattr(sys, "argv", ["recipe_seeds.py", "--horizon", "20", "--run", f"0={runs['s0']}", "--run",
+                                      f"1={runs['s1']}", "--run", f"grpo:0={runs['g0']}", "--run",
+                                      f"grpo:1={runs['g1']}", "--out", str(out)])
+    drawn: list[list[dict[str, object]]] = []
+    monkeypatch.setattr(bench, "plot_differences", lambda differences, ax: drawn.append(differences))
+    bench.main()
+    assert len(drawn) == 1 and drawn[0][0]["difference"] == "srpo - grpo"
+    # gains: srpo +0.2, +0.1; grpo +0.05, +0.075: per-seed differences +0.15 and +0.025
+    assert drawn[0][0]["gain_over_start"]["per_seed"] == pytest.approx([0.15, 0.025])
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_plot_differences_draws_each_seed_and_the_mean(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = {"per_seed": [0.1, -0.05, 0.2], "mean": 0.25 / 3, "t_ci": [-0.2, 0.35]}
+    fig, ax = plt.subplots()
+    bench.plot_differences([{"difference": "srpo - grpo", "seeds": [0, 1, 2], "gain_over_start": stats,
+                             "final": {**stats, "t_ci": None}}], ax)
+    dots = [c for c in ax.collections if len(c.get_offsets()) == 3]
+    assert len(dots) == 2  # one scatter of the three seeds per quantity
+    assert sorted(np.asarray(dots[0].get_offsets())[:, 1].tolist()) == pytest.approx([-0.05, 0.1, 0.2])
+    assert ax.get_legend().get_texts()[0].get_text() == "srpo - grpo, 3 seeds"
+    plt.close(fig)
