@@ -140,9 +140,9 @@ def plot_success_curves(curves: Mapping[str, Sequence[Sequence[tuple[int, float]
         ax.axhline(target, ls="--", c="grey", lw=1, label=f"target {target:g}")
     ax.set(xlabel="step", ylabel=ylabel, ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # below the axes: labels that carry a slope and its interval are wider than the axes and covered the curves
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
