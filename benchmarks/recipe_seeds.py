@@ -208,6 +208,14 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def t_error(stats: dict[str, Any]) -> list[float]:
+    """[below, above] the mean to the ends of its Student's t interval, for an error bar; [0, 0] without one (one
+    seed). `stats` holds "mean" and "t_ci" (an `across_seeds` result or a `mean_curve` point)."""
+    if stats["t_ci"] is None:
+        return [0.0, 0.0]
+    return [stats["mean"] - stats["t_ci"][0], stats["t_ci"][1] - stats["mean"]]
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     """Each run's held-out curve thin, each arm's mean over seeds bold with its t interval; with a second arm, a
     panel beside it of the paired differences per seed (`plot_differences`)."""
@@ -228,8 +236,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         curve = body["mean_curve"]
         steps = [p["step"] for p in curve]
         means = [p["mean"] for p in curve]
-        errors = [[0.0, 0.0] if p["t_ci"] is None else [p["mean"] - p["t_ci"][0], p["t_ci"][1] - p["mean"]]
-                  for p in curve]
+        errors = [t_error(p) for p in curve]
         slope = body["across_seeds"]["slope_per_100_steps"]
         ax.errorbar(steps, means, yerr=np.asarray(errors).T, color=colour, lw=2.5, marker="o", capsize=4,
                     label=f"{arm}: mean of {len(body['seeds'])} seeds (t 95 %), slope "
@@ -252,8 +259,7 @@ def plot_differences(differences: list[dict[str, Any]], ax: Any) -> None:
             x = j + (i - (len(differences) - 1) / 2) * width
             stats = d[key]
             ax.scatter([x] * len(stats["per_seed"]), stats["per_seed"], color=f"C{i + 2}", alpha=0.5, s=18)
-            low, high = stats["t_ci"] if stats["t_ci"] is not None else (stats["mean"], stats["mean"])
-            ax.errorbar([x], [stats["mean"]], yerr=[[stats["mean"] - low], [high - stats["mean"]]], color=f"C{i + 2}",
+            ax.errorbar([x], [stats["mean"]], yerr=np.asarray([t_error(stats)]).T, color=f"C{i + 2}",
                         marker="D", capsize=6, lw=2,
                         label=f"{d['difference']}, {len(d['seeds'])} seeds" if j == 0 else None)
     ax.axhline(0.0, color="black", lw=0.8)

@@ -140,7 +140,7 @@ def test_main_plots_the_paired_differences_beside_the_curves(tmp_path: Path, mon
     assert out.with_suffix(".png").stat().st_size > 0
 
 
-def test_plot_differences_draws_each_seed_and_the_mean(tmp_path: Path) -> None:
+def test_plot_differences_draws_each_seed_and_the_mean() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
