@@ -186,3 +186,31 @@ def test_zero_advantages_still_step_on_the_entropy_bonus(trainer: Trainer):
     finally:
         trainer.cfg = dataclasses.replace(trainer.cfg, algo=algo)
     assert changed and stats["ppo/skipped_no_signal"] == 0.0
+
+
+def test_reference_kl_is_logged_without_training_on_it(tmp_path: Path):
+    """`algo.log_reference_kl` with `kl_coef = 0` builds the reference and logs loss/kl, and the update is the
+    same, weight for weight, as without it: the KL is measured, not trained on."""
+    def two_updates(run_dir: Path, *extra: str) -> tuple[dict[str, torch.Tensor], list[dict]]:
+        torch.manual_seed(0)
+        cfg = load_config(preset="tabletop", overrides=[*TINY, f"run_dir={run_dir}", *extra])
+        with Trainer(cfg, show_progress=False) as trainer:
+            start = copy.deepcopy(trainer.policy.state_dict())
+            trajs = constructed_trajectories(trainer)
+            # The second update starts one step away from the reference, so its KL has something to measure.
+            stats = [trainer.update(trajs, ADVANTAGES), trainer.update(trajs, ADVANTAGES)]
+            assert (trainer.reference is not None) == bool(extra)
+            if trainer.reference is not None:  # frozen at the start
+                ref = trainer.reference.state_dict()
+                assert all(torch.equal(v, ref[k]) for k, v in start.items())
+            return {k: v.clone() for k, v in trainer.policy.state_dict().items()}, stats
+
+    plain, plain_stats = two_updates(tmp_path / "plain")
+    logged, logged_stats = two_updates(tmp_path / "logged", "algo.log_reference_kl=true")
+    assert (tmp_path / "logged" / "reference_policy").is_dir()
+    assert not (tmp_path / "plain" / "reference_policy").exists()
+    assert "loss/kl" not in plain_stats[0]
+    assert logged_stats[0]["loss/kl"] == pytest.approx(0.0, abs=1e-6)  # at the reference
+    assert logged_stats[1]["loss/kl"] > 1e-6
+    assert all(torch.equal(plain[k], logged[k]) for k in plain), "logging the KL changed the update"
+    assert plain_stats[1]["loss/policy"] == logged_stats[1]["loss/policy"]

@@ -4,7 +4,7 @@
         config.yaml            the config the run started with (`resume_config` reads it back)
         metrics.jsonl          one JSON record per step (`MetricsLog`, `read_metrics`); tensorboard/ mirrors it
         ckpt-000010/           policy/ (save_pretrained) + trainer_state.pt (optimizer, RNG, memory bank, step)
-        reference_policy/      the frozen KL reference (only with algo.kl_coef > 0)
+        reference_policy/      the frozen KL reference (only with algo.kl_coef > 0 or algo.log_reference_kl)
         steps/step_000010.npz  per-trajectory rewards, advantages, distances of a step (`srpo report`)
         steps/eval_000010.npz  per-episode outcomes of the held-out evaluation after that step (paired comparisons)
         videos/                labelled rollout videos

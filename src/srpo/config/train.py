@@ -132,6 +132,10 @@ class AlgoConfig:
     kl_coef: float = 0.0
     """β of the KL term to the reference (initial) policy; 0 turns it off and skips the reference pass
     [the code: 0; the paper: KL regularisation]."""
+    log_reference_kl: bool = False
+    """With kl_coef = 0, still build the reference and log loss/kl (the KL of the trained policy to it, without its
+    gradient), to see how far a KL-free run moves from its start; costs one reference pass per step. Always on
+    with kl_coef > 0 [False]."""
     kl_estimator: KLEstimator = "k3"
     """KL estimator: "k1" or the low-variance "k3"."""
     entropy_coef: float = 0.0
