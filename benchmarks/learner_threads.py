@@ -106,7 +106,7 @@ def measure(cfg: TrainConfig, num_episodes: int, num_chunks: int, thread_counts:
     first one)."""
     torch.manual_seed(seed)
     policy = make_policy(cfg)
-    reference = make_policy(cfg) if cfg.algo.kl_coef > 0 else None
+    reference = make_policy(cfg) if cfg.algo.uses_reference else None
     encoder = make_reward_encoder(cfg) if cfg.algo_name == "srpo" else None
     start_weights = {k: v.detach().clone() for k, v in policy.state_dict().items()}
     trajs = synthetic_batch(policy, cfg, num_episodes, num_chunks, seed)

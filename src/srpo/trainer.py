@@ -91,7 +91,7 @@ class Trainer:
         self.watchdog = PhaseWatchdog({"embed": cfg.watchdog.embed_timeout_s, "update": cfg.watchdog.update_timeout_s},
                                       cfg.watchdog.grace_s)
         self.reference = (load_or_make_reference(cfg, self.policy, self.run_dir, self.step)
-                          if cfg.algo.kl_coef > 0 or cfg.algo.log_reference_kl else None)
+                          if cfg.algo.uses_reference else None)
         self.factory = make_env_factory(cfg)
         self.specs = self.factory.task_specs()
         self.engine: RolloutEngine = make_rollout_engine(cfg, self.factory)

@@ -177,13 +177,11 @@ def ppo_minibatch_loss(
              "ppo/approx_kl": ppo.approx_kl.item(), "ppo/ratio_mean": ppo.ratio_mean.item()}
     if batch.ref_log_probs is not None:
         ref = torch.as_tensor(batch.ref_log_probs[idx], device=device)
+        # Without the KL term (algo.log_reference_kl) the KL is measured, not trained on.
+        trained = log_probs if algo.kl_coef > 0 else log_probs.detach()
+        kl = masked_aggregate(kl_penalty(trained, ref, algo.kl_estimator), mask, algo.aggregation, row_w)
         if algo.kl_coef > 0:
-            kl = masked_aggregate(kl_penalty(log_probs, ref, algo.kl_estimator), mask, algo.aggregation, row_w)
             loss = loss + algo.kl_coef * kl
-        else:  # algo.log_reference_kl: measured, not trained on
-            with torch.no_grad():
-                kl = masked_aggregate(kl_penalty(log_probs.detach(), ref, algo.kl_estimator), mask, algo.aggregation,
-                                      row_w)
         stats["loss/kl"] = kl.item()
     ent = entropy_bonus(entropy.float(), mask, algo.aggregation, row_w)
     stats["loss/entropy"] = ent.item()

@@ -180,6 +180,11 @@ class AlgoConfig:
         require(self.adv_eps > 0, "algo.adv_eps", self.adv_eps, "a float > 0, e.g. 1e-6")
         require_choice(self.adv_std, "algo.adv_std", get_args(StdKind))
 
+    @property
+    def uses_reference(self) -> bool:
+        """Whether a run builds the frozen reference policy: for the KL term, or only to log the KL to it."""
+        return self.kl_coef > 0 or self.log_reference_kl
+
 
 @dataclass(frozen=True)
 class TrainConfig:
