@@ -27,6 +27,7 @@ as signs, held-out ones as tests.
 from __future__ import annotations
 
 import argparse
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -221,18 +222,58 @@ def gain_over_start_paired(evals: dict[int, dict[str, np.ndarray]]) -> dict[str,
     return paired_heldout_after_start({step: evals[0] for step in evals}, evals)
 
 
-def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
-    """Blocks, held-out curve and its summary of each run, and each later run's differences to the first."""
+def episodes_per_step(run_dir: Path) -> int:
+    """The episodes one training step of the run trains on: `algo.group_size` × `algo.num_prompts_per_step` of
+    its config.yaml (under dynamic sampling the batch it keeps, not every episode it sampled)."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: --x episodes reads each run's batch size from its config.yaml")
+    algo = (yaml.safe_load(path.read_text()) or {}).get("algo") or {}
+    try:
+        n = int(algo["group_size"]) * int(algo["num_prompts_per_step"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} has no int algo.group_size and algo.num_prompts_per_step") from err
+    if n < 1:
+        raise ValueError(f"{path}: algo.group_size × algo.num_prompts_per_step = {n}, expected >= 1")
+    return n
+
+
+def rescale_steps(by_step: dict[int, Any], scale: Fraction) -> dict[int, Any]:
+    """{step: v} -> {step · scale: v}, keeping the steps that land on a whole step of the new axis.
+
+    With scale = (the run's episodes per step) / (the first run's), a run's step k goes to the first run's step
+    of equal training episodes: the 64-episode run's step 2 to the 32-episode run's step 4; its step 3 with
+    scale 2/3 (step 2) has none and is dropped."""
+    out: dict[int, Any] = {}
+    for step, value in by_step.items():
+        new = step * scale
+        if new.denominator == 1:
+            out[int(new)] = value
+    return out
+
+
+def diagnose(runs: list[tuple[str, Path]], block: int, x: str = "step") -> dict[str, Any]:
+    """Blocks, held-out curve and its summary of each run, and each later run's differences to the first.
+
+    With x="episodes" each later run's held-out evaluations are compared with the first run's at equal training
+    episodes (`rescale_steps` onto the first run's step axis, its steps named in "base_steps"); its training blocks
+    are then compared only where the two runs' steps hold the same episodes. Each run's own curve, slope and gain
+    stay on its own steps."""
     from srpo.run_dir import read_eval_arrays, read_metrics, read_step_arrays
 
+    if x not in ("step", "episodes"):
+        raise ValueError(f"x must be 'step' or 'episodes', got {x!r}")
     for _, run_dir in runs:
         if not (run_dir / "metrics.jsonl").exists():
             raise FileNotFoundError(f"{run_dir} has no metrics.jsonl: give a run directory (<out>/<algo>/seed<k>)")
     all_metrics = [read_metrics(run_dir) for _, run_dir in runs]
     entropy = entropy_key(all_metrics)
-    report: dict[str, Any] = {"block": block, "entropy_key": entropy, "runs": {}}
+    report: dict[str, Any] = {"block": block, "entropy_key": entropy, "x": x, "runs": {}}
     base_name = runs[0][0]
     base_evals = read_eval_arrays(runs[0][1])
+    base_episodes = episodes_per_step(runs[0][1]) if x == "episodes" else None
     for (name, run_dir), metrics in zip(runs, all_metrics, strict=True):
         points = heldout_points(metrics)
         own_evals = base_evals if name == base_name else read_eval_arrays(run_dir)
@@ -249,16 +290,25 @@ def diagnose(runs: list[tuple[str, Path]], block: int) -> dict[str, Any]:
         }
         if name != base_name:
             base = report["runs"][base_name]
+            scale = Fraction(1)
+            if base_episodes is not None:
+                entry["episodes_per_step"] = episodes_per_step(run_dir)
+                scale = Fraction(entry["episodes_per_step"], base_episodes)
+            by_step = {p["step"]: p for p in points}
+            other_points = [{**p, "step": s} for s, p in sorted(rescale_steps(by_step, scale).items())]
+            other_evals = rescale_steps(own_evals, scale)
             entry["vs_" + base_name] = {
+                "base_steps": [p["step"] for p in other_points],
                 "train_blocks": paired_differences(base["blocks"], entry["blocks"], "first_step",
-                                                   "train_successes", "train_episodes"),
-                "heldout": paired_differences(base["heldout"]["points"], entry["heldout"]["points"], "step",
+                                                   "train_successes", "train_episodes") if scale == 1 else [],
+                "heldout": paired_differences(base["heldout"]["points"], other_points, "step",
                                               "num_successes", "num_episodes"),
-                "heldout_mean_after_start": mean_after_start_difference(base["heldout"]["points"],
-                                                                        entry["heldout"]["points"]),
-                "heldout_paired": paired_heldout(base_evals, own_evals),
-                "heldout_paired_after_start": paired_heldout_after_start(base_evals, own_evals),
+                "heldout_mean_after_start": mean_after_start_difference(base["heldout"]["points"], other_points),
+                "heldout_paired": paired_heldout(base_evals, other_evals),
+                "heldout_paired_after_start": paired_heldout_after_start(base_evals, other_evals),
             }
+        elif base_episodes is not None:
+            entry["episodes_per_step"] = base_episodes
         report["runs"][name] = entry
     return report
 
@@ -272,32 +322,36 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    by_episodes = report.get("x") == "episodes"
     for name, run in report["runs"].items():
+        per = run["episodes_per_step"] if by_episodes else 1  # x: training episodes, or training steps
         pts = run["heldout"]["points"]
         if pts:
             rates = [p["num_successes"] / p["num_episodes"] for p in pts]
             lows = [r - p.get("wilson95", [r, r])[0] for r, p in zip(rates, pts, strict=True)]
             highs = [p.get("wilson95", [r, r])[1] - r for r, p in zip(rates, pts, strict=True)]
-            axes[0].errorbar([p["step"] for p in pts], rates, yerr=[lows, highs], marker="o", capsize=3, label=name)
+            axes[0].errorbar([p["step"] * per for p in pts], rates, yerr=[lows, highs], marker="o", capsize=3,
+                             label=name)
         blocks = run["blocks"]
         if blocks:
-            mid = [(b["first_step"] + b["last_step"]) / 2 for b in blocks]
+            mid = [(b["first_step"] - 1 + b["last_step"]) / 2 * per for b in blocks] if by_episodes else \
+                [(b["first_step"] + b["last_step"]) / 2 for b in blocks]
             rates = [b["train_rate"] for b in blocks]
             axes[1].errorbar(mid, rates, yerr=[[r - b["wilson95"][0] for r, b in zip(rates, blocks, strict=True)],
                                                [b["wilson95"][1] - r for r, b in zip(rates, blocks, strict=True)]],
                              marker="s", capsize=3, label=name)
         ent = run["entropy_per_step"]
         if ent:
-            axes[2].plot([s for s, _ in ent], [e for _, e in ent], label=name)
+            axes[2].plot([s * per for s, _ in ent], [e for _, e in ent], label=name)
         mass = run["advantage_mass_per_step"]
         if mass:
-            axes[3].plot([m["step"] for m in mass], [m["failure_group_abs_share"] for m in mass], marker=".",
+            axes[3].plot([m["step"] * per for m in mass], [m["failure_group_abs_share"] for m in mass], marker=".",
                          label=name)
     for ax, title in zip(axes, ("held-out success (greedy)", f"training success per {report['block']} steps",
                                 f"entropy per token ({report['entropy_key']})",
                                 "all-failure groups' share of the step's |advantage|"), strict=True):
         ax.set_title(title)
-        ax.set_xlabel("training step")
+        ax.set_xlabel("training episodes" if by_episodes else "training step")
         ax.grid(alpha=0.3)
         ax.legend()
     save_figure(fig, path, dpi=100)
@@ -310,6 +364,10 @@ def main() -> None:
                              "baseline the others are compared with)")
     parser.add_argument("--block", type=int, default=10, help="training steps per block [10]")
     parser.add_argument("--out", type=Path, required=True, help="JSON report; the plot goes beside it (.png)")
+    parser.add_argument("--x", choices=("step", "episodes"), default="step",
+                        help="compare the later runs' held-out evaluations with the first run's at the same step "
+                             "[step], or at the same training episodes (episodes: a run of 64 episodes per step "
+                             "at its step 2 against a run of 32 at its step 4)")
     args = parser.parse_args()
     try:
         runs = parse_runs(args.runs)
@@ -317,7 +375,7 @@ def main() -> None:
         parser.error(str(e))
     if args.block < 1:
         parser.error(f"--block must be >= 1, got {args.block}")
-    report = diagnose(runs, args.block)
+    report = diagnose(runs, args.block, args.x)
     print(f"entropy: {report['entropy_key']} (the one every run logged)")
     for name, run in report["runs"].items():
         print(f"\n{name} ({run['run_dir']})")
@@ -359,6 +417,10 @@ def main() -> None:
                   f"{gain['a_only']})")
         for key, diff in run.items():
             if key.startswith("vs_"):
+                if report["x"] == "episodes":
+                    print(f"{key} at equal training episodes ({run['episodes_per_step']} per step against "
+                          f"{report['runs'][key[3:]]['episodes_per_step']}): steps on the first run's axis "
+                          f"{diff['base_steps']}")
                 for kind in ("train_blocks", "heldout"):
                     print(f"{kind} {key}: " + "; ".join(
                         f"{d.get('first_step', d.get('step'))}: {d['difference']:+.3f} "

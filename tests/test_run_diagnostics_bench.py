@@ -260,3 +260,72 @@ def test_main_reads_what_the_trainer_writes(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(sys, "argv", ["run_diagnostics.py", "--run", f"x={tmp_path}", "--out", str(out)])
     with pytest.raises(FileNotFoundError, match=r"has no metrics\.jsonl"):
         bench.main()
+
+
+def test_rescale_steps_keeps_whole_steps_only() -> None:
+    from fractions import Fraction
+
+    assert bench.rescale_steps({0: "a", 2: "b", 3: "c"}, Fraction(2)) == {0: "a", 4: "b", 6: "c"}
+    assert bench.rescale_steps({0: "a", 2: "b", 3: "c"}, Fraction(2, 3)) == {0: "a", 2: "c"}  # step 2 -> 4/3: none
+    assert bench.rescale_steps({5: "a"}, Fraction(1)) == {5: "a"}
+
+
+def write_run(run_dir: Path, group_size: int, prompts: int, evals: dict[int, list[bool]]) -> None:
+    """A results-style run folder: config.yaml with the batch size, metrics.jsonl and steps/eval_*.npz, every
+    evaluation over states 30, 31, 32, 33 of task 0."""
+    (run_dir / "steps").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"algo:\n  group_size: {group_size}\n  num_prompts_per_step: {prompts}\n")
+    records = []
+    for step, success in evals.items():
+        records.append({"step": step, "eval/num_successes": sum(success), "eval/num_episodes": len(success)})
+        np.savez(run_dir / "steps" / f"eval_{step:06d}.npz", task_ids=np.zeros(4, dtype=np.int64),
+                 init_state_ids=np.arange(30, 34), success=np.array(success), finish_step=np.full(4, 100))
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_diagnose_on_the_episodes_axis_pairs_equal_training_episodes(tmp_path: Path) -> None:
+    # The base trains on 2 × 4 = 8 episodes a step and evaluates at steps 0, 2, 4; the other on 16 a step at
+    # steps 0, 1, 2, 3. On the episodes axis the other's step 1 meets the base's step 2 and its step 2 the base's
+    # step 4; its step 3 (48 episodes = base step 6) has no partner.
+    base, other = tmp_path / "b32", tmp_path / "b64"
+    lose, win = [False] * 4, [True] * 4
+    write_run(base, 2, 4, {0: lose, 2: lose, 4: [True, False, False, False]})
+    write_run(other, 4, 4, {0: lose, 1: [True, True, False, False], 2: win, 3: lose})
+    report = bench.diagnose([("b32", base), ("b64", other)], block=2, x="episodes")
+    vs = report["runs"]["b64"]["vs_b32"]
+    assert report["runs"]["b64"]["episodes_per_step"] == 16 and report["runs"]["b32"]["episodes_per_step"] == 8
+    assert vs["base_steps"] == [0, 2, 4, 6]
+    assert [d["step"] for d in vs["heldout"]] == [0, 2, 4]
+    assert [d["difference"] for d in vs["heldout"]] == pytest.approx([0.0, 0.5, 0.75])
+    pooled = vs["heldout_paired_after_start"]
+    assert pooled["steps"] == [2, 4] and pooled["num_pairs"] == 8
+    assert pooled["difference"] == pytest.approx((2 + 3) / 8)  # 6 wins against 1 over the same states
+    assert vs["heldout_mean_after_start"]["other"] == [6, 8] and vs["heldout_mean_after_start"]["base"] == [1, 8]
+    # Its own curve stays on its own steps.
+    assert [p["step"] for p in report["runs"]["b64"]["heldout"]["points"]] == [0, 1, 2, 3]
+    # On the step axis only the same step numbers meet: 0 and 2.
+    by_step = bench.diagnose([("b32", base), ("b64", other)], block=2)["runs"]["b64"]["vs_b32"]
+    assert [d["step"] for d in by_step["heldout"]] == [0, 2]
+    assert by_step["heldout"][1]["difference"] == pytest.approx(1.0)
+    (other / "config.yaml").write_text("algo:\n  group_size: 4\n")
+    with pytest.raises(ValueError, match="num_prompts_per_step"):
+        bench.diagnose([("b32", base), ("b64", other)], block=2, x="episodes")
+    (other / "config.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match="reads each run's batch size"):
+        bench.diagnose([("b32", base), ("b64", other)], block=2, x="episodes")
+    with pytest.raises(ValueError, match="x must be"):
+        bench.diagnose([("b32", base)], block=2, x="time")
+
+
+def test_main_on_the_episodes_axis_prints_the_mapping_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    base, other = tmp_path / "b32", tmp_path / "b64"
+    write_run(base, 2, 4, {0: [False] * 4, 2: [True, False, False, False]})
+    write_run(other, 4, 4, {0: [False] * 4, 1: [True] * 4})
+    out = tmp_path / "d.json"
+    monkeypatch.setattr(sys, "argv", ["run_diagnostics.py", "--run", f"b32={base}", "--run", f"b64={other}",
+                                      "--x", "episodes", "--out", str(out)])
+    bench.main()
+    printed = capsys.readouterr().out
+    assert "vs_b32 at equal training episodes (16 per step against 8): steps on the first run's axis [0, 2]" in printed
+    assert json.loads(out.read_text())["x"] == "episodes" and (tmp_path / "d.png").stat().st_size > 0
