@@ -353,7 +353,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_title(title)
         ax.set_xlabel("training episodes" if by_episodes else "training step")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a panel no run has data for (a results folder) gets no legend
+            ax.legend()
     save_figure(fig, path, dpi=100)
 
 
