@@ -288,12 +288,11 @@ def diagnose(runs: list[tuple[str, Path]], block: int, x: str = "step") -> dict[
             "heldout_vs_start_paired": vs_start_paired(own_evals),
             "heldout_slope_paired": heldout_slope_paired(own_evals),
         }
+        if base_episodes is not None:
+            entry["episodes_per_step"] = base_episodes if name == base_name else episodes_per_step(run_dir)
         if name != base_name:
             base = report["runs"][base_name]
-            scale = Fraction(1)
-            if base_episodes is not None:
-                entry["episodes_per_step"] = episodes_per_step(run_dir)
-                scale = Fraction(entry["episodes_per_step"], base_episodes)
+            scale = Fraction(1) if base_episodes is None else Fraction(entry["episodes_per_step"], base_episodes)
             by_step = {p["step"]: p for p in points}
             other_points = [{**p, "step": s} for s, p in sorted(rescale_steps(by_step, scale).items())]
             other_evals = rescale_steps(own_evals, scale)
@@ -307,8 +306,6 @@ def diagnose(runs: list[tuple[str, Path]], block: int, x: str = "step") -> dict[
                 "heldout_paired": paired_heldout(base_evals, other_evals),
                 "heldout_paired_after_start": paired_heldout_after_start(base_evals, other_evals),
             }
-        elif base_episodes is not None:
-            entry["episodes_per_step"] = base_episodes
         report["runs"][name] = entry
     return report
 
