@@ -230,7 +230,8 @@ def sft_config_from_args(args: argparse.Namespace) -> SFTRunConfig:
         suite=args.suite, tasks=tuple(args.tasks) if args.tasks else None,
         init=str(args.init) if args.init is not None else None, vision_encoder=args.vision_encoder,
         fine_tune_vision=args.fine_tune_vision, text_encoder=args.text_encoder, chunk_size=args.chunk_size,
-        image_size=args.image_size, device=args.device, demo_noise=args.demo_noise,
+        image_size=args.image_size, d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads,
+        ff_dim=args.ff_dim, device=args.device, demo_noise=args.demo_noise,
         random_prefix=args.random_prefix, demo_layouts=args.demo_layouts, object_state=args.object_state,
         num_eval_init_states=args.num_eval_init_states, num_eval_episodes_per_task=args.eval_episodes,
         num_eval_videos_per_task=args.eval_videos,
@@ -369,6 +370,14 @@ def add_sft_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--fine-tune-vision", action="store_true", help="train the image encoder too")
     p.add_argument("--text-encoder", choices=["minilm", "hashed"], default=run_default("text_encoder"))
     p.add_argument("--image-size", type=int, default=None, help="policy image side (default: 128; tabletop 64)")
+    p.add_argument("--d-model", type=int, default=None,
+                   help="width of a fresh policy's action transformer (default: policy default, 128)")
+    p.add_argument("--num-layers", type=int, default=None,
+                   help="transformer layers of a fresh policy (default: policy default, 3)")
+    p.add_argument("--num-heads", type=int, default=None,
+                   help="attention heads of a fresh policy, dividing --d-model (default: policy default, 4)")
+    p.add_argument("--ff-dim", type=int, default=None,
+                   help="MLP width of a fresh policy's transformer (default: policy default, 256)")
     p.add_argument("--demo-noise", type=float, default=run_default("demo_noise"),
                    help="tabletop: expert translation noise std")
     p.add_argument("--random-prefix", type=int, default=run_default("random_prefix"),

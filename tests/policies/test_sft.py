@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ import torch
 from policy_helpers import tiny_config
 
 from srpo.cli import build_parser, sft_config_from_args
+from srpo.config.base import ConfigError
 from srpo.config.env import TabletopConfig
-from srpo.config.sft import SFTConfig
+from srpo.config.sft import SFTConfig, SFTRunConfig
 from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
 from srpo.errors import InputFileError
 from srpo.policies.compact import CompactVLA
@@ -99,6 +101,38 @@ def test_run_sft_through_its_parser(tmp_path: Path) -> None:
     assert result.checkpoint == tmp_path / "run" / "final"
     loaded = CompactVLA.from_pretrained(tmp_path / "run" / "final")
     assert loaded.config.state_dim == 4 and loaded.config.image_size == 32
+
+
+def test_run_sft_builds_the_transformer_size_its_flags_ask_for(tmp_path: Path) -> None:
+    """--d-model/--num-layers/--num-heads/--ff-dim size a fresh policy; the checkpoint keeps that size, and its
+    trainable parameter count is the one a policy built directly from those values has."""
+    args = build_parser().parse_args([
+        "sft", "--env", "tabletop", "--tasks", "0", "--steps", "2", "--batch-size", "4", "--vision-encoder",
+        "conv", "--text-encoder", "hashed", "--image-size", "32", "--d-model", "48", "--num-layers", "2",
+        "--num-heads", "6", "--ff-dim", "40", "--out", str(tmp_path / "run"), "--no-progress",
+        "--eval-episodes", "0",
+    ])
+    result = run_sft(sft_config_from_args(args))
+    loaded = CompactVLA.from_pretrained(result.checkpoint)
+    c = loaded.config
+    assert (c.d_model, c.num_layers, c.num_heads, c.ff_dim) == (48, 2, 6, 40)
+    assert len(loaded.transformer.layers) == 2
+    assert loaded.transformer.layers[0].self_attn.num_heads == 6
+    assert loaded.transformer.layers[0].linear1.out_features == 40
+    direct = CompactVLA(dataclasses.replace(c, checkpoint=None))
+    assert sum(p.numel() for p in direct.parameters()) == sum(p.numel() for p in loaded.parameters())
+
+
+def test_sft_size_flags_are_validated() -> None:
+    with pytest.raises(ConfigError, match="multiple of num_heads=4"):
+        SFTRunConfig(out="x", env="tabletop", d_model=30)
+    with pytest.raises(ConfigError, match="multiple of num_heads=5"):
+        SFTRunConfig(out="x", env="tabletop", num_heads=5)
+    with pytest.raises(ConfigError, match="num_layers"):
+        SFTRunConfig(out="x", env="tabletop", num_layers=0)
+    with pytest.raises(ConfigError, match=r"drop --ff-dim or --init"):
+        SFTRunConfig(out="x", env="tabletop", init="ckpt", ff_dim=64)
+    assert SFTRunConfig(out="x", env="tabletop", d_model=256, num_heads=8).d_model == 256
 
 
 def test_run_sft_tabletop_recipe_options(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from srpo.config.base import ConfigError, require, require_choice
+from srpo.config.policy import PolicyConfig
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,14 @@ class SFTRunConfig:
     """Actions per chunk of a fresh policy (None: the policy default, 8)."""
     image_size: int | None = None
     """Policy image side (None: 128; 64 on tabletop)."""
+    d_model: int | None = None
+    """Width of a fresh policy's action transformer (None: the policy default, 128)."""
+    num_layers: int | None = None
+    """Transformer layers of a fresh policy (None: the policy default, 3)."""
+    num_heads: int | None = None
+    """Attention heads of a fresh policy; must divide its width (None: the policy default, 4)."""
+    ff_dim: int | None = None
+    """Hidden size of a fresh policy's transformer MLPs (None: the policy default, 256)."""
     device: str = "cpu"
     """Torch device of the policy."""
     demo_noise: float = 0.0
@@ -121,6 +130,16 @@ class SFTRunConfig:
             require_choice(self.env, "env", ["tabletop"])
         require(self.chunk_size is None or self.chunk_size >= 1, "chunk_size", self.chunk_size,
                 "an int >= 1, or null for the policy default")
+        for name in ("d_model", "num_layers", "num_heads", "ff_dim"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, name, value, "an int >= 1, or null for the policy default")
+            if value is not None and self.init is not None:
+                raise ConfigError(f"{name}={value} sets the width of a fresh policy, but init={self.init!r} loads "
+                                  f"one whose architecture is fixed: drop --{name.replace('_', '-')} or --init")
+        width = self.d_model if self.d_model is not None else PolicyConfig.d_model
+        heads = self.num_heads if self.num_heads is not None else PolicyConfig.num_heads
+        require(width % heads == 0, "d_model", width,
+                f"a multiple of num_heads={heads} (--num-heads), e.g. {heads * 32}")
         require(self.num_eval_episodes_per_task >= 0, "num_eval_episodes_per_task",
                 self.num_eval_episodes_per_task, "an int >= 0 (0 skips the evaluation)")
         require(self.random_prefix >= 0, "random_prefix", self.random_prefix, "an int >= 0 (0: start at reset)")
