@@ -134,7 +134,7 @@ class SFTRunConfig:
             value = getattr(self, name)
             require(value is None or value >= 1, name, value, "an int >= 1, or null for the policy default")
             if value is not None and self.init is not None:
-                raise ConfigError(f"{name}={value} sets the width of a fresh policy, but init={self.init!r} loads "
+                raise ConfigError(f"{name}={value} sizes a fresh policy, but init={self.init!r} loads "
                                   f"one whose architecture is fixed: drop --{name.replace('_', '-')} or --init")
         width = self.d_model if self.d_model is not None else PolicyConfig.d_model
         heads = self.num_heads if self.num_heads is not None else PolicyConfig.num_heads
