@@ -312,16 +312,7 @@ def run_sft(cfg: SFTRunConfig) -> SFTResult:
             text_encoder=cfg.text_encoder, image_size=image_size, state_dim=state_dim, device=cfg.device,
             seed=cfg.sft.seed,
         )
-        # Flags left out (None) keep the policy's own defaults.
-        policy_config = dataclasses.replace(
-            policy_config,
-            chunk_size=policy_config.chunk_size if cfg.chunk_size is None else cfg.chunk_size,
-            d_model=policy_config.d_model if cfg.d_model is None else cfg.d_model,
-            num_layers=policy_config.num_layers if cfg.num_layers is None else cfg.num_layers,
-            num_heads=policy_config.num_heads if cfg.num_heads is None else cfg.num_heads,
-            ff_dim=policy_config.ff_dim if cfg.ff_dim is None else cfg.ff_dim,
-        )
-        policy = CompactVLA(policy_config)
+        policy = CompactVLA(cfg.sized(policy_config))
     config = dataclasses.replace(cfg.sft, checkpoint_dir=cfg.out)
     result = train_sft(policy, demos, config)
     print(

@@ -124,9 +124,9 @@ def test_run_sft_builds_the_transformer_size_its_flags_ask_for(tmp_path: Path) -
 
 
 def test_sft_size_flags_are_validated() -> None:
-    with pytest.raises(ConfigError, match="multiple of num_heads=4"):
+    with pytest.raises(ConfigError, match=r"multiple of policy\.num_heads=4"):
         SFTRunConfig(out="x", env="tabletop", d_model=30)
-    with pytest.raises(ConfigError, match="multiple of num_heads=5"):
+    with pytest.raises(ConfigError, match=r"multiple of policy\.num_heads=5"):
         SFTRunConfig(out="x", env="tabletop", num_heads=5)
     with pytest.raises(ConfigError, match="num_layers"):
         SFTRunConfig(out="x", env="tabletop", num_layers=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from srpo.config.base import ConfigError, require, require_choice
@@ -132,14 +132,22 @@ class SFTRunConfig:
                 "an int >= 1, or null for the policy default")
         for name in ("d_model", "num_layers", "num_heads", "ff_dim"):
             value = getattr(self, name)
-            require(value is None or value >= 1, name, value, "an int >= 1, or null for the policy default")
             if value is not None and self.init is not None:
                 raise ConfigError(f"{name}={value} sizes a fresh policy, but init={self.init!r} loads "
                                   f"one whose architecture is fixed: drop --{name.replace('_', '-')} or --init")
-        width = self.d_model if self.d_model is not None else PolicyConfig.d_model
-        heads = self.num_heads if self.num_heads is not None else PolicyConfig.num_heads
-        require(width % heads == 0, "d_model", width,
-                f"a multiple of num_heads={heads} (--num-heads), e.g. {heads * 32}")
+        self.sized(PolicyConfig())  # PolicyConfig's own checks of the size (each >= 1, heads dividing the width)
         require(self.num_eval_episodes_per_task >= 0, "num_eval_episodes_per_task",
                 self.num_eval_episodes_per_task, "an int >= 0 (0 skips the evaluation)")
         require(self.random_prefix >= 0, "random_prefix", self.random_prefix, "an int >= 0 (0: start at reset)")
+
+    def sized(self, policy: PolicyConfig) -> PolicyConfig:
+        """`policy` with this run's size fields (chunk_size, d_model, num_layers, num_heads, ff_dim) applied; a
+        field left None keeps the policy's value. PolicyConfig validates the result."""
+        return replace(
+            policy,
+            chunk_size=policy.chunk_size if self.chunk_size is None else self.chunk_size,
+            d_model=policy.d_model if self.d_model is None else self.d_model,
+            num_layers=policy.num_layers if self.num_layers is None else self.num_layers,
+            num_heads=policy.num_heads if self.num_heads is None else self.num_heads,
+            ff_dim=policy.ff_dim if self.ff_dim is None else self.ff_dim,
+        )
