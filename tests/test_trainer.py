@@ -19,7 +19,7 @@ import torch
 
 from srpo.config.train import TrainConfig, load_config
 from srpo.errors import InputFileError
-from srpo.run_dir import CHECKPOINT_PREFIX, list_checkpoints, read_metrics
+from srpo.run_dir import CHECKPOINT_PREFIX, list_checkpoints, read_metrics, resume_config
 from srpo.trainer import Trainer
 from tiny_config import PIXEL_ENCODER, as_sets, tiny_tabletop
 
@@ -90,6 +90,25 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path: Path):
     b = read_metrics(split.run_dir)
     assert [r["step"] for r in b] == [1, 2]
     assert a[-1]["loss/policy"] == b[-1]["loss/policy"]
+
+
+def test_resume_with_a_changed_config_rewrites_config_yaml_and_keeps_the_old_one(tmp_path: Path):
+    cfg = tiny_config(tmp_path / "run", "num_steps=1", "num_eval_episodes_per_task=0", "num_videos_per_step=0")
+    with Trainer(cfg, show_progress=False) as trainer:
+        trainer.train()
+    run = Path(cfg.run_dir)
+    assert resume_config(run).num_steps == 1
+    with Trainer(replace(cfg, num_steps=2), resume=True, show_progress=False) as trainer:
+        trainer.train()
+    # config.yaml is what the run now is (a plain --resume reads 2, not 1); the steps up to 1 ran with the old one.
+    assert resume_config(run).num_steps == 2
+    assert load_config(run / "config.step-000001.yaml").num_steps == 1
+    # Resuming with the config it already has keeps config.yaml as it is and keeps no copy.
+    before = (run / "config.yaml").read_text()
+    with Trainer(replace(cfg, num_steps=2), resume=True, show_progress=False) as trainer:
+        assert trainer.step == 2
+    assert (run / "config.yaml").read_text() == before
+    assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.step-000001.yaml", "config.yaml"]
 
 
 def test_refuses_to_overwrite_and_resume_needs_checkpoint(tmp_path: Path):

@@ -36,6 +36,7 @@ from srpo.run_dir import (
     read_trainer_state,
     resumable_checkpoints,
     save_run_config,
+    update_run_config,
 )
 from srpo.update import make_optimizer
 
@@ -301,6 +302,7 @@ def start_run(cfg: TrainConfig, resume: bool, policy: TrainablePolicy | None) ->
         torch.set_rng_state(state["torch_rng"])
         step = int(state["step"])
         metrics_log.truncate_after(step)
+        update_run_config(cfg, run_dir, step)
         log.info("resumed %s at step %d", run_dir, step)
     else:
         save_run_config(cfg, run_dir)

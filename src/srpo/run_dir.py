@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
-from srpo.config.train import TrainConfig, load_config, save_config
+from srpo.config.train import TrainConfig, config_to_dict, load_config, save_config
 from srpo.errors import InputFileError
 from srpo.manifest import write_manifest
 from srpo.policies.base import TrainablePolicy
@@ -233,6 +234,30 @@ def _fsync_tree(root: Path) -> None:
 def save_run_config(cfg: TrainConfig, run_dir: Path) -> None:
     """Write the run's config.yaml (read back by `resume_config`)."""
     save_config(cfg, run_dir / CONFIG_FILE)
+
+
+def update_run_config(cfg: TrainConfig, run_dir: Path, step: int) -> Path | None:
+    """On resume: make config.yaml the config the run continues with, keeping the one it ran with so far.
+
+    A run resumed with overrides (`--set num_steps=40` to extend it) would otherwise keep a config.yaml that no
+    longer describes it, and a later plain `--resume` would read the old values back (a 40-step run resumed
+    with num_steps=20 does nothing). When `cfg` differs from config.yaml, the old file is kept as
+    `config.step-<step>.yaml` (the config of steps up to `step`) and config.yaml is rewritten; provenance.jsonl
+    records the command of each start.
+
+    Returns:
+        The path the previous config was kept at, or None when nothing changed.
+    """
+    path = run_dir / CONFIG_FILE
+    if path.exists() and yaml.safe_load(path.read_text()) == config_to_dict(cfg):
+        return None
+    kept = None
+    if path.exists():
+        kept = run_dir / f"config.step-{step:06d}.yaml"
+        os.replace(path, kept)
+        log.info("the run continues with a changed config: %s is rewritten, the previous one kept as %s", path, kept)
+    save_config(cfg, path)
+    return kept
 
 
 def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
