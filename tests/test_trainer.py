@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from srpo.config.base import ConfigError
 from srpo.config.train import TrainConfig, load_config
 from srpo.errors import InputFileError
 from srpo.run_dir import CHECKPOINT_PREFIX, list_checkpoints, read_metrics, resume_config
@@ -109,6 +110,10 @@ def test_resume_with_a_changed_config_rewrites_config_yaml_and_keeps_the_old_one
         assert trainer.step == 2
     assert (run / "config.yaml").read_text() == before
     assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.step-000001.yaml", "config.yaml"]
+    # Resumed with a length it has passed, the run says how to continue it instead of silently doing nothing.
+    with pytest.raises(ConfigError, match=r"is at step 2, past num_steps=1: pass --set num_steps=N with N > 2"):
+        Trainer(replace(cfg, num_steps=1), resume=True, show_progress=False)
+    assert resume_config(run).num_steps == 2  # and leaves config.yaml as it was
 
 
 def test_refuses_to_overwrite_and_resume_needs_checkpoint(tmp_path: Path):

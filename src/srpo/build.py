@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from srpo.config.base import ConfigError
 from srpo.config.train import TrainConfig
 from srpo.envs.base import EnvFactory
 from srpo.errors import InputFileError, SrpoError
@@ -287,8 +288,16 @@ def start_run(cfg: TrainConfig, resume: bool, policy: TrainablePolicy | None) ->
     torch.manual_seed(cfg.seed)
     state: dict[str, Any] | None = None
     if resume:
-        _, (state, policy) = newest_intact(resumable_checkpoints(run_dir), lambda ckpt: (
+        _, (saved, policy) = newest_intact(resumable_checkpoints(run_dir), lambda ckpt: (
             read_trainer_state(ckpt), load_policy_checkpoint(cfg, ckpt / POLICY_DIR)))
+        state = saved
+        if int(saved["step"]) > cfg.num_steps:
+            # The loop would run no step and say nothing: a run extended once (--set num_steps=40) and resumed
+            # with its old length, say.
+            raise ConfigError(
+                f"{run_dir} is at step {saved['step']}, past num_steps={cfg.num_steps}: pass --set num_steps=N "
+                f"with N > {saved['step']} to continue it"
+            )
     built = policy if policy is not None else make_policy(cfg)
     params = [p for p in built.parameters() if p.requires_grad]
     if not params:
