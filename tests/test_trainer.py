@@ -114,6 +114,14 @@ def test_resume_with_a_changed_config_rewrites_config_yaml_and_keeps_the_old_one
     with pytest.raises(ConfigError, match=r"is at step 2, past num_steps=1: pass --set num_steps=N with N > 2"):
         Trainer(replace(cfg, num_steps=1), resume=True, show_progress=False)
     assert resume_config(run).num_steps == 2  # and leaves config.yaml as it was
+    # Changed twice at one step (no checkpoint in between): the kept file stays the config steps 0-1 ran with.
+    with Trainer(replace(cfg, num_steps=3), resume=True, show_progress=False):
+        pass
+    assert load_config(run / "config.step-000002.yaml").num_steps == 2
+    with Trainer(replace(cfg, num_steps=4), resume=True, show_progress=False):
+        pass
+    assert load_config(run / "config.step-000002.yaml").num_steps == 2
+    assert resume_config(run).num_steps == 4
 
 
 def test_refuses_to_overwrite_and_resume_needs_checkpoint(tmp_path: Path):

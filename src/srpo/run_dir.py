@@ -240,10 +240,10 @@ def update_run_config(cfg: TrainConfig, run_dir: Path, step: int) -> Path | None
     """On resume: make config.yaml the config the run continues with, keeping the one it ran with so far.
 
     A run resumed with overrides (`--set num_steps=40` to extend it) would otherwise keep a config.yaml that no
-    longer describes it, and a later plain `--resume` would read the old values back (a 40-step run resumed
-    with num_steps=20 does nothing). When `cfg` differs from config.yaml, the old file is kept as
-    `config.step-<step>.yaml` (the config of steps up to `step`) and config.yaml is rewritten; provenance.jsonl
-    records the command of each start.
+    longer describes it, and a later plain `--resume` would read the old values back. When `cfg` differs from
+    config.yaml, the old file is kept as `config.step-<step>.yaml` (the config of steps up to `step`) and
+    config.yaml is rewritten; provenance.jsonl records the command of each start. A second change at the same
+    step (resumed again before any new checkpoint) keeps the first kept file: the steps up to `step` ran with it.
 
     Returns:
         The path the previous config was kept at, or None when nothing changed.
@@ -254,8 +254,10 @@ def update_run_config(cfg: TrainConfig, run_dir: Path, step: int) -> Path | None
     kept = None
     if path.exists():
         kept = run_dir / f"config.step-{step:06d}.yaml"
-        os.replace(path, kept)
-        log.info("the run continues with a changed config: %s is rewritten, the previous one kept as %s", path, kept)
+        if not kept.exists():
+            os.replace(path, kept)
+        log.info("the run continues with a changed config: %s is rewritten; the config of its steps up to %d is %s",
+                 path, step, kept)
     save_config(cfg, path)
     return kept
 
