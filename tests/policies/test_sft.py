@@ -13,6 +13,7 @@ from policy_helpers import tiny_config
 from srpo.cli import build_parser, sft_config_from_args
 from srpo.config.base import ConfigError
 from srpo.config.env import TabletopConfig
+from srpo.config.policy import PolicyConfig
 from srpo.config.sft import SFTConfig, SFTRunConfig
 from srpo.envs.tabletop import TabletopEnvFactory, record_tabletop_demos
 from srpo.errors import InputFileError
@@ -119,7 +120,9 @@ def test_run_sft_builds_the_transformer_size_its_flags_ask_for(tmp_path: Path) -
     assert loaded.transformer.layers[0].self_attn.num_heads == 6
     assert (loaded.transformer.layers[0].linear1.in_features, loaded.transformer.layers[0].linear1.out_features) \
         == (48, 40)
-    default = CompactVLA(dataclasses.replace(c, checkpoint=None, d_model=128, num_layers=3, num_heads=4, ff_dim=256))
+    d = PolicyConfig()  # the size the flags replace
+    default = CompactVLA(dataclasses.replace(c, checkpoint=None, d_model=d.d_model, num_layers=d.num_layers,
+                                             num_heads=d.num_heads, ff_dim=d.ff_dim))
     assert sum(p.numel() for p in default.parameters()) != sum(p.numel() for p in loaded.parameters())
 
 
